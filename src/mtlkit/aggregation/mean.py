@@ -1,0 +1,26 @@
+"""Mean: the average of the task gradients (equal weighting, the reference)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtlkit._registry import AGGREGATORS
+from mtlkit.aggregation._base import GramianWeightedAggregator
+
+
+@AGGREGATORS.register()
+class Mean(GramianWeightedAggregator):
+    """Average of the rows of the Jacobian.
+
+    >>> import torch
+    >>> Mean()(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    tensor([0.5000, 0.5000])
+    """
+
+    paper = "Equal weighting of task gradients (reference)"
+    permutation_invariant = True
+
+    def weights(self, gramian: Tensor) -> Tensor:
+        k = gramian.shape[0]
+        return torch.full((k,), 1.0 / k, dtype=gramian.dtype, device=gramian.device)

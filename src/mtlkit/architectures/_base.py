@@ -1,0 +1,78 @@
+"""The model contract shared by every architecture.
+
+Any ``nn.Module`` whose ``forward(x)`` returns ``{task: Tensor}`` can be trained. Models that
+subclass :class:`MultiTaskModel` also expose what gradient-space methods need:
+
+* ``shared_parameters()`` / ``task_parameters(name)``;
+* ``has_representation``: when True, ``encode(x)`` returns the shared representation and
+  ``decode(rep)`` the task outputs, with ``forward(x) == decode(encode(x))``;
+* ``last_shared_parameters()``: the last shared layer (GradNorm);
+* ``config``: a JSON-able dict that rebuilds the model (no pickle) through
+  :func:`mtlkit.architectures.build_model`;
+* ``extra_losses()``: regularisers the architecture adds to the objective (soft-sharing
+  penalties, adversarial terms) as ``{name: scalar}``; logged and added by the trainer;
+* ``sharing_summary()``: JSON-able learned sharing (gates, units, policies) for the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from mtlkit.tasks import Task
+
+
+def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Sequential:
+    """A task head: optional hidden ReLU layers then a linear layer of ``task.out_dim``."""
+    layers: list[nn.Module] = []
+    prev = in_features
+    for h in hidden:
+        layers += [nn.Linear(prev, h), nn.ReLU()]
+        prev = h
+    layers.append(nn.Linear(prev, task.out_dim))
+    return nn.Sequential(*layers)
+
+
+class MultiTaskModel(nn.Module):
+    """Base class of mtlkit architectures (user models need not subclass it)."""
+
+    paper: ClassVar[str] = ""
+    has_representation: ClassVar[bool] = True
+
+    tasks: list[Task]
+    config: dict[str, Any]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def encode(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} has no shared representation.")
+
+    def decode(self, rep: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} has no shared representation.")
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.decode(self.encode(x))
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def task_parameters(self, name: str) -> Iterator[nn.Parameter]:  # pragma: no cover
+        raise NotImplementedError
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        params = list(self.shared_parameters())
+        return params[-2:] if len(params) >= 2 else params
+
+    def extra_losses(self) -> dict[str, Tensor]:
+        return {}
+
+    def sharing_summary(self) -> dict[str, Any]:
+        return {}
+
+    def _check_task(self, name: str) -> None:
+        if name not in self.task_names:
+            raise KeyError(f"Unknown task {name!r}; the model's tasks are {self.task_names}.")

@@ -1,0 +1,183 @@
+"""Tensor-backed multi-task datasets with per-task label masks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from mtlkit.tasks import Task
+
+
+class MultiTaskData(Dataset):
+    """Inputs ``x`` (N, ...) and, per task, targets and a mask of labelled entries.
+
+    Indexing returns ``(x_i, {task: y_i}, {task: mask_i})``. Batches are taken by
+    :meth:`batch` (one tensor gather, no per-sample collation), which the trainer uses.
+
+    Args:
+        x: input tensor, first dimension = samples.
+        targets: ``{task: tensor}`` shaped as :mod:`mtlkit.tasks` documents.
+        masks: ``{task: bool tensor}``; default: all labelled.
+        tasks: the task specs (targets are checked against them).
+    """
+
+    def __init__(self, x: Tensor, targets: Mapping[str, Tensor], masks: Mapping[str, Tensor] | None = None,
+                 tasks: Sequence[Task] | None = None, *, source: str | None = None) -> None:
+        x = torch.as_tensor(x)
+        if x.dim() == 0 or x.shape[0] == 0:
+            raise ValueError(f"The dataset{_of(source)} is empty: it has no samples.")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero()[:5, 0].tolist()
+            raise ValueError(f"The inputs{_of(source)} contain NaN or infinite values (rows {bad} ...).")
+        self.x = x
+        self.targets = {k: torch.as_tensor(v) for k, v in targets.items()}
+        masks = dict(masks or {})
+        self.masks = {k: torch.as_tensor(masks[k]).bool() if k in masks else
+                      torch.ones(v.shape, dtype=torch.bool) for k, v in self.targets.items()}
+        n = x.shape[0]
+        for k, v in self.targets.items():
+            if v.shape[0] != n:
+                raise ValueError(f"Task {k!r} has {v.shape[0]} targets but there are {n} inputs.")
+            if self.masks[k].shape != v.shape:
+                raise ValueError(f"Task {k!r}: mask shape {tuple(self.masks[k].shape)} does not match "
+                                 f"targets {tuple(v.shape)}.")
+        self.tasks = list(tasks) if tasks is not None else None
+        if self.tasks is not None:
+            check_targets(self.tasks, self.targets, self.masks)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        return (self.x[i], {k: v[i] for k, v in self.targets.items()},
+                {k: m[i] for k, m in self.masks.items()})
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.targets)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def batch(self, idx: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        return (self.x[idx], {k: v[idx] for k, v in self.targets.items()},
+                {k: m[idx] for k, m in self.masks.items()})
+
+    def subset(self, idx: Sequence[int] | np.ndarray | Tensor) -> MultiTaskData:
+        idx_t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        out = MultiTaskData.__new__(MultiTaskData)
+        out.x = self.x[idx_t]
+        out.targets = {k: v[idx_t] for k, v in self.targets.items()}
+        out.masks = {k: m[idx_t] for k, m in self.masks.items()}
+        out.tasks = self.tasks
+        return out
+
+    def labelled_counts(self) -> dict[str, int]:
+        """Samples with at least one label, per task."""
+        return {k: int(m.reshape(m.shape[0], -1).any(1).sum()) for k, m in self.masks.items()}
+
+    def iter_batches(self, batch_size: int, *, shuffle: bool = False,
+                     generator: torch.Generator | None = None, drop_last: bool = False
+                     ) -> Iterator[tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - (n % batch_size) if drop_last and n >= batch_size else n
+        for s in range(0, stop, batch_size):
+            yield self.batch(order[s:s + batch_size])
+
+
+def _of(source: str | None) -> str:
+    return f" of {source}" if source else ""
+
+
+def check_targets(tasks: Sequence[Task], targets: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
+    """Check every task has targets of the right shape and range (labelled entries only)."""
+    for t in tasks:
+        if t.name not in targets:
+            raise ValueError(f"No labels for task {t.name!r}. Labelled tasks: {sorted(targets)}.")
+        y, m = targets[t.name], masks[t.name]
+        n = y.shape[0]
+        want: tuple[int, ...] = (n,) if t.kind in ("binary", "multiclass") else (n, t.out_dim)
+        if tuple(y.shape) != want:
+            raise ValueError(f"Task {t.name!r} ({t.kind}): labels have shape {tuple(y.shape)}, expected {want}.")
+        vals = y[m]
+        if vals.numel() == 0:
+            continue
+        if t.kind == "multiclass":
+            lo, hi = int(vals.min()), int(vals.max())
+            if lo < 0 or hi >= int(t.num_classes or 0):
+                raise ValueError(
+                    f"Task {t.name!r}: label {hi if hi >= (t.num_classes or 0) else lo} is outside "
+                    f"[0, {t.num_classes}) (num_classes={t.num_classes})."
+                )
+        elif t.kind in ("binary", "multilabel"):
+            bad = vals[(vals != 0) & (vals != 1)]
+            if bad.numel():
+                raise ValueError(f"Task {t.name!r}: {t.kind} labels must be 0 or 1. Got {float(bad[0])}.")
+        elif not torch.isfinite(vals.float()).all():
+            raise ValueError(f"Task {t.name!r}: regression targets contain infinite values.")
+
+
+def collate(batch: Sequence[Any]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    """Collate ``(x, {task: y})`` or ``(x, {task: y}, {task: mask})`` samples from any Dataset.
+
+    A label that is ``None`` or NaN becomes a masked entry (placeholder 0)."""
+    xs = torch.stack([torch.as_tensor(b[0]) for b in batch])
+    names = list(batch[0][1])
+    ys: dict[str, Tensor] = {}
+    ms: dict[str, Tensor] = {}
+    for k in names:
+        vals, mks = [], []
+        for b in batch:
+            v = b[1].get(k)
+            if v is None:
+                vals.append(None)
+                mks.append(None)
+                continue
+            v = torch.as_tensor(v)
+            m = torch.as_tensor(b[2][k]).bool() if len(b) > 2 else ~torch.isnan(v.float())
+            vals.append(torch.where(m, v, torch.zeros_like(v)))
+            mks.append(m)
+        ref = next((v for v in vals if v is not None), None)
+        if ref is None:
+            raise ValueError(f"Task {k!r}: no sample in the batch has this key.")
+        vals = [v if v is not None else torch.zeros_like(ref) for v in vals]
+        mks = [m if m is not None else torch.zeros(ref.shape, dtype=torch.bool) for m in mks]
+        ys[k] = torch.stack(vals)
+        ms[k] = torch.stack(mks)
+    return xs, ys, ms
+
+
+def from_torch_dataset(ds: Dataset, tasks: Sequence[Task], *, source: str = "the Dataset") -> MultiTaskData:
+    """Materialise a torch ``Dataset`` returning ``(x, {task: y})`` into :class:`MultiTaskData`.
+
+    Labels are cast per task kind (long for multiclass, float otherwise)."""
+    n = len(ds)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError(f"{source} is empty: it has no samples.")
+    items = [ds[i] for i in range(n)]
+    for i, it in enumerate(items[:1]):
+        if not (isinstance(it, (tuple, list)) and len(it) >= 2 and isinstance(it[1], Mapping)):
+            raise TypeError(f"{source} must return (x, {{task: y}}) pairs; item {i} is {type(it).__name__}.")
+    x, ys, ms = collate(items)
+    for t in tasks:
+        if t.name not in ys:
+            raise ValueError(f"{source} returns no label for task {t.name!r}; it has {sorted(ys)}.")
+        y = ys[t.name]
+        if t.kind == "multiclass":
+            ys[t.name] = y.long()
+        else:
+            ys[t.name] = y.float()
+            if t.kind == "regression" and y.dim() == 1:
+                ys[t.name] = ys[t.name].unsqueeze(1)
+                ms[t.name] = ms[t.name].unsqueeze(1)
+    keep = {t.name for t in tasks}
+    return MultiTaskData(x.float() if x.is_floating_point() else x,
+                         {k: v for k, v in ys.items() if k in keep},
+                         {k: v for k, v in ms.items() if k in keep}, tasks, source=source)

@@ -1,0 +1,303 @@
+"""Task specifications: what a task predicts, its loss, its metrics and its role.
+
+A :class:`Task` is a frozen dataclass. Targets are stored per task as tensors:
+
+============  ======================  ==================  =============================
+kind          target tensor           mask shape          model output (logits/values)
+============  ======================  ==================  =============================
+binary        float (N,) in {0, 1}    (N,)                (N,) logit
+multiclass    long (N,) in [0, C)     (N,)                (N, C) logits
+multilabel    float (N, L) in {0, 1}  (N, L)              (N, L) logits
+regression    float (N, D)            (N, D)              (N, D) values
+============  ======================  ==================  =============================
+
+A ``False`` mask entry means "no label here": the entry is excluded from the loss and the
+metrics, never imputed. Later issues add dense kinds; they follow the same masked contract.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Kind = Literal["binary", "multiclass", "multilabel", "regression"]
+KINDS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression")
+REGRESSION_LOSSES = ("mse", "l1", "huber")
+ROLES = ("primary", "auxiliary")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named metric on numpy arrays of labelled samples only."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a multi-task problem.
+
+    Args:
+        name: unique task name; it keys the model outputs and the label columns.
+        kind: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        num_classes: number of classes (``multiclass`` only).
+        num_labels: number of labels (``multilabel`` only).
+        dim: output dimension (``regression`` only, default 1).
+        loss: ``None`` for the kind's default; for regression one of ``mse`` (default),
+            ``l1``, ``huber``.
+        weight: the static loss weight λ of this task.
+        role: ``primary`` (counted in the headline Δm) or ``auxiliary``.
+        missing_value: a sentinel that means "no label" besides NaN/empty (e.g. ``-1``).
+        columns: the table columns holding this task's labels (default: ``[name]``; a
+            multilabel or multi-output regression task may name several).
+
+    >>> t = Task("digit", "multiclass", num_classes=10)
+    >>> t.out_dim, t.main_metric, t.metric("accuracy").higher_is_better
+    (10, 'accuracy', True)
+    """
+
+    name: str
+    kind: str
+    num_classes: int | None = None
+    num_labels: int | None = None
+    dim: int = 1
+    loss: str | None = None
+    weight: float = 1.0
+    role: str = "primary"
+    missing_value: float | None = None
+    columns: tuple[str, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Task name must be a non-empty string. Got {self.name!r}.")
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"Task {self.name!r}: unknown kind {self.kind!r}. Known kinds: {', '.join(KINDS)}."
+            )
+        if self.role not in ROLES:
+            raise ValueError(f"Task {self.name!r}: role must be one of {ROLES}. Got {self.role!r}.")
+        w = float(self.weight)
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(
+                f"Task {self.name!r}: the 'weight' must be a finite non-negative float. Got {self.weight!r}."
+            )
+        if self.kind == "multiclass" and (self.num_classes is None or self.num_classes < 2):
+            raise ValueError(
+                f"Task {self.name!r}: a multiclass task needs num_classes >= 2. Got {self.num_classes!r}."
+            )
+        if self.kind == "multilabel" and (self.num_labels is None or self.num_labels < 1):
+            raise ValueError(
+                f"Task {self.name!r}: a multilabel task needs num_labels >= 1. Got {self.num_labels!r}."
+            )
+        if self.kind == "regression" and self.dim < 1:
+            raise ValueError(f"Task {self.name!r}: 'dim' must be >= 1. Got {self.dim!r}.")
+        if self.loss is not None:
+            allowed = REGRESSION_LOSSES if self.kind == "regression" else (_DEFAULT_LOSS[self.kind],)
+            if self.loss not in allowed:
+                raise ValueError(
+                    f"Task {self.name!r}: loss {self.loss!r} is not available for kind "
+                    f"{self.kind!r}. Choose from {allowed}."
+                )
+        if self.columns is not None:
+            object.__setattr__(self, "columns", tuple(self.columns))
+            n = len(self.columns)
+            expected = {"multilabel": self.num_labels, "regression": self.dim}.get(self.kind, 1)
+            if n != expected:
+                raise ValueError(
+                    f"Task {self.name!r}: {n} label column(s) given but kind {self.kind!r} "
+                    f"expects {expected}."
+                )
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def out_dim(self) -> int:
+        """Width of the head's output layer."""
+        if self.kind == "binary":
+            return 1
+        if self.kind == "multiclass":
+            return int(self.num_classes or 0)
+        if self.kind == "multilabel":
+            return int(self.num_labels or 0)
+        return int(self.dim)
+
+    @property
+    def label_columns(self) -> tuple[str, ...]:
+        return self.columns if self.columns is not None else (self.name,)
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss or _DEFAULT_LOSS[self.kind]
+
+    def shape_output(self, out: Tensor) -> Tensor:
+        """Bring a head's raw (N, out_dim) output to the task's prediction shape."""
+        if self.kind == "binary":
+            return out.reshape(out.shape[0])
+        return out.reshape(out.shape[0], self.out_dim)
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """Mean loss over the labelled entries; 0 (with graph) when none is labelled."""
+        if mask.dtype != torch.bool:
+            mask = mask.bool()
+        n = mask.sum()
+        if self.kind == "multiclass":
+            safe = torch.where(mask, target, torch.zeros_like(target))
+            per = F.cross_entropy(pred, safe, reduction="none")
+        elif self.kind in ("binary", "multilabel"):
+            per = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+        else:
+            fn = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[self.loss_name]
+            per = fn(pred, target, reduction="none")
+        per = torch.where(mask, per, torch.zeros_like(per))
+        return per.sum() / n.clamp_min(1).to(per.dtype)
+
+    # ------------------------------------------------------------------ metrics
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        return _METRICS[self.kind]
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(
+            f"Task {self.name!r} has no metric {name!r}. Known: {[m.name for m in self.metrics]}."
+        )
+
+    @property
+    def main_metric(self) -> str:
+        return {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1",
+                "regression": "mae"}[self.kind]
+
+    def predict_transform(self, out: Tensor) -> Tensor:
+        """Raw output -> probabilities (classification) or values (regression)."""
+        if self.kind == "binary" or self.kind == "multilabel":
+            return torch.sigmoid(out)
+        if self.kind == "multiclass":
+            return torch.softmax(out, dim=-1)
+        return out
+
+    def evaluate(self, out: Tensor | np.ndarray, target: Tensor | np.ndarray,
+                 mask: Tensor | np.ndarray) -> dict[str, float]:
+        """All metrics of this task on the labelled entries of a whole split."""
+        out_t = torch.as_tensor(out).detach().float().cpu()
+        prob = self.predict_transform(out_t).numpy()
+        y = torch.as_tensor(target).detach().cpu().numpy()
+        m = torch.as_tensor(mask).detach().cpu().numpy().astype(bool)
+        if self.kind in ("binary", "multiclass"):
+            prob, y = prob[m], y[m]
+        elif self.kind == "multilabel":
+            keep = m.all(axis=1)  # metrics over fully labelled rows
+            prob, y = prob[keep], y[keep]
+        else:
+            keep = m.all(axis=1)
+            prob, y = prob[keep], y[keep]
+        if len(y) == 0:
+            return {mm.name: float("nan") for mm in self.metrics}
+        return {mm.name: float(mm.fn(y, prob)) for mm in self.metrics}
+
+    def classification_report(self, out: Tensor, target: Tensor, mask: Tensor) -> dict[str, Any] | None:
+        """Per-class precision/recall/F1 (multiclass only), as scikit-learn reports it."""
+        if self.kind != "multiclass":
+            return None
+        from sklearn.metrics import classification_report
+
+        m = torch.as_tensor(mask).cpu().numpy().astype(bool)
+        pred = torch.as_tensor(out).float().argmax(-1).cpu().numpy()[m]
+        y = torch.as_tensor(target).cpu().numpy()[m]
+        labels = list(range(int(self.num_classes or 0)))
+        return classification_report(y, pred, labels=labels, output_dict=True, zero_division=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if d["columns"] is not None:
+            d["columns"] = list(d["columns"])
+        return d
+
+
+_DEFAULT_LOSS = {"binary": "bce", "multiclass": "cross_entropy", "multilabel": "bce",
+                 "regression": "mse"}
+
+
+def _binary_metrics() -> tuple[Metric, ...]:
+    from sklearn import metrics as skm
+
+    def auc(y: np.ndarray, p: np.ndarray) -> float:
+        if len(np.unique(y)) < 2:
+            return float("nan")
+        return skm.roc_auc_score(y, p)
+
+    return (
+        Metric("accuracy", lambda y, p: skm.accuracy_score(y, p >= 0.5), True),
+        Metric("f1", lambda y, p: skm.f1_score(y, p >= 0.5, zero_division=0), True),
+        Metric("roc_auc", auc, True),
+    )
+
+
+def _multiclass_metrics() -> tuple[Metric, ...]:
+    from sklearn import metrics as skm
+
+    return (
+        Metric("accuracy", lambda y, p: skm.accuracy_score(y, p.argmax(-1)), True),
+        Metric("macro_f1", lambda y, p: skm.f1_score(y, p.argmax(-1), average="macro",
+                                                      labels=list(range(p.shape[1])),
+                                                      zero_division=0), True),
+    )
+
+
+def _multilabel_metrics() -> tuple[Metric, ...]:
+    from sklearn import metrics as skm
+
+    return (
+        Metric("micro_f1", lambda y, p: skm.f1_score(y, p >= 0.5, average="micro", zero_division=0), True),
+        Metric("macro_f1", lambda y, p: skm.f1_score(y, p >= 0.5, average="macro", zero_division=0), True),
+    )
+
+
+def _regression_metrics() -> tuple[Metric, ...]:
+    from sklearn import metrics as skm
+
+    return (
+        Metric("mae", lambda y, p: skm.mean_absolute_error(y, p), False),
+        Metric("rmse", lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p))), False),
+        Metric("r2", lambda y, p: skm.r2_score(y, p) if len(y) > 1 else float("nan"), True),
+    )
+
+
+_METRICS: dict[str, tuple[Metric, ...]] = {
+    "binary": _binary_metrics(),
+    "multiclass": _multiclass_metrics(),
+    "multilabel": _multilabel_metrics(),
+    "regression": _regression_metrics(),
+}
+
+
+def check_tasks(tasks: Sequence[Task]) -> list[Task]:
+    """Validate a task list: non-empty, Task instances, unique names."""
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("At least one task is needed; the task list is empty.")
+    seen: set[str] = set()
+    for t in tasks:
+        if not isinstance(t, Task):
+            raise TypeError(f"Expected Task objects, got {type(t).__name__}: {t!r}.")
+        if t.name in seen:
+            raise ValueError(f"Duplicate task name {t.name!r}: task names must be unique.")
+        seen.add(t.name)
+    return tasks
+
+
+def task_from_dict(d: dict[str, Any]) -> Task:
+    d = dict(d)
+    if d.get("columns") is not None:
+        d["columns"] = tuple(d["columns"])
+    return Task(**d)

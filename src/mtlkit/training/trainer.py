@@ -1,0 +1,585 @@
+"""The training loop. It owns the loop and nothing method-specific: it reads capability
+flags of the weighting / aggregator / schedule, never their names."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mtlkit.aggregation._base import Aggregator
+from mtlkit.data._dataset import MultiTaskData
+from mtlkit.jacobian import assign_grads, jacobian, representation_jacobian
+from mtlkit.tasks import Task, check_tasks
+from mtlkit.training.monitor import ConflictMonitor
+from mtlkit.weighting._base import StepContext, Weighting
+from mtlkit.weighting.equal import Equal
+from mtlkit.weighting.static import Static
+
+Batch = tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a non-finite loss or gradient too many steps in a row."""
+
+
+@dataclass
+class History:
+    """Per-epoch records (the lines of ``metrics.jsonl``) and the chosen epoch."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def series(self, key: str, task: str, metric: str | None = None) -> list[float]:
+        out = []
+        for r in self.records:
+            v = r.get(key, {}).get(task)
+            if metric is not None and isinstance(v, dict):
+                v = v.get(metric)
+            out.append(float("nan") if v is None else float(v))
+        return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def make_optimizer(name: str, params: Iterable[nn.Parameter], *, lr: float, weight_decay: float = 0.0,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
+    name = name.lower()
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"The learning rate 'lr' must be a positive float. Got {lr!r}.")
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    raise ValueError(f"Unknown optimizer {name!r}; choose adam, adamw or sgd.")
+
+
+def make_scheduler(name: str | None, optimizer: torch.optim.Optimizer, epochs: int, *,
+                   step_size: int | None = None, gamma: float = 0.1):
+    if name in (None, "none"):
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma)
+    raise ValueError(f"Unknown scheduler {name!r}; choose none, cosine or step.")
+
+
+class Trainer:
+    """Train any multi-task model (``forward(x) -> {task: Tensor}``) on :class:`MultiTaskData`.
+
+    Args:
+        model: the model. Models with ``has_representation`` (all mtlkit architectures)
+            support representation-level gradient methods and the cheap conflict monitor.
+        tasks: the task specs (their ``weight`` is the static λ when ``weighting`` is None).
+        weighting: a loss-space :class:`~mtlkit.weighting.Weighting` (default: Static from
+            the tasks' λ, i.e. Equal when every λ is 1).
+        aggregator: a gradient-space :class:`~mtlkit.aggregation.Aggregator` (default none:
+            one backward of the weighted sum).
+        level: ``parameters`` (exact Jacobian of the shared parameters) or
+            ``representation`` (Jacobian of the shared representation, one backward).
+        optimizer, lr, weight_decay, momentum: ``adam`` | ``adamw`` | ``sgd`` and its settings.
+        scheduler: ``none`` | ``cosine`` | ``step`` (stepped per epoch).
+        clip_grad_norm: clip the global gradient norm to this value.
+        epochs, batch_size: the budget.
+        patience: early stopping after this many epochs without validation improvement
+            (the best epoch's weights are restored at the end either way when validation
+            data is given).
+        monitor: the early-stopping criterion: ``"task:metric"``; default the main metric
+            of the single primary task, else the mean relative improvement over all
+            primary tasks' main metrics against epoch 1.
+        seed: seeds parameters' init (when the model is built after), shuffling and methods.
+        run_dir: when given, one JSON line per epoch is appended to ``metrics.jsonl`` there.
+        monitor_conflicts: log gradient-conflict statistics per epoch (representation level).
+        sampler: an object with ``batches(data, batch_size, generator, epoch)`` yielding
+            batches (default: shuffled passes over the data).
+        schedule: an object with ``select(step, present, ctx) -> bool (K,)`` choosing the
+            tasks optimised at a step (default: every task with labels in the batch).
+        callbacks: callables ``cb(trainer, record)`` run after each epoch.
+        max_nonfinite_steps: consecutive skipped non-finite steps before stopping.
+    """
+
+    def __init__(self, model: nn.Module, tasks: Sequence[Task], *, weighting: Weighting | None = None,
+                 aggregator: Aggregator | None = None, level: str = "parameters",
+                 optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
+                 momentum: float = 0.9, scheduler: str | None = None, clip_grad_norm: float | None = None,
+                 epochs: int = 10, batch_size: int = 64, eval_batch_size: int = 1024,
+                 patience: int | None = None, monitor: str | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu", progress: bool = True,
+                 run_dir: str | Path | None = None, monitor_conflicts: bool = False,
+                 sampler: Any = None, schedule: Any = None,
+                 callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+                 jacobian_engine: str = "loop", max_nonfinite_steps: int = 20) -> None:
+        self.tasks = check_tasks(tasks)
+        self.task_names = [t.name for t in self.tasks]
+        self.model = model
+        if weighting is None:
+            lam = {t.name: float(t.weight) for t in self.tasks}
+            weighting = Equal() if all(v == 1.0 for v in lam.values()) else Static(weights=lam)
+        if not isinstance(weighting, Weighting):
+            raise TypeError(f"weighting must be a mtlkit Weighting. Got {type(weighting).__name__}.")
+        if aggregator is not None and not isinstance(aggregator, Aggregator):
+            raise TypeError(f"aggregator must be a mtlkit Aggregator. Got {type(aggregator).__name__}.")
+        if level not in ("parameters", "representation"):
+            raise ValueError(f"The 'level' must be 'parameters' or 'representation'. Got {level!r}.")
+        has_rep = bool(getattr(model, "has_representation", False))
+        if aggregator is not None and level == "representation" and not has_rep:
+            raise ValueError(
+                f"level='representation' needs a model with a shared representation; "
+                f"{type(model).__name__} has none. Use level='parameters'."
+            )
+        if aggregator is not None and not weighting.aggregator_compatible:
+            raise ValueError(f"The weighting {weighting} cannot be combined with a gradient-space "
+                             f"aggregator ({aggregator}).")
+        if epochs < 1 or batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1. Got epochs={epochs}, batch_size={batch_size}.")
+        self.weighting = weighting
+        self.aggregator = aggregator
+        self.level = level
+        self.optimizer_name, self.lr, self.weight_decay, self.momentum = optimizer, lr, weight_decay, momentum
+        self.scheduler_name = scheduler
+        self.clip_grad_norm = clip_grad_norm
+        self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
+        self.patience, self.monitor = patience, monitor
+        self.seed = seed
+        self.device = torch.device(device)
+        self.progress = progress
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.conflicts = ConflictMonitor(self.task_names) if monitor_conflicts and has_rep else None
+        self.sampler, self.schedule = sampler, schedule
+        self.callbacks = list(callbacks)
+        self.jacobian_engine = jacobian_engine
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.history = History()
+        self.step_count = 0
+        self.epoch = 0
+        self.generator = torch.Generator().manual_seed(seed)
+        self.method_generator = torch.Generator().manual_seed(seed + 1)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None
+        self._nonfinite_run = 0
+        self.nonfinite_skipped = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _shared_params(self) -> list[nn.Parameter]:
+        if hasattr(self.model, "shared_parameters"):
+            return [p for p in self.model.shared_parameters() if p.requires_grad]
+        return []
+
+    def _has_rep(self) -> bool:
+        return bool(getattr(self.model, "has_representation", False))
+
+    def _forward(self, x: Tensor, need_rep: bool) -> tuple[dict[str, Tensor], Tensor | None]:
+        if need_rep and self._has_rep():
+            rep = self.model.encode(x)
+            return self.model.decode(rep), rep
+        return self.model(x), None
+
+    def _losses(self, out: dict[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]
+                ) -> tuple[Tensor, Tensor]:
+        losses, present = [], []
+        for t in self.tasks:
+            if t.name not in out:
+                raise KeyError(f"The model returned no output for task {t.name!r}; it returned {sorted(out)}.")
+            pred = out[t.name]
+            y = ys[t.name].to(self.device)
+            m = ms[t.name].to(self.device)
+            want = (y.shape[0], t.out_dim) if t.kind == "multiclass" else tuple(y.shape)
+            if tuple(pred.shape) != want:
+                raise ValueError(f"The model's output for task {t.name!r} has shape {tuple(pred.shape)}; "
+                                 f"expected {want} for a {t.kind} task.")
+            losses.append(t.compute_loss(pred, y, m))
+            present.append(bool(m.any()))
+        return torch.stack(losses), torch.tensor(present)
+
+    def setup(self, train: MultiTaskData) -> None:
+        """Prepare optimiser, scheduler and the weighting (called by :meth:`fit`)."""
+        self.model.to(self.device)
+        self.weighting.to(self.device)
+        sizes = train.labelled_counts() if hasattr(train, "labelled_counts") else None
+        self.weighting.setup(self.task_names, sizes)
+        params = list(self.model.parameters()) + [p for p in self.weighting.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.optimizer_name, params, lr=self.lr,
+                                        weight_decay=self.weight_decay, momentum=self.momentum)
+        self.scheduler = make_scheduler(self.scheduler_name, self.optimizer, self.epochs)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """One optimisation step. Returns (losses (K,), weights (K,), present (K,))."""
+        assert self.optimizer is not None
+        x, ys, ms = batch
+        x = x.to(self.device)
+        need_rep = self.level == "representation" or self.conflicts is not None or \
+            bool(getattr(self.weighting, "needs_gradients", False))
+        out, rep = self._forward(x, need_rep)
+        losses, present = self._losses(out, ys, ms)
+        shared = self._shared_params()
+        ctx = StepContext(step=self.step_count, epoch=self.epoch, task_names=self.task_names,
+                          present=present, shared_parameters=shared,
+                          last_shared_parameters=(self.model.last_shared_parameters()
+                                                  if hasattr(self.model, "last_shared_parameters") else shared[-2:]),
+                          representation=rep, grad_fn=self._grad_fn, generator=self.method_generator)
+        if self.schedule is not None:
+            chosen = self.schedule.select(self.step_count, present, ctx).to(present.device)
+            present = present & chosen
+            ctx.present = present
+        if not bool(present.any()):
+            self.step_count += 1
+            return losses.detach(), torch.zeros_like(losses).detach(), present
+        bad = [self.task_names[k] for k in range(len(losses))
+               if present[k] and not torch.isfinite(losses[k])]
+        if bad:
+            self._skip_nonfinite(bad, "loss")
+            return losses.detach(), torch.zeros_like(losses).detach(), present
+        res = self.weighting(losses, ctx)
+        extras = self.model.extra_losses() if hasattr(self.model, "extra_losses") else {}
+        extra_sum = sum(extras.values()) if extras else None
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.conflicts is not None and rep is not None:
+            idx = present.nonzero()[:, 0].tolist()
+            j_rep = representation_jacobian([losses[k] for k in idx], rep)
+            self.conflicts.update(j_rep.detach(), idx)
+        if self.aggregator is None:
+            total = res.objective if extra_sum is None else res.objective + extra_sum
+            total.backward()
+        else:
+            self._aggregated_backward(losses, res.objective, res.weights.detach(), present, shared, rep, extra_sum)
+        grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.model.parameters())
+        if not grads_ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._skip_nonfinite([n for n, k in zip(self.task_names, present.tolist()) if k], "gradient")
+            return losses.detach(), res.weights.detach(), present
+        if self.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        self.optimizer.step()
+        self._nonfinite_run = 0
+        if getattr(self.weighting, "needs_post_step_losses", False):
+            with torch.no_grad():
+                out2, _ = self._forward(x, False)
+                after, _ = self._losses(out2, ys, ms)
+            self.weighting.after_step(after, ctx)
+        self.step_count += 1
+        return losses.detach(), res.weights.detach(), present
+
+    def _grad_fn(self, losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor]) -> Tensor:
+        return jacobian(losses, wrt, engine=self.jacobian_engine)
+
+    def _aggregated_backward(self, losses: Tensor, objective: Tensor, w: Tensor, present: Tensor,
+                             shared: list[nn.Parameter], rep: Tensor | None, extra_sum: Tensor | None) -> None:
+        assert self.aggregator is not None
+        idx = present.nonzero()[:, 0].tolist()
+        weighted = [w[k] * losses[k] for k in idx]
+        if self.level == "representation":
+            assert rep is not None
+            j = representation_jacobian(weighted, rep)
+            d = self._aggregate(j, idx)
+            rep.backward(d.view_as(rep).to(rep.dtype), retain_graph=True)
+        else:
+            j = jacobian(weighted, shared, engine=self.jacobian_engine)
+            d = self._aggregate(j, idx)
+            assign_grads(shared, d)
+        shared_ids = {id(p) for p in shared}
+        others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
+        others += [p for p in self.weighting.parameters() if p.requires_grad]
+        rest = objective if extra_sum is None else objective + extra_sum
+        if others:
+            g = torch.autograd.grad(rest, others, retain_graph=extra_sum is not None, allow_unused=True)
+            for p, gi in zip(others, g):
+                if gi is not None:
+                    p.grad = gi if p.grad is None else p.grad + gi
+        if extra_sum is not None and shared and extra_sum.requires_grad:
+            g = torch.autograd.grad(extra_sum, shared, allow_unused=True)
+            for p, gi in zip(shared, g):
+                if gi is not None:
+                    p.grad = gi if p.grad is None else p.grad + gi
+
+    def _aggregate(self, j: Tensor, idx: list[int]) -> Tensor:
+        assert self.aggregator is not None
+        gram = getattr(self.aggregator, "gramian_based", False)
+        if gram:
+            wts = self.aggregator.weights_of(j)
+            self._agg_weights_sum[idx] += wts.detach().to(self._agg_weights_sum)
+            self._agg_weights_n[idx] += 1
+            return wts.to(j.dtype) @ j
+        return self.aggregator(j)
+
+    def _skip_nonfinite(self, tasks: list[str], what: str) -> None:
+        self._nonfinite_run += 1
+        self.nonfinite_skipped += 1
+        self.step_count += 1
+        if self._nonfinite_run >= self.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"Non-finite {what} for task(s) {tasks} in {self._nonfinite_run} consecutive steps; "
+                f"training stopped. Likely causes: a learning rate that is too high, or bad labels "
+                f"(e.g. huge regression targets) for these tasks."
+            )
+
+    # ------------------------------------------------------------------ batches
+    def _batches(self, data: MultiTaskData, epoch: int) -> Iterator[Batch]:
+        if self.sampler is not None:
+            return iter(self.sampler.batches(data, self.batch_size, self.generator, epoch))
+        return data.iter_batches(self.batch_size, shuffle=True, generator=self.generator)
+
+    def _num_batches(self, data: MultiTaskData) -> int | None:
+        if self.sampler is not None:
+            n = getattr(self.sampler, "num_batches", None)
+            return n(data, self.batch_size) if callable(n) else None
+        return math.ceil(len(data) / self.batch_size)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train: MultiTaskData, val: MultiTaskData | None = None) -> History:
+        """Train for ``epochs`` (or until early stopping) and return the :class:`History`."""
+        if len(train) == 0:
+            raise ValueError("The training data is empty.")
+        seed_everything(self.seed)
+        if self.optimizer is None:
+            self.setup(train)
+        counts = train.labelled_counts() if hasattr(train, "labelled_counts") else {}
+        empty = [t for t in self.task_names if counts.get(t, 1) == 0]
+        if empty:
+            raise ValueError(f"Task(s) {empty} have no labelled training sample: every label is missing.")
+        k = len(self.tasks)
+        best_score, best_state, bad_epochs = -math.inf, None, 0
+        baseline_val: dict[str, dict[str, float]] | None = None
+        metrics_path = self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+        if metrics_path is not None:
+            metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        start_epoch = self.epoch
+        for epoch in range(start_epoch, self.epochs):
+            self.epoch = epoch
+            self.model.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros(k)
+            loss_n = torch.zeros(k)
+            w_sum = torch.zeros(k)
+            self._agg_weights_sum = torch.zeros(k, dtype=torch.float64)
+            self._agg_weights_n = torch.zeros(k)
+            nonfinite_before = self.nonfinite_skipped
+            steps = 0
+            with _Progress(self.progress, f"epoch {epoch + 1}/{self.epochs}", self._num_batches(train)) as bar:
+                for batch in self._batches(train, epoch):
+                    losses, wts, present = self.train_step(batch)
+                    pf = present.float()
+                    loss_sum += torch.where(present, losses.cpu().float(), torch.zeros(k))
+                    loss_n += pf
+                    w_sum += wts.cpu().float()
+                    steps += 1
+                    bar.advance(self.task_names, (loss_sum / loss_n.clamp_min(1)).tolist())
+            mean_losses = loss_sum / loss_n.clamp_min(1)
+            self.weighting.on_epoch_end(epoch, mean_losses)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_loss": dict(zip(self.task_names, mean_losses.tolist())),
+                "weights": dict(zip(self.task_names, (w_sum / max(steps, 1)).tolist())),
+                "steps": steps,
+                "task_steps": dict(zip(self.task_names, loss_n.tolist())),
+                "lr": self.optimizer.param_groups[0]["lr"] if self.optimizer else None,
+                "time_s": round(time.perf_counter() - t0, 4),
+                "nonfinite_skipped": self.nonfinite_skipped - nonfinite_before,
+            }
+            if self.aggregator is not None and self._agg_weights_n.sum() > 0:
+                aw = self._agg_weights_sum / self._agg_weights_n.clamp_min(1)
+                record["aggregator_weights"] = dict(zip(self.task_names, aw.tolist()))
+            if self.conflicts is not None:
+                record["conflicts"] = self.conflicts.epoch_summary()
+            extra_fn = getattr(self.model, "sharing_summary", None)
+            if callable(extra_fn):
+                summary = extra_fn()
+                if summary:
+                    record["sharing"] = summary
+            if val is not None and len(val):
+                val_metrics = self.evaluate(val)
+                val_loss = self.loss_on(val)
+                record["val"] = val_metrics
+                record["val_loss"] = val_loss
+                if baseline_val is None:
+                    baseline_val = val_metrics
+                score = self._score(val_metrics, baseline_val)
+                record["val_score"] = score
+                if score > best_score + 1e-12:
+                    best_score, bad_epochs = score, 0
+                    best_state = copy.deepcopy(self.model.state_dict())
+                    self.history.best_epoch = epoch + 1
+                else:
+                    bad_epochs += 1
+            self.history.records.append(record)
+            if metrics_path is not None:
+                with open(metrics_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(_jsonable(record)) + "\n")
+            for cb in self.callbacks:
+                cb(self, record)
+            self.epoch = epoch + 1
+            if self.patience is not None and bad_epochs >= self.patience:
+                self.history.stopped_early = True
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return self.history
+
+    def _score(self, metrics: dict[str, dict[str, float]], base: dict[str, dict[str, float]]) -> float:
+        """Higher is better: the monitored metric, or the mean relative improvement."""
+        if self.monitor:
+            task, _, metric = self.monitor.partition(":")
+            t = next((t for t in self.tasks if t.name == task), None)
+            if t is None:
+                raise ValueError(f"monitor names unknown task {task!r}; tasks are {self.task_names}.")
+            metric = metric or t.main_metric
+            v = metrics[task][metric]
+            return v if t.metric(metric).higher_is_better else -v
+        primary = [t for t in self.tasks if t.role == "primary"] or self.tasks
+        if len(primary) == 1:
+            t = primary[0]
+            v = metrics[t.name][t.main_metric]
+            if not math.isfinite(v):
+                return -math.inf
+            return v if t.metric(t.main_metric).higher_is_better else -v
+        terms = []
+        for t in primary:
+            v, b = metrics[t.name][t.main_metric], base[t.name][t.main_metric]
+            if not (math.isfinite(v) and math.isfinite(b)):
+                continue
+            sign = 1.0 if t.metric(t.main_metric).higher_is_better else -1.0
+            terms.append(sign * (v - b) / (abs(b) if b != 0 else 1.0))
+        return float(np.mean(terms)) if terms else -math.inf
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict_raw(self, data: MultiTaskData | Tensor) -> dict[str, Tensor]:
+        """Raw outputs (logits / values) per task for every sample, in eval mode."""
+        return predict_raw(self.model, data, batch_size=self.eval_batch_size, device=self.device)
+
+    def evaluate(self, data: MultiTaskData) -> dict[str, dict[str, float]]:
+        out = self.predict_raw(data)
+        return {t.name: t.evaluate(out[t.name], data.targets[t.name], data.masks[t.name]) for t in self.tasks}
+
+    @torch.no_grad()
+    def loss_on(self, data: MultiTaskData) -> dict[str, float]:
+        out = self.predict_raw(data)
+        return {t.name: float(t.compute_loss(out[t.name], data.targets[t.name], data.masks[t.name]))
+                for t in self.tasks}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs (tensors and JSON-able values only)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "weighting": self.weighting.state_dict(),
+            "aggregator": self.aggregator.state_dict() if self.aggregator is not None else None,
+            "sampler": self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else None,
+            "schedule": self.schedule.state_dict() if hasattr(self.schedule, "state_dict") else None,
+            "generator": self.generator.get_state(),
+            "method_generator": self.method_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "epoch": self.epoch,
+            "step": self.step_count,
+            "history": self.history.records,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if state.get("optimizer") and self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scheduler") and self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.weighting.load_state_dict(state["weighting"])
+        if self.aggregator is not None and state.get("aggregator") is not None:
+            self.aggregator.load_state_dict(state["aggregator"])
+        if state.get("sampler") is not None and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state["sampler"])
+        if state.get("schedule") is not None and hasattr(self.schedule, "load_state_dict"):
+            self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
+        self.method_generator.set_state(state["method_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        self.epoch = int(state["epoch"])
+        self.step_count = int(state["step"])
+        self.history = History(records=list(state.get("history", [])))
+
+
+@torch.no_grad()
+def predict_raw(model: nn.Module, data: MultiTaskData | Tensor, *, batch_size: int = 1024,
+                device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Raw outputs per task of ``model`` on all samples of ``data``, in eval mode."""
+    was = model.training
+    model.eval()
+    x_all = data.x if isinstance(data, MultiTaskData) else torch.as_tensor(data)
+    chunks: dict[str, list[Tensor]] = {}
+    try:
+        for s in range(0, x_all.shape[0], batch_size):
+            out = model(x_all[s:s + batch_size].to(device))
+            for k, v in out.items():
+                chunks.setdefault(k, []).append(v.detach().cpu())
+    finally:
+        model.train(was)
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Tensor):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+class _Progress:
+    """A rich progress bar showing per-task running losses (silent when disabled)."""
+
+    def __init__(self, enabled: bool, label: str, total: int | None) -> None:
+        self.enabled, self.label, self.total = enabled, label, total
+        self._p = None
+        self._n = 0
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TimeElapsedColumn(), TextColumn("{task.fields[losses]}"), transient=False)
+            self._p.__enter__()
+            self._id = self._p.add_task(self.label, total=self.total, losses="")
+        return self
+
+    def advance(self, names: list[str], losses: list[float]) -> None:
+        if self._p is None:
+            return
+        self._n += 1
+        if self._n % 10 == 1 or self._n == self.total:
+            txt = " ".join(f"{n}={v:.3f}" for n, v in zip(names[:6], losses[:6]))
+            self._p.update(self._id, completed=self._n, losses=txt)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._p is not None:
+            self._p.update(self._id, completed=self._n)
+            self._p.__exit__(*exc)

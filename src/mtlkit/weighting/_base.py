@@ -1,0 +1,122 @@
+"""The loss-space contract: K task losses -> the scalar to minimise, and the weights used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class StepContext:
+    """What the trainer tells loss weightings (and schedules) about the current step.
+
+    Attributes:
+        step: global optimisation step (0-based).
+        epoch: current epoch (0-based).
+        task_names: names of the K tasks, in the order of the loss vector.
+        present: bool tensor (K,): which tasks have at least one label in this batch. Absent
+            tasks have loss 0 and must get weight 0.
+        task_sizes: labelled training samples per task (for size-based weightings).
+        shared_parameters: the model's shared parameters (possibly empty).
+        last_shared_parameters: the parameters of the last shared layer (GradNorm).
+        representation: the shared representation of this batch (with graph) or None.
+        grad_fn: ``grad_fn(losses, wrt)`` -> Jacobian (K, P) of the K losses w.r.t. the list
+            of tensors ``wrt`` (flattened and concatenated). It goes through
+            :mod:`mtlkit.jacobian`, the only autograd plumbing; the graph is retained.
+        generator: a seeded ``torch.Generator`` for methods that draw random numbers.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    task_names: Sequence[str] = ()
+    present: Tensor | None = None
+    task_sizes: Mapping[str, int] | None = None
+    shared_parameters: Sequence[Tensor] = ()
+    last_shared_parameters: Sequence[Tensor] = ()
+    representation: Tensor | None = None
+    grad_fn: Callable[[Tensor, Sequence[Tensor]], Tensor] | None = None
+    generator: torch.Generator | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WeightingResult:
+    """``objective``: the scalar to minimise. ``weights``: the (K,) effective weight of each
+    task loss, i.e. ∂objective/∂L_k, detached; used for logging and, when a gradient-space
+    aggregator is also configured, to scale the Jacobian rows before aggregation."""
+
+    objective: Tensor
+    weights: Tensor
+
+
+class Weighting(nn.Module):
+    """Base class of loss-space weightings.
+
+    Subclasses implement :meth:`forward`. Capability flags are class attributes the trainer
+    reads; it never checks a method's name.
+    """
+
+    #: citation shown by ``mtlkit list``
+    paper: ClassVar[str] = ""
+    #: holds state beyond nn.Parameters that must survive resume (history, logits ...)
+    stateful: ClassVar[bool] = False
+    #: reads ``ctx.grad_fn`` / gradients each step (GradNorm, DB-MTL)
+    needs_gradients: ClassVar[bool] = False
+    #: wants :meth:`after_step` with the losses re-evaluated after the update (FAMO)
+    needs_post_step_losses: ClassVar[bool] = False
+    #: can be combined with a gradient-space aggregator
+    aggregator_compatible: ClassVar[bool] = True
+
+    def setup(self, task_names: Sequence[str], task_sizes: Mapping[str, int] | None = None) -> None:
+        """Called once by the trainer before training, with the task order of the loss vector."""
+        self.task_names = list(task_names)
+
+    def forward(self, losses: Tensor, ctx: StepContext) -> WeightingResult:  # pragma: no cover
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int, mean_losses: Tensor) -> None:
+        """Called with the mean training loss of every task at the end of each epoch."""
+
+    def after_step(self, losses: Tensor, ctx: StepContext) -> None:
+        """Called after the optimiser step with the same batch's losses re-evaluated
+        (only when ``needs_post_step_losses``)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Non-parameter state (tensors or JSON-able values) for checkpoints."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`extra_state`."""
+
+    def get_extra_state(self) -> Any:  # nn.Module hook: goes into state_dict()
+        return self.extra_state()
+
+    def set_extra_state(self, state: Any) -> None:
+        self.load_extra_state(state or {})
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        return f"{type(self).__name__}({params})"
+
+    def __str__(self) -> str:
+        return type(self).__name__
+
+    def hparams(self) -> dict[str, Any]:
+        import inspect
+
+        out = {}
+        for name in inspect.signature(type(self).__init__).parameters:
+            if name != "self" and hasattr(self, name):
+                out[name] = getattr(self, name)
+        return out
+
+
+def masked(weights: Tensor, present: Tensor | None) -> Tensor:
+    """Zero the weights of tasks absent from the batch."""
+    if present is None:
+        return weights
+    return torch.where(present.to(weights.device), weights, torch.zeros_like(weights))
