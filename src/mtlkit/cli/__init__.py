@@ -1,0 +1,34 @@
+"""The ``mtlkit`` command. Each command lives in its own module and registers on ``app``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from mtlkit.cli._app import app
+
+_loaded = False
+
+
+def _load_commands() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def main() -> None:
+    _load_commands()
+    app()
+
+
+def get_app():
+    """The Typer app with every command registered (for CliRunner tests)."""
+    _load_commands()
+    return app
+
+
+__all__ = ["app", "get_app", "main"]
