@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -60,8 +61,8 @@ class HardSharing(MultiTaskModel):
                 raise ValueError(f"split_at={split_at!r} is not a block index in [0, {len(names)}] "
                                  f"nor a block name {names}.")
             children = list(trunk.named_children())
-            self.shared = nn.Sequential(dict(children[:k])) if k else nn.Identity()
-            branch_proto = nn.Sequential(dict(children[k:]))
+            self.shared = nn.Sequential(OrderedDict(children[:k])) if k else nn.Identity()
+            branch_proto = nn.Sequential(OrderedDict(children[k:]))
         total_out = trunk_out if trunk_out is not None else getattr(trunk, "out_features", None)
         if total_out is None:
             if input_shape is None:

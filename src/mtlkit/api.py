@@ -1,0 +1,109 @@
+"""The small Python API that mirrors ``mtlkit train``."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+from torch.utils.data import Dataset
+
+from mtlkit.aggregation._base import Aggregator
+from mtlkit.config import parse_config
+from mtlkit.data._dataset import MultiTaskData, from_torch_dataset
+from mtlkit.data._table import from_arrays, from_dataframe, read_table
+from mtlkit.experiment import RunResult, prepare, run
+from mtlkit.tasks import Task, check_tasks
+from mtlkit.weighting._base import Weighting
+
+
+def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, Mapping[str, Any]],
+        tasks: Sequence[Task], features: Sequence[str] | None = None, *,
+        trunk: dict[str, Any] | nn.Module | None = None, architecture: str = "hard_sharing",
+        architecture_params: Mapping[str, Any] | None = None,
+        weighting: str | Weighting | None = None, aggregator: str | Aggregator | None = None,
+        level: str = "parameters", epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+        optimizer: str = "adam", weight_decay: float = 0.0, patience: int | None = None,
+        baselines: bool = True, split: Sequence[float] = (0.6, 0.25, 0.15),
+        stratify: str | None = None, standardize: bool = True, seed: int = 0,
+        out_dir: str | Path | None = None, progress: bool = False,
+        image_column: str | None = None, name: str = "fit") -> RunResult:
+    """Train a multi-task model (and, by default, the single-task baselines) in one call.
+
+    Args:
+        data: a DataFrame or CSV/Parquet path (feature columns + one column per task), a
+            :class:`~mtlkit.data.MultiTaskData`, a torch ``Dataset`` returning
+            ``(x, {task: y})``, or a tuple ``(x, {task: labels})`` of arrays.
+        tasks: the :class:`~mtlkit.Task` specs. Missing labels (NaN / sentinel) are masked.
+        features: feature columns (tables only; default: every non-label column).
+        trunk: a stock trunk spec (``{"name": "mlp", "hidden": [64]}``) or your own
+            ``nn.Module`` (then the hard-sharing model is built around it).
+        weighting / aggregator: a registry name (``"dwa"``, ``"pcgrad"``) or an object.
+        out_dir: write the run folder (config, metrics, weights, summary, report) there.
+
+    Returns a :class:`~mtlkit.experiment.RunResult` (``.model``, ``.summary``, ``.delta_m``,
+    ``.predict(df)``).
+
+    >>> import numpy as np, pandas as pd
+    >>> from mtlkit import Task, fit
+    >>> r = np.random.default_rng(0); x = r.normal(size=(300, 4))
+    >>> df = pd.DataFrame(x, columns=list("abcd"))
+    >>> df["y1"] = (x[:, 0] > 0).astype(int); df["y2"] = x[:, 0] + 0.1 * x[:, 1]
+    >>> res = fit(df, [Task("y1", "binary"), Task("y2", "regression")], epochs=3)
+    >>> sorted(res.summary["mtl"]["test"])
+    ['y1', 'y2']
+    """
+    tasks = check_tasks(tasks)
+    feats: list[str] | None = None
+    if isinstance(data, (str, Path)):
+        data = read_table(data)
+    if isinstance(data, pd.DataFrame):
+        mt, feats = from_dataframe(data, tasks, features, image_column=image_column)
+    elif isinstance(data, MultiTaskData):
+        mt = data
+    elif isinstance(data, tuple) and len(data) == 2:
+        mt = from_arrays(data[0], data[1], tasks)
+    elif isinstance(data, Dataset):
+        mt = from_torch_dataset(data, tasks)
+    else:
+        raise TypeError(f"Unsupported data type {type(data).__name__}: pass a DataFrame, a file path, "
+                        f"MultiTaskData, a torch Dataset or (x, labels).")
+    prepared = prepare(mt, tasks, fractions=split, stratify=stratify, seed=seed, standardize=standardize,
+                       features=feats if image_column is None else None, image_column=image_column,
+                       source="python")
+    user_model = None
+    builder = None
+    training: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "patience": patience,
+                                "level": level,
+                                "optimizer": {"name": optimizer, "lr": lr, "weight_decay": weight_decay}}
+    objects: dict[str, Any] = {}
+    for key, val in (("weighting", weighting), ("aggregator", aggregator)):
+        if isinstance(val, str):
+            training[key] = {"name": val}
+        elif val is not None:
+            objects[key] = val
+    model_cfg: dict[str, Any] = {"architecture": {"name": architecture, **dict(architecture_params or {})}}
+    if isinstance(trunk, nn.Module):
+        from mtlkit.architectures import HardSharing
+
+        user_model = HardSharing(trunk, tasks, input_shape=prepared.input_shape)
+        fresh_trunk = copy.deepcopy(trunk)
+
+        def builder(task: Task) -> nn.Module:
+            t = copy.deepcopy(fresh_trunk)
+            for m in t.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            return HardSharing(t, [task], input_shape=prepared.input_shape)
+    elif trunk is not None:
+        model_cfg["trunk"] = dict(trunk)
+    cfg = parse_config({"name": name, "seed": seed, "data": {"in_memory": True, "standardize": standardize,
+                                                             "split": {"train": split[0], "val": split[1],
+                                                                       "test": split[2], "stratify": stratify}},
+                        "tasks": [t.to_dict() for t in tasks], "model": model_cfg, "training": training,
+                        "baselines": baselines}, source="(mtlkit.fit arguments)")
+    return run(cfg, prepared, out_dir=out_dir, progress=progress, model=user_model, components=objects,
+               baseline_builder=builder)

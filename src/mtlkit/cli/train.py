@@ -1,0 +1,35 @@
+"""``mtlkit train CONFIG.yaml``: train the multi-task model and its single-task baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mtlkit.cli._app import app
+from mtlkit.cli._common import echo, friendly_errors, print_summary, set_threads
+
+
+@app.command()
+@friendly_errors
+def train(
+    config: Path = typer.Argument(..., help="YAML run config."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<name>)."),
+    no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the single-task baselines."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set training.epochs=3"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    threads: int = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
+) -> None:
+    """Train from a YAML config; writes config, metrics, weights, summary and report."""
+    from mtlkit.config import load_config
+    from mtlkit.experiment import prepare_from_config, run
+
+    set_threads(threads)
+    cfg = load_config(config, list(set_))
+    if no_baselines:
+        cfg.baselines = False
+    run_dir = out or Path("runs") / cfg.name
+    prepared = prepare_from_config(cfg)
+    result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo)
+    print_summary(result.summary)
+    echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'})")

@@ -1,0 +1,402 @@
+"""One run, end to end: data -> split -> model -> training -> single-task baselines -> Δm ->
+run folder (config, metrics, weights, summary, report).
+
+Used by ``mtlkit train`` / ``mtlkit demo`` and by :func:`mtlkit.fit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mtlkit._registry import AGGREGATORS, SAMPLERS, SCHEDULES, WEIGHTINGS
+from mtlkit.config import RunConfig, dump_config
+from mtlkit.data._dataset import MultiTaskData
+from mtlkit.data._preprocess import Standardizer
+from mtlkit.data._split import split
+from mtlkit.evaluation.delta_m import delta_m, delta_m_per_task
+from mtlkit.runs import FORMAT_VERSION, SUMMARY, atomic_write, save_model, write_json
+from mtlkit.tasks import Task, check_tasks, task_from_dict
+from mtlkit.training.trainer import Trainer, predict_raw, seed_everything
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class PreparedData:
+    """Split, preprocessed data and what the model builder needs to know about it."""
+
+    train: MultiTaskData
+    val: MultiTaskData
+    test: MultiTaskData
+    tasks: list[Task]
+    input_shape: tuple[int, ...]
+    default_trunk: dict[str, Any]
+    preprocessing: dict[str, Any] | None = None
+    features: list[str] | None = None
+    image_column: str | None = None
+    source: str = ""
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+def default_trunk_for(input_shape: Sequence[int]) -> dict[str, Any]:
+    nd = len(input_shape)
+    if nd == 1:
+        return {"name": "mlp", "hidden": [128, 64]}
+    if nd == 2:
+        return {"name": "cnn1d"}
+    if nd == 3:
+        return {"name": "lenet"}
+    raise ValueError(f"No stock trunk for inputs of shape {tuple(input_shape)}; pass your own trunk.")
+
+
+def resolve_tasks(cfg_tasks: Sequence[Any] | None, available: Sequence[Task] | None) -> list[Task]:
+    if cfg_tasks:
+        tasks = [task_from_dict(t.model_dump() if hasattr(t, "model_dump") else dict(t)) for t in cfg_tasks]
+    elif available:
+        tasks = list(available)
+    else:
+        raise ValueError("No tasks: give 'tasks' in the config.")
+    return check_tasks(tasks)
+
+
+def prepare(data: MultiTaskData, tasks: Sequence[Task], *, test: MultiTaskData | None = None,
+            fractions: Sequence[float] = (0.6, 0.25, 0.15), stratify: str | None = None, seed: int = 0,
+            standardize: bool = True, default_trunk: dict[str, Any] | None = None,
+            features: list[str] | None = None, image_column: str | None = None, source: str = ""
+            ) -> PreparedData:
+    """Split (seeded; a given ``test`` set is kept and train/val split in proportion) and fit
+    the input standardisation on the training split (flat inputs only)."""
+    tasks = check_tasks(tasks)
+    if stratify is not None and stratify not in {t.name for t in tasks}:
+        raise ValueError(f"split.stratify names unknown task {stratify!r}; tasks are {[t.name for t in tasks]}.")
+    data = _restrict(data, tasks)
+    if test is not None:
+        test = _restrict(test, tasks)
+        ftr, fva = fractions[0], fractions[1]
+        tot = ftr + fva
+        train, val, _ = split(data, (ftr / tot, fva / tot, 0.0), seed=seed, stratify=stratify)
+    else:
+        train, val, test = split(data, fractions, seed=seed, stratify=stratify)
+    pre = None
+    if standardize and train.x.dim() == 2 and train.x.is_floating_point():
+        st = Standardizer().fit(train.x)
+        for part in (train, val, test):
+            part.x = st.transform(part.x)
+        pre = st.to_dict()
+    shape = tuple(int(s) for s in train.x.shape[1:])
+    return PreparedData(train, val, test, list(tasks), shape, default_trunk or default_trunk_for(shape),
+                        pre, features, image_column, source)
+
+
+def _restrict(data: MultiTaskData, tasks: Sequence[Task]) -> MultiTaskData:
+    from mtlkit.data._dataset import check_targets
+
+    missing = [t.name for t in tasks if t.name not in data.targets]
+    if missing:
+        raise ValueError(f"No labels for task(s) {missing}; the data has {data.task_names}.")
+    names = [t.name for t in tasks]
+    check_targets(tasks, data.targets, data.masks)
+    out = data.subset(np.arange(len(data)))
+    out.targets = {k: data.targets[k] for k in names}
+    out.masks = {k: data.masks[k] for k in names}
+    out.tasks = list(tasks)
+    return out
+
+
+def prepare_from_config(cfg: RunConfig) -> PreparedData:
+    """Load the config's data source (built-in dataset or file) and prepare it."""
+    from mtlkit.data._table import from_dataframe, read_table
+
+    d = cfg.data
+    fr = (d.split.train, d.split.val, d.split.test)
+    if d.dataset is not None:
+        from mtlkit.datasets import load
+
+        bundle = load(d.dataset, **d.options)
+        tasks = resolve_tasks(cfg.tasks, bundle.tasks)
+        return prepare(bundle.data, tasks, test=bundle.test, fractions=fr, stratify=d.split.stratify,
+                       seed=cfg.seed, standardize=d.standardize, default_trunk=bundle.default_trunk,
+                       features=bundle.feature_names, source=f"dataset:{d.dataset}")
+    assert d.path is not None
+    tasks = resolve_tasks(cfg.tasks, None)
+    df = read_table(d.path)
+    data, feats = from_dataframe(df, tasks, d.features, image_column=d.image_column, image_root=d.image_root,
+                                 image_size=tuple(d.image_size) if d.image_size else None,
+                                 grayscale=d.grayscale, source=repr(d.path))
+    return prepare(data, tasks, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
+                   standardize=d.standardize, features=None if d.image_column else feats,
+                   image_column=d.image_column, source=f"file:{d.path}")
+
+
+def build_model_for(cfg: RunConfig, prepared: PreparedData, tasks: Sequence[Task]) -> nn.Module:
+    from mtlkit.architectures import build_model
+
+    trunk = dict(cfg.model.trunk) if cfg.model.trunk else dict(prepared.default_trunk)
+    arch = {"name": cfg.model.architecture.name, **cfg.model.architecture.params(), "trunk": trunk}
+    try:
+        return build_model(arch, list(tasks), prepared.input_shape)
+    except TypeError as exc:
+        raise ValueError(f"model.architecture {cfg.model.architecture.name!r}: {exc}") from exc
+
+
+def build_components(cfg: RunConfig) -> dict[str, Any]:
+    """Weighting, aggregator, schedule and sampler objects named by the config."""
+    t = cfg.training
+    out: dict[str, Any] = {}
+    for key, comp, reg in (("weighting", t.weighting, WEIGHTINGS), ("aggregator", t.aggregator, AGGREGATORS),
+                           ("schedule", t.schedule, SCHEDULES), ("sampler", cfg.data.sampler, SAMPLERS)):
+        if comp is None:
+            out[key] = None
+            continue
+        try:
+            out[key] = reg.build(comp.name, **comp.params())
+        except (KeyError, TypeError, ValueError) as exc:
+            where = "data.sampler" if key == "sampler" else f"training.{key}"
+            raise ValueError(f"{where}: {exc}") from None
+    return out
+
+
+def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run_dir: Path | None,
+                 progress: bool, components: dict[str, Any] | None = None, baseline: bool = False) -> Trainer:
+    t = cfg.training
+    comps = components if components is not None else build_components(cfg)
+    if baseline:  # single-task reference: same budget and optimiser, no balancing method
+        comps = {"weighting": None, "aggregator": None, "schedule": None, "sampler": None}
+    return Trainer(model, tasks, weighting=comps["weighting"], aggregator=comps["aggregator"],
+                   level=t.level, optimizer=t.optimizer.name, lr=t.optimizer.lr,
+                   weight_decay=t.optimizer.weight_decay, momentum=t.optimizer.momentum,
+                   scheduler=t.scheduler, clip_grad_norm=t.clip_grad_norm, epochs=t.epochs,
+                   batch_size=t.batch_size, patience=t.patience, monitor=None if baseline else t.monitor,
+                   seed=cfg.seed, progress=progress, run_dir=run_dir,
+                   monitor_conflicts=t.monitor_conflicts and not baseline and len(tasks) > 1,
+                   sampler=comps["sampler"], schedule=comps["schedule"],
+                   max_nonfinite_steps=t.max_nonfinite_steps)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def inference_ms(model: nn.Module, x: torch.Tensor, *, repeats: int = 5, n: int = 1000) -> float:
+    """Median wall time (ms) of predicting ``n`` samples (batch of up to 1000) in eval mode."""
+    sample = x[:n] if x.shape[0] >= 1 else x
+    if sample.shape[0] == 0:
+        return float("nan")
+    times = []
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model(sample)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(sample)
+            times.append((time.perf_counter() - t0) * 1000.0)
+    model.train(was)
+    return float(np.median(times)) * (n / sample.shape[0])
+
+
+def evaluate_outputs(tasks: Sequence[Task], out: dict[str, torch.Tensor], data: MultiTaskData
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, Any]]:
+    """Metrics, confusion matrices and classification reports on a split."""
+    from sklearn.metrics import confusion_matrix
+
+    metrics, confusion, reports = {}, {}, {}
+    for t in tasks:
+        metrics[t.name] = t.evaluate(out[t.name], data.targets[t.name], data.masks[t.name])
+        if t.kind in ("binary", "multiclass"):
+            m = data.masks[t.name].numpy().astype(bool)
+            y = data.targets[t.name].numpy()[m].astype(int)
+            if t.kind == "binary":
+                pred = (out[t.name].numpy()[m] >= 0).astype(int)
+                labels = [0, 1]
+            else:
+                pred = out[t.name].numpy()[m].argmax(-1)
+                labels = list(range(int(t.num_classes or 0)))
+            confusion[t.name] = confusion_matrix(y, pred, labels=labels).tolist()
+        rep = t.classification_report(out[t.name], data.targets[t.name], data.masks[t.name])
+        if rep is not None:
+            reports[t.name] = rep
+    return metrics, confusion, reports
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the fitted model, its summary and where the files are."""
+
+    run_dir: Path | None
+    model: nn.Module
+    tasks: list[Task]
+    summary: dict[str, Any]
+    trainer: Trainer
+    prepared: PreparedData
+    baselines: dict[str, nn.Module] = field(default_factory=dict)
+
+    @property
+    def delta_m(self) -> float | None:
+        return self.summary.get("delta_m")
+
+    @property
+    def report_path(self) -> Path | None:
+        return self.run_dir / "report.html" if self.run_dir else None
+
+    def predict(self, x: Any) -> dict[str, torch.Tensor]:
+        """Raw outputs per task for a DataFrame (feature columns), array or tensor of inputs."""
+        if isinstance(x, pd.DataFrame):
+            from mtlkit.data._table import features_from_frame
+
+            if not self.prepared.features:
+                raise ValueError("This model was not trained on named feature columns.")
+            x = torch.as_tensor(features_from_frame(x, self.prepared.features, source="the input"))
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
+        if self.prepared.preprocessing:
+            x = Standardizer.from_dict(self.prepared.preprocessing).transform(x)
+        return predict_raw(self.model, x)
+
+
+def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool = True,
+        log: Log | None = None, model: nn.Module | None = None,
+        components: dict[str, Any] | None = None,
+        baseline_builder: Callable[[Task], nn.Module] | None = None) -> RunResult:
+    """Train the multi-task model and (if ``cfg.baselines``) one single-task model per task,
+    evaluate on the test split and write the run folder when ``out_dir`` is given.
+
+    ``components`` overrides the weighting/aggregator/schedule/sampler objects named by the
+    config (for objects built in Python); ``baseline_builder(task)`` builds the single-task
+    reference model (default: hard sharing with the config's trunk)."""
+    say = log or (lambda s: None)
+    tasks = prepared.tasks
+    run_dir = Path(out_dir) if out_dir is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not _writable(run_dir):
+            raise PermissionError(f"The run folder {str(run_dir)!r} is not writable.")
+        atomic_write(run_dir / "config.yaml", dump_config(cfg))
+        metrics_file = run_dir / "metrics.jsonl"
+        if metrics_file.exists():
+            metrics_file.unlink()
+    comps = build_components(cfg)
+    comps.update(components or {})
+    seed_everything(cfg.seed)
+    if model is None:
+        model = build_model_for(cfg, prepared, tasks)
+    trainer = make_trainer(cfg, model, tasks, run_dir=run_dir, progress=progress, components=comps)
+    say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} parameters) ...")
+    t0 = time.perf_counter()
+    trainer.fit(prepared.train, prepared.val)
+    fit_time = time.perf_counter() - t0
+    out_test = predict_raw(model, prepared.test)
+    test_metrics, confusion, reports = evaluate_outputs(tasks, out_test, prepared.test)
+    val_metrics = trainer.evaluate(prepared.val)
+    mtl = {"test": test_metrics, "val": val_metrics, "params": count_parameters(model),
+           "inference_ms": inference_ms(model, prepared.test.x), "fit_time_s": round(fit_time, 3),
+           "best_epoch": trainer.history.best_epoch, "epochs_run": len(trainer.history.records)}
+    meta = model_meta(model, prepared)
+    if run_dir is not None and meta is not None:
+        save_model(run_dir, model, meta)
+    summary: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "name": cfg.name, "seed": cfg.seed, "source": prepared.source,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tasks": [t.to_dict() for t in tasks],
+        "higher_is_better": {t.name: {m.name: m.higher_is_better for m in t.metrics} for t in tasks},
+        "main_metric": {t.name: t.main_metric for t in tasks},
+        "mtl": mtl, "baselines": None, "delta_m": None, "delta_m_per_task": {}, "delta_m_all_tasks": None,
+        "sign_convention": "Δm = (1/T) Σ_t (1/|M_t|) Σ_m (−1)^{h_m} (M_mtl − M_stl)/M_stl × 100 over "
+                           "primary tasks; negative means the multi-task model is better.",
+        "confusion": {k: {"mtl": v, "stl": None} for k, v in confusion.items()},
+        "classification_report": reports, "nonfinite_skipped": trainer.nonfinite_skipped,
+        "sizes": {"train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test)},
+        "inference_unit": "ms per 1000 samples",
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "threads": torch.get_num_threads()},
+    }
+    baseline_models: dict[str, nn.Module] = {}
+    if cfg.baselines and len(tasks) >= 1:
+        stl: dict[str, Any] = {}
+        for t in tasks:
+            say(f"Training the single-task baseline for {t.name!r} ...")
+            single = dataclasses.replace(t, weight=1.0)
+            seed_everything(cfg.seed)
+            bmodel = baseline_builder(single) if baseline_builder else _baseline_model(cfg, prepared, single)
+            bdir = run_dir / "baselines" / t.name if run_dir is not None else None
+            if bdir is not None:
+                bdir.mkdir(parents=True, exist_ok=True)
+                (bdir / "metrics.jsonl").unlink(missing_ok=True)
+            btrainer = make_trainer(cfg, bmodel, [single], run_dir=bdir, progress=progress, baseline=True)
+            t1 = time.perf_counter()
+            btrainer.fit(prepared.train, prepared.val)
+            bfit = time.perf_counter() - t1
+            bout = predict_raw(bmodel, prepared.test)
+            bm, bconf, _ = evaluate_outputs([single], bout, prepared.test)
+            stl[t.name] = {"test": bm[t.name], "params": count_parameters(bmodel),
+                           "inference_ms": inference_ms(bmodel, prepared.test.x),
+                           "fit_time_s": round(bfit, 3), "best_epoch": btrainer.history.best_epoch}
+            if t.name in bconf:
+                summary["confusion"][t.name]["stl"] = bconf[t.name]
+            baseline_models[t.name] = bmodel
+        summary["baselines"] = stl
+        stl_test = {k: v["test"] for k, v in stl.items()}
+        summary["delta_m"] = delta_m(test_metrics, stl_test, tasks, primary_only=True)
+        summary["delta_m_per_task"] = delta_m_per_task(test_metrics, stl_test, tasks)
+        summary["delta_m_all_tasks"] = delta_m(test_metrics, stl_test, tasks, primary_only=False)
+        summary["stl_params_total"] = sum(v["params"] for v in stl.values())
+        summary["stl_inference_ms_total"] = sum(v["inference_ms"] for v in stl.values())
+        if summary["delta_m"] is not None and not math.isfinite(summary["delta_m"]):
+            summary["delta_m"] = None
+    if run_dir is not None:
+        write_json(run_dir / SUMMARY, summary)
+        write_report_safely(run_dir, say)
+    return RunResult(run_dir, model, list(tasks), summary, trainer, prepared, baseline_models)
+
+
+def _baseline_model(cfg: RunConfig, prepared: PreparedData, task: Task) -> nn.Module:
+    """The single-task reference: the same trunk and head design, trained on one task.
+
+    For architectures other than hard sharing the reference is the hard-sharing model with
+    the same trunk (a single task has nothing to share), as in the MTL literature."""
+    from mtlkit.architectures import build_model
+
+    trunk = dict(cfg.model.trunk) if cfg.model.trunk else dict(prepared.default_trunk)
+    params = cfg.model.architecture.params() if cfg.model.architecture.name == "hard_sharing" else {}
+    return build_model({"name": "hard_sharing", **params, "trunk": trunk}, [task], prepared.input_shape)
+
+
+def model_meta(model: nn.Module, prepared: PreparedData) -> dict[str, Any] | None:
+    cfg = getattr(model, "config", None)
+    return {
+        "architecture": cfg,
+        "tasks": [t.to_dict() for t in prepared.tasks],
+        "input_shape": list(prepared.input_shape),
+        "preprocessing": prepared.preprocessing,
+        "features": prepared.features,
+        "image_column": prepared.image_column,
+        "source": prepared.source,
+    }
+
+
+def write_report_safely(run_dir: Path, say: Log) -> None:
+    try:
+        from mtlkit.report import write_report
+    except ImportError:  # the report package is optional during development
+        return
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # a broken plot must not lose the run
+        say(f"warning: the HTML report could not be written: {exc}")
+
+
+def _writable(path: Path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK)

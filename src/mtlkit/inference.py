@@ -1,0 +1,95 @@
+"""Using a finished run: load it (no pickle), turn a table into model inputs, predict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from mtlkit.data._dataset import MultiTaskData
+from mtlkit.data._preprocess import Standardizer
+from mtlkit.data._table import features_from_frame, load_images, targets_from_frame
+from mtlkit.runs import load_model
+from mtlkit.tasks import Task, task_from_dict
+from mtlkit.training.trainer import predict_raw
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    model: nn.Module
+    meta: dict[str, Any]
+    tasks: list[Task]
+
+    @property
+    def primary_tasks(self) -> list[Task]:
+        return [t for t in self.tasks if t.role == "primary"] or self.tasks
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    model, meta = load_model(run_dir)
+    return LoadedRun(Path(run_dir), model, meta, [task_from_dict(t) for t in meta["tasks"]])
+
+
+def inputs_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the input") -> torch.Tensor:
+    """Model inputs from a table: the training feature columns (or image paths),
+    standardised as during training. Label and privileged columns are not needed."""
+    meta = run.meta
+    if meta.get("image_column"):
+        col = meta["image_column"]
+        if col not in df.columns:
+            raise KeyError(f"Image column {col!r} not found in {source}.")
+        x = torch.as_tensor(load_images(df[col].astype(str).tolist(), root=meta.get("image_root")))
+    elif meta.get("features"):
+        x = torch.as_tensor(features_from_frame(df, meta["features"], source=source))
+    else:
+        raise ValueError("This run was not trained on a table (no feature columns recorded); "
+                         "predict on tensors with the Python API instead.")
+    if meta.get("preprocessing"):
+        x = Standardizer.from_dict(meta["preprocessing"]).transform(x)
+    return x
+
+
+def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) -> pd.DataFrame:
+    """One or more columns per task: class and probability (classification) or value(s)."""
+    x = inputs_from_frame(run, df)
+    out = predict_raw(run.model, x)
+    cols: dict[str, Any] = {}
+    for t in (run.tasks if all_tasks else run.primary_tasks):
+        raw = out[t.name]
+        prob = t.predict_transform(raw).numpy()
+        if t.kind == "binary":
+            cols[t.name] = (prob >= 0.5).astype(int)
+            cols[f"{t.name}_proba"] = prob
+        elif t.kind == "multiclass":
+            cols[t.name] = prob.argmax(-1)
+            cols[f"{t.name}_proba"] = prob.max(-1)
+        elif t.kind == "multilabel":
+            for j, c in enumerate(t.label_columns if t.columns else [f"{t.name}[{i}]" for i in range(t.out_dim)]):
+                cols[c] = (prob[:, j] >= 0.5).astype(int)
+        else:
+            names = t.label_columns if t.columns else ([t.name] if t.out_dim == 1 else
+                                                       [f"{t.name}[{i}]" for i in range(t.out_dim)])
+            for j, c in enumerate(names):
+                cols[c] = prob[:, j]
+    return pd.DataFrame(cols, index=df.index)
+
+
+def data_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the data") -> MultiTaskData:
+    """Inputs and labels (for evaluation) from a table with the run's columns."""
+    x = inputs_from_frame(run, df, source=source)
+    targets, masks = targets_from_frame(df, run.tasks, source=source)
+    return MultiTaskData(x, targets, masks, run.tasks, source=source)
+
+
+def evaluate_frame(run: LoadedRun, df: pd.DataFrame) -> dict[str, dict[str, float]]:
+    data = data_from_frame(run, df)
+    out = predict_raw(run.model, data)
+    return {t.name: t.evaluate(out[t.name], data.targets[t.name], data.masks[t.name]) for t in run.tasks}
+
+
+__all__ = ["LoadedRun", "data_from_frame", "evaluate_frame", "inputs_from_frame", "load_run", "predict_frame"]
