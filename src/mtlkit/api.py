@@ -30,7 +30,7 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
         baselines: bool = True, split: Sequence[float] = (0.6, 0.25, 0.15),
         stratify: str | None = None, standardize: bool = True, seed: int = 0,
         out_dir: str | Path | None = None, progress: bool = False,
-        image_column: str | None = None, name: str = "fit") -> RunResult:
+        image_column: str | None = None, name: str = "fit", overwrite: bool = False) -> RunResult:
     """Train a multi-task model (and, by default, the single-task baselines) in one call.
 
     Args:
@@ -106,4 +106,4 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
                         "tasks": [t.to_dict() for t in tasks], "model": model_cfg, "training": training,
                         "baselines": baselines}, source="(mtlkit.fit arguments)")
     return run(cfg, prepared, out_dir=out_dir, progress=progress, model=user_model, components=objects,
-               baseline_builder=builder)
+               baseline_builder=builder, overwrite=overwrite)

@@ -268,17 +268,21 @@ class RunResult:
 def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool = True,
         log: Log | None = None, model: nn.Module | None = None,
         components: dict[str, Any] | None = None,
-        baseline_builder: Callable[[Task], nn.Module] | None = None) -> RunResult:
+        baseline_builder: Callable[[Task], nn.Module] | None = None, overwrite: bool = False) -> RunResult:
     """Train the multi-task model and (if ``cfg.baselines``) one single-task model per task,
     evaluate on the test split and write the run folder when ``out_dir`` is given.
 
     ``components`` overrides the weighting/aggregator/schedule/sampler objects named by the
     config (for objects built in Python); ``baseline_builder(task)`` builds the single-task
-    reference model (default: hard sharing with the config's trunk)."""
+    reference model (default: hard sharing with the config's trunk). A folder that already
+    holds a finished run is refused unless ``overwrite``."""
     say = log or (lambda s: None)
     tasks = prepared.tasks
     run_dir = Path(out_dir) if out_dir is not None else None
     if run_dir is not None:
+        if (run_dir / "model.safetensors").exists() and not overwrite:
+            raise FileExistsError(f"The run folder {str(run_dir)!r} already holds a finished run; "
+                                  f"choose another --out or pass --overwrite.")
         run_dir.mkdir(parents=True, exist_ok=True)
         if not _writable(run_dir):
             raise PermissionError(f"The run folder {str(run_dir)!r} is not writable.")

@@ -1,12 +1,25 @@
 """The only autograd plumbing: task losses -> Jacobian of shared parameters or representation.
 
-Two engines give the K×P Jacobian of K task losses w.r.t. a list of tensors:
+Engines for the K×P Jacobian of K task losses with respect to a list of tensors ``wrt``:
 
-* ``"loop"``: K calls of ``torch.autograd.grad(L_k, wrt, retain_graph=True)`` (the floor);
-* ``"batched"``: one ``torch.autograd.grad`` with ``is_grads_batched=True`` (vmap) over the
-  K one-hot vectors of the stacked losses.
+* ``"loop"``: K calls of ``torch.autograd.grad(L_k, wrt, retain_graph=True)`` — the floor
+  every other engine is measured against;
+* ``"batched"``: one ``torch.autograd.grad(..., is_grads_batched=True)`` (vmap) over the K
+  one-hot vectors of the stacked losses, optionally in chunks of ``chunk_size`` rows;
+* ``"two-stage"``: each task's gradient is first taken down to the shared representation
+  (cheap: only the heads are traversed), then the K×|rep| matrix is pulled back through the
+  trunk in one batched call (:func:`jacobian_via_representation`). Exact whenever every path
+  from ``wrt`` to the losses goes through the representation (true for hard sharing, where
+  ``wrt`` are the trunk's parameters); it needs ``representation=``.
+* ``"auto"`` (default): ``"two-stage"`` when a representation is given, else ``"loop"``.
 
-:func:`representation_jacobian` gives the K×(B·D) Jacobian w.r.t. the shared representation.
+Which engine is fastest depends on the model and the hardware; ``benchmarks/step_time.py``
+prints the figures (see ``docs/aggregation.md``). All engines give the same matrix (up to
+float rounding); a loss with no path to ``wrt`` gives a zero row and an unused tensor of
+``wrt`` gives zero columns.
+
+:func:`representation_jacobian` gives the K×(B·D) Jacobian w.r.t. the shared representation,
+:func:`task_gradients` the per-task gradients w.r.t. one tensor, optionally differentiable.
 """
 
 from __future__ import annotations
@@ -16,6 +29,25 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+ENGINES = ("auto", "loop", "batched", "two-stage")
+
+
+def _as_list(losses: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    if isinstance(losses, Tensor):
+        return list(losses.reshape(-1).unbind(0)) if losses.dim() <= 1 else list(losses.unbind(0))
+    return list(losses)
+
+
+def _check_chunk(chunk_size: int | None) -> None:
+    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool)
+                                   or chunk_size < 1):
+        raise ValueError(f"The 'chunk_size' parameter must be a positive int or None. Got {chunk_size!r}.")
+
+
+def _zeros(k: int, wrt: Sequence[Tensor]) -> Tensor:
+    ref = wrt[0]
+    return torch.zeros(k, sum(w.numel() for w in wrt), dtype=ref.dtype, device=ref.device)
+
 
 def _flat(grads: Sequence[Tensor | None], wrt: Sequence[Tensor]) -> Tensor:
     return torch.cat([
@@ -23,44 +55,165 @@ def _flat(grads: Sequence[Tensor | None], wrt: Sequence[Tensor]) -> Tensor:
     ])
 
 
-def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine: str = "loop",
-             retain_graph: bool = True, chunk_size: int | None = None) -> Tensor:
-    """(K, P) Jacobian of the K losses w.r.t. the flattened, concatenated ``wrt`` tensors.
+def _flat_batched(grads: Sequence[Tensor | None], wrt: Sequence[Tensor], k: int) -> Tensor:
+    return torch.cat([
+        (g.reshape(k, -1) if g is not None else
+         torch.zeros(k, w.numel(), dtype=w.dtype, device=w.device)) for g, w in zip(grads, wrt)
+    ], dim=1)
 
-    A loss with no path to ``wrt`` gives a zero row.
-    """
-    wrt = list(wrt)
-    ls = list(losses) if not isinstance(losses, Tensor) else list(losses.unbind(0))
-    if not wrt:
-        return torch.zeros(len(ls), 0)
-    if engine == "loop" or len(ls) == 1:
-        rows = []
-        for k, loss in enumerate(ls):
-            if not loss.requires_grad:
-                rows.append(torch.zeros(sum(w.numel() for w in wrt), dtype=wrt[0].dtype, device=wrt[0].device))
-                continue
-            g = torch.autograd.grad(loss, wrt, retain_graph=retain_graph or k < len(ls) - 1, allow_unused=True)
-            rows.append(_flat(g, wrt))
-        return torch.stack(rows)
-    if engine != "batched":
-        raise ValueError(f"The 'engine' parameter must be 'loop' or 'batched'. Got {engine!r}.")
-    stacked = torch.stack(ls)
-    eye = torch.eye(len(ls), dtype=stacked.dtype, device=stacked.device)
-    chunks = [eye] if chunk_size is None else list(eye.split(chunk_size))
+
+def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool) -> Tensor:
+    rows = []
+    last = max((k for k, loss in enumerate(ls) if loss.requires_grad), default=-1)
+    for k, loss in enumerate(ls):
+        if not loss.requires_grad:
+            rows.append(_zeros(1, wrt)[0])
+            continue
+        g = torch.autograd.grad(loss, wrt, retain_graph=retain_graph or k < last, allow_unused=True)
+        rows.append(_flat(g, wrt))
+    return torch.stack(rows)
+
+
+def _batched_vjp(outputs: Tensor, wrt: list[Tensor], cotangents: Tensor, retain_graph: bool,
+                 chunk_size: int | None) -> Tensor:
+    """Rows ``cᵀ ∂outputs/∂wrt`` for every row ``c`` of ``cotangents`` (K, *outputs.shape)."""
+    k = cotangents.shape[0]
+    chunks = [cotangents] if chunk_size is None or chunk_size >= k else list(cotangents.split(chunk_size))
     out = []
     for i, ch in enumerate(chunks):
-        g = torch.autograd.grad(stacked, wrt, grad_outputs=ch, is_grads_batched=True,
+        g = torch.autograd.grad(outputs, wrt, grad_outputs=ch, is_grads_batched=True,
                                 retain_graph=retain_graph or i < len(chunks) - 1, allow_unused=True)
-        out.append(torch.cat([
-            (gi if gi is not None else torch.zeros(ch.shape[0], *w.shape, dtype=w.dtype, device=w.device)
-             ).reshape(ch.shape[0], -1) for gi, w in zip(g, wrt)], dim=1))
-    return torch.cat(out)
+        out.append(_flat_batched(g, wrt, ch.shape[0]))
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def _batched(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool, chunk_size: int | None) -> Tensor:
+    if not any(loss.requires_grad for loss in ls):
+        return _zeros(len(ls), wrt)
+    stacked = torch.stack([loss.reshape(()) for loss in ls])
+    eye = torch.eye(len(ls), dtype=stacked.dtype, device=stacked.device)
+    return _batched_vjp(stacked, wrt, eye, retain_graph, chunk_size)
+
+
+def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine: str = "auto",
+             retain_graph: bool = True, chunk_size: int | None = None,
+             representation: Tensor | None = None) -> Tensor:
+    """(K, P) Jacobian of the K losses w.r.t. the flattened, concatenated ``wrt`` tensors.
+
+    Args:
+        losses: K scalar losses (a (K,) tensor or a sequence of scalars).
+        wrt: the tensors to differentiate with respect to (e.g. the shared parameters).
+        engine: ``"auto"`` | ``"loop"`` | ``"batched"`` | ``"two-stage"`` (see the module doc).
+        retain_graph: keep the graph for later backward passes (the trainer needs it).
+        chunk_size: batched engines: at most this many rows per vmapped call (bounds memory).
+        representation: the shared representation that every path from ``wrt`` to the
+            losses goes through; needed by ``"two-stage"``, used by ``"auto"``.
+
+    A loss with no path to ``wrt`` gives a zero row.
+
+    >>> import torch
+    >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
+    >>> jacobian([(w ** 2).sum(), w.sum()], [w], engine="batched")
+    tensor([[2., 4.],
+            [1., 1.]])
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"The 'engine' parameter must be one of {', '.join(ENGINES)}. Got {engine!r}.")
+    _check_chunk(chunk_size)
+    wrt = list(wrt)
+    ls = _as_list(losses)
+    if not wrt:
+        return torch.zeros(len(ls), 0)
+    if not ls:
+        return _zeros(0, wrt)
+    if engine == "auto":
+        engine = "two-stage" if representation is not None else "loop"
+    if engine == "two-stage":
+        if representation is None:
+            raise ValueError("engine='two-stage' needs the shared representation: pass "
+                             "representation=<tensor>, or use engine='batched' or 'loop'.")
+        return jacobian_via_representation(ls, representation, wrt, chunk_size=chunk_size,
+                                           retain_graph=retain_graph)
+    if engine == "loop" or len(ls) == 1:
+        return _loop(ls, wrt, retain_graph)
+    return _batched(ls, wrt, retain_graph, chunk_size)
 
 
 def representation_jacobian(losses: Tensor | Sequence[Tensor], rep: Tensor, *,
                             retain_graph: bool = True) -> Tensor:
-    """(K, B·D) Jacobian of the K losses w.r.t. the shared representation ``rep``."""
-    return jacobian(losses, [rep], engine="loop", retain_graph=retain_graph)
+    """(K, B·D) Jacobian of the K losses w.r.t. the shared representation ``rep``.
+
+    Only the task heads are traversed, so this is cheap; K separate calls are used because
+    on small heads they beat one vmapped call (see ``benchmarks/step_time.py``).
+
+    >>> import torch
+    >>> rep = torch.tensor([[1.0, -1.0]], requires_grad=True)
+    >>> representation_jacobian([rep.sum(), (rep ** 2).sum()], rep)
+    tensor([[ 1.,  1.],
+            [ 2., -2.]])
+    """
+    ls = _as_list(losses)
+    if not ls:
+        return torch.zeros(0, rep.numel(), dtype=rep.dtype, device=rep.device)
+    return _loop(ls, [rep], retain_graph)
+
+
+def jacobian_via_representation(losses: Tensor | Sequence[Tensor], rep: Tensor,
+                                shared_params: Sequence[Tensor], chunk_size: int | None = None, *,
+                                retain_graph: bool = True) -> Tensor:
+    """(K, P) Jacobian of the losses w.r.t. ``shared_params``, in two stages.
+
+    1. the K gradients w.r.t. the representation (``representation_jacobian``: heads only);
+    2. one batched vector-Jacobian product pulls the K×|rep| matrix back through the trunk
+       (``torch.autograd.grad(rep, shared_params, is_grads_batched=True)``), in chunks of
+       ``chunk_size`` rows when given.
+
+    Exact when every path from ``shared_params`` to the losses goes through ``rep``.
+
+    >>> import torch
+    >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
+    >>> rep = 3 * w
+    >>> jacobian_via_representation([rep.sum(), (rep ** 2).sum()], rep, [w])
+    tensor([[ 3.,  3.],
+            [18., 36.]])
+    """
+    _check_chunk(chunk_size)
+    ls = _as_list(losses)
+    params = list(shared_params)
+    if not params:
+        return torch.zeros(len(ls), 0)
+    if not ls:
+        return _zeros(0, params)
+    if not rep.requires_grad:
+        return _zeros(len(ls), params)
+    j_rep = representation_jacobian(ls, rep, retain_graph=True)
+    cot = j_rep.view(len(ls), *rep.shape)
+    return _batched_vjp(rep, params, cot, retain_graph, chunk_size)
+
+
+def task_gradients(losses: Tensor | Sequence[Tensor], wrt: Tensor, *, create_graph: bool = False,
+                   retain_graph: bool = True) -> Tensor:
+    """(K, *wrt.shape) gradients of each loss w.r.t. one tensor (zeros where unused).
+
+    With ``create_graph=True`` the result is itself differentiable (second-order terms such
+    as GREAT's adversarial loss flow back into the network).
+
+    >>> import torch
+    >>> x = torch.tensor([1.0, 3.0], requires_grad=True)
+    >>> task_gradients([(x ** 2).sum(), x.sum()], x)
+    tensor([[2., 6.],
+            [1., 1.]])
+    """
+    ls = _as_list(losses)
+    rows = []
+    for loss in ls:
+        if not loss.requires_grad:
+            rows.append(torch.zeros_like(wrt))
+            continue
+        (g,) = torch.autograd.grad(loss, [wrt], retain_graph=retain_graph or create_graph,
+                                   create_graph=create_graph, allow_unused=True)
+        rows.append(torch.zeros_like(wrt) if g is None else g)
+    return torch.stack(rows) if rows else wrt.new_zeros((0, *wrt.shape))
 
 
 def assign_grads(params: Sequence[Tensor], vector: Tensor, *, accumulate: bool = True) -> None:

@@ -49,10 +49,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

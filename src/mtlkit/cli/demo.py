@@ -39,7 +39,8 @@ def demo(
     threads: int = typer.Option(None, "--threads", help="torch threads."),
 ) -> None:
     """Train a hard-sharing LeNet on MultiMNIST (left/right digit) with single-task
-    baselines; print accuracy per task, Δm, parameters and inference time; write a report."""
+    baselines; print accuracy per task, Δm, parameters and inference time; write a report.
+    The demo replaces its own previous run folder."""
     from mtlkit.config import parse_config
     from mtlkit.experiment import prepare_from_config, run
 
@@ -48,6 +49,6 @@ def demo(
     prepared = prepare_from_config(cfg)
     echo(f"MultiMNIST: {len(prepared.train)} train / {len(prepared.val)} val / {len(prepared.test)} test "
          f"pairs, 36x36 images, tasks left and right (10 classes each).")
-    result = run(cfg, prepared, out_dir=out, progress=progress, log=echo)
+    result = run(cfg, prepared, out_dir=out, progress=progress, log=echo, overwrite=True)
     print_summary(result.summary)
     echo(f"Run folder: {out}  (report: {out / 'report.html'})")

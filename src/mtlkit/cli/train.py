@@ -19,6 +19,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set training.epochs=3"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     threads: int = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
 ) -> None:
     """Train from a YAML config; writes config, metrics, weights, summary and report."""
     from mtlkit.config import load_config
@@ -30,6 +31,6 @@ def train(
         cfg.baselines = False
     run_dir = out or Path("runs") / cfg.name
     prepared = prepare_from_config(cfg)
-    result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo)
+    result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite)
     print_summary(result.summary)
     echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'})")

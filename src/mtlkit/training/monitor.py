@@ -54,7 +54,7 @@ class ConflictMonitor:
         cos = (self._cos_sum / self._pair_n.clamp_min(1))
         off = ~torch.eye(k, dtype=torch.bool) & (self._pair_n > 0)
         mean_cos = float(cos[off].mean()) if bool(off.any()) else float("nan")
-        frac = float((self._conf[off].sum() / self._pair_n[off].sum())) if bool(off.any()) else float("nan")
+        frac = float(self._conf[off].sum() / self._pair_n[off].sum()) if bool(off.any()) else float("nan")
         ratio = (self._ratio_sum / self._ratio_n.clamp_min(1)).tolist()
         out = {"mean_cosine": mean_cos, "conflict_fraction": frac,
                "cosine_matrix": cos.tolist(),

