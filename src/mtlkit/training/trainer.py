@@ -21,6 +21,7 @@ from mtlkit.aggregation._base import Aggregator
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.jacobian import assign_grads, jacobian, representation_jacobian
 from mtlkit.tasks import Task, check_tasks
+from mtlkit.training.checkpoint import CheckpointManager
 from mtlkit.training.monitor import ConflictMonitor
 from mtlkit.weighting._base import StepContext, Weighting
 from mtlkit.weighting.equal import Equal
@@ -114,6 +115,8 @@ class Trainer:
             tasks optimised at a step (default: every task with labels in the batch).
         callbacks: callables ``cb(trainer, record)`` run after each epoch.
         max_nonfinite_steps: consecutive skipped non-finite steps before stopping.
+        checkpoint_dir: write crash-safe checkpoints there (every epoch, and every
+            ``checkpoint_every`` steps when given), keeping the last ``keep_checkpoints``.
     """
 
     def __init__(self, model: nn.Module, tasks: Sequence[Task], *, weighting: Weighting | None = None,
@@ -126,7 +129,9 @@ class Trainer:
                  run_dir: str | Path | None = None, monitor_conflicts: bool = False,
                  sampler: Any = None, schedule: Any = None,
                  callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
-                 jacobian_engine: str = "loop", max_nonfinite_steps: int = 20) -> None:
+                 jacobian_engine: str = "loop", max_nonfinite_steps: int = 20,
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
+                 keep_checkpoints: int = 2, config_hash: str | None = None) -> None:
         self.tasks = check_tasks(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.model = model
@@ -176,6 +181,11 @@ class Trainer:
         self.scheduler = None
         self._nonfinite_run = 0
         self.nonfinite_skipped = 0
+        self.checkpoint_every = checkpoint_every
+        self.checkpoints = (CheckpointManager(checkpoint_dir, keep=keep_checkpoints, config_hash=config_hash)
+                            if checkpoint_dir is not None else None)
+        self.resumed_from: str | None = None
+        self._ep: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _shared_params(self) -> list[nn.Parameter]:
@@ -351,8 +361,12 @@ class Trainer:
         return math.ceil(len(data) / self.batch_size)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train: MultiTaskData, val: MultiTaskData | None = None) -> History:
-        """Train for ``epochs`` (or until early stopping) and return the :class:`History`."""
+    def fit(self, train: MultiTaskData, val: MultiTaskData | None = None, *, resume: bool = False) -> History:
+        """Train for ``epochs`` (or until early stopping) and return the :class:`History`.
+
+        With ``resume=True`` and a ``checkpoint_dir``, training continues from the newest
+        good checkpoint exactly where it stopped (mid-epoch included): same batches, same
+        random numbers, same result as a run never interrupted."""
         if len(train) == 0:
             raise ValueError("The training data is empty.")
         seed_everything(self.seed)
@@ -363,51 +377,90 @@ class Trainer:
         if empty:
             raise ValueError(f"Task(s) {empty} have no labelled training sample: every label is missing.")
         k = len(self.tasks)
-        best_score, best_state, bad_epochs = -math.inf, None, 0
-        baseline_val: dict[str, dict[str, float]] | None = None
+        fit_state: dict[str, Any] = {"best_score": -math.inf, "best_state": None, "bad_epochs": 0,
+                                     "baseline_val": None, "done": False}
+        ep: dict[str, Any] | None = None
         metrics_path = self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
         if metrics_path is not None:
             metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        start_epoch = self.epoch
-        for epoch in range(start_epoch, self.epochs):
+        if resume and self.checkpoints is not None:
+            found = self.checkpoints.latest()
+            if found is not None:
+                state, entry = found
+                self.load_state_dict(state["trainer"])
+                fit_state = state["fit"]
+                ep = state.get("epoch_state")
+                self.resumed_from = entry["name"]
+                if metrics_path is not None:  # drop lines written after the checkpoint
+                    from mtlkit.runs import atomic_write
+
+                    atomic_write(metrics_path, "".join(json.dumps(_jsonable(r)) + "\n"
+                                                       for r in self.history.records))
+        self._fit_state = fit_state
+        if fit_state["done"]:
+            if fit_state["best_state"] is not None:
+                self.model.load_state_dict(fit_state["best_state"])
+            return self.history
+        for epoch in range(self.epoch, self.epochs):
             self.epoch = epoch
             self.model.train()
             t0 = time.perf_counter()
-            loss_sum = torch.zeros(k)
-            loss_n = torch.zeros(k)
-            w_sum = torch.zeros(k)
-            self._agg_weights_sum = torch.zeros(k, dtype=torch.float64)
-            self._agg_weights_n = torch.zeros(k)
-            nonfinite_before = self.nonfinite_skipped
-            steps = 0
+            replay = 0
+            if ep is None:
+                ep = {"gen_start": self.generator.get_state(), "batch_index": 0,
+                      "loss_sum": torch.zeros(k), "loss_n": torch.zeros(k), "w_sum": torch.zeros(k),
+                      "agg_sum": torch.zeros(k, dtype=torch.float64), "agg_n": torch.zeros(k),
+                      "nonfinite_before": self.nonfinite_skipped, "elapsed": 0.0, "monitor": None}
+            else:  # resumed mid-epoch: replay the epoch's batch draws up to the checkpoint
+                replay = int(ep["batch_index"])
+                rng_now = self._rng_states()
+                self.generator.set_state(ep["gen_start"])
+                if ep.get("monitor") is not None and self.conflicts is not None:
+                    self.conflicts.load_state_dict(ep["monitor"])
+            self._ep = ep
+            self._agg_weights_sum, self._agg_weights_n = ep["agg_sum"], ep["agg_n"]
             with _Progress(self.progress, f"epoch {epoch + 1}/{self.epochs}", self._num_batches(train)) as bar:
-                for batch in self._batches(train, epoch):
+                for i, batch in enumerate(self._batches(train, epoch)):
+                    if i < replay:
+                        if i == replay - 1:
+                            self._set_rng_states(rng_now)
+                        continue
                     losses, wts, present = self.train_step(batch)
-                    pf = present.float()
-                    loss_sum += torch.where(present, losses.cpu().float(), torch.zeros(k))
-                    loss_n += pf
-                    w_sum += wts.cpu().float()
-                    steps += 1
-                    bar.advance(self.task_names, (loss_sum / loss_n.clamp_min(1)).tolist())
-            mean_losses = loss_sum / loss_n.clamp_min(1)
+                    ep["loss_sum"] += torch.where(present, losses.cpu().float(), torch.zeros(k))
+                    ep["loss_n"] += present.float()
+                    ep["w_sum"] += wts.cpu().float()
+                    ep["batch_index"] = i + 1
+                    bar.advance(self.task_names, (ep["loss_sum"] / ep["loss_n"].clamp_min(1)).tolist())
+                    if self.checkpoint_every and self.step_count % self.checkpoint_every == 0:
+                        ep["elapsed"] += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save_checkpoint()
+            steps = int(ep["batch_index"])
+            mean_losses = ep["loss_sum"] / ep["loss_n"].clamp_min(1)
             self.weighting.on_epoch_end(epoch, mean_losses)
             if self.scheduler is not None:
                 self.scheduler.step()
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "train_loss": dict(zip(self.task_names, mean_losses.tolist())),
-                "weights": dict(zip(self.task_names, (w_sum / max(steps, 1)).tolist())),
+                "weights": dict(zip(self.task_names, (ep["w_sum"] / max(steps, 1)).tolist())),
                 "steps": steps,
-                "task_steps": dict(zip(self.task_names, loss_n.tolist())),
+                "task_steps": dict(zip(self.task_names, ep["loss_n"].tolist())),
                 "lr": self.optimizer.param_groups[0]["lr"] if self.optimizer else None,
-                "time_s": round(time.perf_counter() - t0, 4),
-                "nonfinite_skipped": self.nonfinite_skipped - nonfinite_before,
+                "time_s": round(ep["elapsed"] + time.perf_counter() - t0, 4),
+                "nonfinite_skipped": self.nonfinite_skipped - int(ep["nonfinite_before"]),
             }
+            ep = None
+            self._ep = None
             if self.aggregator is not None and self._agg_weights_n.sum() > 0:
                 aw = self._agg_weights_sum / self._agg_weights_n.clamp_min(1)
                 record["aggregator_weights"] = dict(zip(self.task_names, aw.tolist()))
             if self.conflicts is not None:
                 record["conflicts"] = self.conflicts.epoch_summary()
+            for name, obj in (("sampling", self.sampler), ("schedule", self.schedule)):
+                fn = getattr(obj, "epoch_summary", None)
+                if callable(fn):
+                    record[name] = fn()
             extra_fn = getattr(self.model, "sharing_summary", None)
             if callable(extra_fn):
                 summary = extra_fn()
@@ -415,19 +468,22 @@ class Trainer:
                     record["sharing"] = summary
             if val is not None and len(val):
                 val_metrics = self.evaluate(val)
-                val_loss = self.loss_on(val)
                 record["val"] = val_metrics
-                record["val_loss"] = val_loss
-                if baseline_val is None:
-                    baseline_val = val_metrics
-                score = self._score(val_metrics, baseline_val)
+                record["val_loss"] = self.loss_on(val)
+                if fit_state["baseline_val"] is None:
+                    fit_state["baseline_val"] = val_metrics
+                score = self._score(val_metrics, fit_state["baseline_val"])
                 record["val_score"] = score
-                if score > best_score + 1e-12:
-                    best_score, bad_epochs = score, 0
-                    best_state = copy.deepcopy(self.model.state_dict())
+                if score > fit_state["best_score"] + 1e-12:
+                    fit_state["best_score"], fit_state["bad_epochs"] = score, 0
+                    fit_state["best_state"] = copy.deepcopy(self.model.state_dict())
                     self.history.best_epoch = epoch + 1
                 else:
-                    bad_epochs += 1
+                    fit_state["bad_epochs"] += 1
+            for obj in (self.sampler, self.schedule):
+                fn = getattr(obj, "on_epoch_end", None)
+                if callable(fn):
+                    fn(epoch, record)
             self.history.records.append(record)
             if metrics_path is not None:
                 with open(metrics_path, "a", encoding="utf-8") as fh:
@@ -435,12 +491,39 @@ class Trainer:
             for cb in self.callbacks:
                 cb(self, record)
             self.epoch = epoch + 1
-            if self.patience is not None and bad_epochs >= self.patience:
+            stop = self.patience is not None and fit_state["bad_epochs"] >= self.patience
+            if stop:
                 self.history.stopped_early = True
+            if stop or self.epoch >= self.epochs:
+                fit_state["done"] = True
+            if self.checkpoints is not None:
+                self.save_checkpoint()
+            if stop:
                 break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        if fit_state["best_state"] is not None:
+            self.model.load_state_dict(fit_state["best_state"])
         return self.history
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        """Write a checkpoint now (model, optimiser, methods, RNG, epoch position)."""
+        if self.checkpoints is None:
+            return
+        ep = getattr(self, "_ep", None)
+        if ep is not None and self.conflicts is not None:
+            ep["monitor"] = self.conflicts.state_dict()
+        state = {"trainer": self.state_dict(), "fit": getattr(self, "_fit_state", None), "epoch_state": ep}
+        self.checkpoints.save(state, step=self.step_count, epoch=self.epoch)
+
+    def _rng_states(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "method": self.method_generator.get_state()}
+
+    def _set_rng_states(self, st: dict[str, Any]) -> None:
+        torch.set_rng_state(st["torch"])
+        np.random.set_state(st["numpy"])
+        random.setstate(st["python"])
+        self.method_generator.set_state(st["method"])
 
     def _score(self, metrics: dict[str, dict[str, float]], base: dict[str, dict[str, float]]) -> float:
         """Higher is better: the monitored metric, or the mean relative improvement."""
@@ -503,6 +586,9 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step_count,
             "history": self.history.records,
+            "best_epoch": self.history.best_epoch,
+            "stopped_early": self.history.stopped_early,
+            "nonfinite_skipped": self.nonfinite_skipped,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -525,7 +611,9 @@ class Trainer:
         random.setstate(state["python_rng"])
         self.epoch = int(state["epoch"])
         self.step_count = int(state["step"])
-        self.history = History(records=list(state.get("history", [])))
+        self.history = History(records=list(state.get("history", [])), best_epoch=state.get("best_epoch"),
+                               stopped_early=bool(state.get("stopped_early", False)))
+        self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
 
 
 @torch.no_grad()

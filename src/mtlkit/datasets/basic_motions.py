@@ -1,0 +1,142 @@
+"""BasicMotions: 6-channel smartwatch series, 4 activities (UEA archive)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtlkit._registry import DATASETS
+from mtlkit.data._dataset import MultiTaskData
+from mtlkit.datasets._bundle import DatasetBundle
+from mtlkit.datasets._files import TIMESERIES_EXTRA, package_dir
+from mtlkit.tasks import Task
+
+# Packages that ship the UEA .ts files, searched in this order (neither is imported).
+PROVIDERS = ("aeon", "sktime")
+_FOLDER = "datasets/data/BasicMotions"
+
+PAPER = "Bagnall et al. (2018), The UEA multivariate time series classification archive"
+
+
+def read_ts(path: str | Path) -> tuple[np.ndarray, list[str], list[str]]:
+    """Read an equal-length ``.ts`` file (sktime/aeon format) without timestamps.
+
+    Returns the series as float32 (N, channels, length), the class label of each series
+    and the class names in the order of the header's ``@classLabel`` line."""
+    class_names: list[str] = []
+    rows: list[list[list[float]]] = []
+    labels: list[str] = []
+    in_data = False
+    with open(path, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                low = line.lower()
+                if low.startswith("@classlabel"):
+                    parts = line.split()
+                    if len(parts) < 3 or parts[1].lower() != "true":
+                        raise ValueError(
+                            f"{path}: line {lineno}: expected '@classLabel true <names>'."
+                        )
+                    class_names = parts[2:]
+                elif low.startswith("@timestamps") and line.split()[-1].lower() == "true":
+                    raise ValueError(f"{path}: series with timestamps are not supported.")
+                elif low.startswith("@data"):
+                    in_data = True
+                continue
+            *dims, label = line.split(":")
+            try:
+                rows.append([[float(v) for v in d.split(",")] for d in dims])
+            except ValueError as exc:
+                raise ValueError(
+                    f"{path}: line {lineno}: {exc} (missing values are not supported)."
+                ) from exc
+            labels.append(label.strip())
+    if not rows:
+        raise ValueError(f"{path}: no series found after '@data'.")
+    shapes = {(len(r), len(r[0])) for r in rows} | {(len(r), len(d)) for r in rows for d in r}
+    if len(shapes) != 1:
+        raise ValueError(f"{path}: series of unequal length or channel count {sorted(shapes)[:4]}.")
+    unknown = sorted(set(labels) - set(class_names))
+    if unknown:
+        raise ValueError(f"{path}: labels {unknown} are not among @classLabel {class_names}.")
+    return np.asarray(rows, dtype=np.float32), labels, class_names
+
+
+def _find_folder() -> Path:
+    for pkg in PROVIDERS:
+        root = package_dir(pkg)
+        if root is not None and (root / _FOLDER / "BasicMotions_TRAIN.ts").is_file():
+            return root / _FOLDER
+    raise ImportError(
+        "The 'basic_motions' dataset is read from the BasicMotions .ts files shipped inside the "
+        f"{' or '.join(repr(p) for p in PROVIDERS)} package, and neither is installed (or ships "
+        f"them). Install the time-series extra: {TIMESERIES_EXTRA}."
+    )
+
+
+@DATASETS.register()
+def load_basic_motions() -> DatasetBundle:
+    """BasicMotions (UEA multivariate archive, Bagnall et al. 2018): 80 series, 4 activities.
+
+    Bagnall, A. et al. (2018), "The UEA multivariate time series classification archive,
+    2018", arXiv:1811.00075. Students wearing a smartwatch were recorded standing, walking,
+    running and playing badminton; each series is 10 s of a 3-D accelerometer and a 3-D
+    gyroscope sampled at 10 Hz: x has shape (N, 6, 100), float32, unscaled. One multiclass
+    task ``activity`` (class order of the file header: Standing, Running, Walking,
+    Badminton). The archive's own split is kept: 40 training series, 40 as ``test``.
+
+    The .ts files are read from the installed aeon (or sktime) package, which is not imported.
+
+    >>> b = load_basic_motions()  # doctest: +SKIP
+    >>> b.data.x.shape, b.test.x.shape, b.tasks[0].num_classes  # doctest: +SKIP
+    (torch.Size([40, 6, 100]), torch.Size([40, 6, 100]), 4)
+    """
+    folder = _find_folder()
+    x_tr, y_tr, classes = read_ts(folder / "BasicMotions_TRAIN.ts")
+    x_te, y_te, classes_te = read_ts(folder / "BasicMotions_TEST.ts")
+    if classes_te != classes or x_tr.shape[1:] != x_te.shape[1:]:
+        raise ValueError(f"{folder}: the train and test files disagree on classes or series shape.")
+    index = {c: i for i, c in enumerate(classes)}
+    task = Task("activity", "multiclass", num_classes=len(classes))
+
+    def part(x: np.ndarray, y: list[str], name: str) -> MultiTaskData:
+        target = torch.as_tensor([index[v] for v in y], dtype=torch.long)
+        return MultiTaskData(
+            torch.from_numpy(x),
+            {"activity": target},
+            None,
+            [task],
+            source=f"basic_motions ({name})",
+        )
+
+    return DatasetBundle(
+        name="basic_motions",
+        data=part(x_tr, y_tr, "train"),
+        tasks=[task],
+        test=part(x_te, y_te, "test"),
+        input_kind="series",
+        default_trunk={"name": "cnn1d"},
+        feature_names=None,
+        description=(
+            "BasicMotions (UEA archive): smartwatch accelerometer + gyroscope, 6 channels "
+            "x 100 steps at 10 Hz; activity in {Standing, Running, Walking, Badminton}; "
+            "40 train / 40 test series."
+        ),
+        licence=(
+            "UEA & UCR time series classification archive, free for research use with "
+            f"citation; files shipped in {folder.parts[-4]} (BSD-3-Clause)."
+        ),
+        info={
+            "class_names": classes,
+            "channels": [f"dim_{i}" for i in range(x_tr.shape[1])],
+            "source": str(folder),
+        },
+    )
+
+
+load_basic_motions.paper = PAPER  # type: ignore[attr-defined]
