@@ -263,7 +263,7 @@ class Trainer:
         if bad:
             self._skip_nonfinite(bad, "loss")
             return losses.detach(), torch.zeros_like(losses).detach(), present
-        res = self.weighting(losses, ctx)
+        res = self.weighting(self._sync_losses(losses), ctx)
         extras = self.model.extra_losses() if hasattr(self.model, "extra_losses") else {}
         extra_sum = sum(extras.values()) if extras else None
         self.optimizer.zero_grad(set_to_none=True)
@@ -274,8 +274,11 @@ class Trainer:
         if self.aggregator is None:
             total = res.objective if extra_sum is None else res.objective + extra_sum
             total.backward()
+            self._sync_grads(self._params)
         else:
-            self._aggregated_backward(losses, res.objective, res.weights.detach(), present, shared, rep, extra_sum)
+            unsynced = self._aggregated_backward(losses, res.objective, res.weights.detach(), present, shared,
+                                                 rep, extra_sum)
+            self._sync_grads(unsynced)
         grads = [p.grad for p in self._params if p.grad is not None]
         # one fused foreach reduction: the total norm is non-finite iff some gradient entry is
         total_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
@@ -299,7 +302,10 @@ class Trainer:
         return jacobian(losses, wrt, engine=self.jacobian_engine)
 
     def _aggregated_backward(self, losses: Tensor, objective: Tensor, w: Tensor, present: Tensor,
-                             shared: list[nn.Parameter], rep: Tensor | None, extra_sum: Tensor | None) -> None:
+                             shared: list[nn.Parameter], rep: Tensor | None, extra_sum: Tensor | None
+                             ) -> list[nn.Parameter]:
+        """Shared parameters get the aggregated direction, the others their own (weighted)
+        gradient. Returns the parameters whose gradients are still local to this process."""
         assert self.aggregator is not None
         idx = present.nonzero()[:, 0].tolist()
         weighted = [w[k] * losses[k] for k in idx]
@@ -309,7 +315,7 @@ class Trainer:
             d = self._aggregate(j, idx)
             rep.backward(d.view_as(rep).to(rep.dtype), retain_graph=True)
         else:
-            j = jacobian(weighted, shared, engine=self.jacobian_engine)
+            j = self._sync_jacobian(jacobian(weighted, shared, engine=self.jacobian_engine))
             d = self._aggregate(j, idx)
             assign_grads(shared, d)
         shared_ids = {id(p) for p in shared}
@@ -326,16 +332,36 @@ class Trainer:
             for p, gi in zip(shared, g):
                 if gi is not None:
                     p.grad = gi if p.grad is None else p.grad + gi
+        if self.level == "representation" or extra_sum is not None:
+            return list(self._params)
+        return others
 
     def _aggregate(self, j: Tensor, idx: list[int]) -> Tensor:
         assert self.aggregator is not None
         gram = getattr(self.aggregator, "gramian_based", False)
         if gram:
-            wts = self.aggregator.weights_of(j)
+            wts = self.aggregator.weights(self._gramian(j))
             self._agg_weights_sum[idx] += wts.detach().to(self._agg_weights_sum)
             self._agg_weights_n[idx] += 1
             return wts.to(j.dtype) @ j
         return self.aggregator(j)
+
+    # ---------------------------------------------------------- hooks for distributed training
+    def _sync_losses(self, losses: Tensor) -> Tensor:
+        """Losses as the weighting sees them (distributed: value of the global mean,
+        gradient of the local losses). Single process: unchanged."""
+        return losses
+
+    def _sync_grads(self, params: Sequence[nn.Parameter]) -> None:
+        """Average the local gradients of ``params`` over processes (no-op here)."""
+
+    def _sync_jacobian(self, j: Tensor) -> Tensor:
+        """Average the parameter-level Jacobian over processes (identity here)."""
+        return j
+
+    def _gramian(self, j: Tensor) -> Tensor:
+        """The K×K Gramian of the (global) Jacobian."""
+        return j @ j.T
 
     def _skip_nonfinite(self, tasks: list[str], what: str) -> None:
         self._nonfinite_run += 1
