@@ -109,7 +109,7 @@ class Registry:
             )
         return self._entries[key].obj
 
-    def build(self, name: str, **params: Any) -> Any:
+    def build(self, name: str, /, **params: Any) -> Any:
         cls = self.get(name)
         try:
             return cls(**params)

@@ -34,7 +34,8 @@ class Component(BaseModel):
 
 class TaskConfig(_Strict):
     name: str
-    kind: Literal["binary", "multiclass", "multilabel", "regression"]
+    kind: Literal["binary", "multiclass", "multilabel", "regression", "segmentation",
+                  "dense_regression", "sequence_labelling"]
     num_classes: int | None = None
     num_labels: int | None = None
     dim: int = 1
@@ -43,6 +44,7 @@ class TaskConfig(_Strict):
     role: Literal["primary", "auxiliary"] = "primary"
     missing_value: float | None = None
     columns: list[str] | None = None
+    out_shape: list[int] | None = None
 
 
 class SplitConfig(_Strict):

@@ -59,7 +59,11 @@ def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) 
     x = inputs_from_frame(run, df)
     out = predict_raw(run.model, x)
     cols: dict[str, Any] = {}
+    from mtlkit.tasks_dense import DENSE_KINDS
+
     for t in (run.tasks if all_tasks else run.primary_tasks):
+        if t.kind in DENSE_KINDS:  # maps do not fit a table: use the Python API (predict_raw)
+            continue
         raw = out[t.name]
         prob = t.predict_transform(raw).numpy()
         if t.kind == "binary":

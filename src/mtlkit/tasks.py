@@ -2,17 +2,21 @@
 
 A :class:`Task` is a frozen dataclass. Targets are stored per task as tensors:
 
-============  ======================  ==================  =============================
-kind          target tensor           mask shape          model output (logits/values)
-============  ======================  ==================  =============================
-binary        float (N,) in {0, 1}    (N,)                (N,) logit
-multiclass    long (N,) in [0, C)     (N,)                (N, C) logits
-multilabel    float (N, L) in {0, 1}  (N, L)              (N, L) logits
-regression    float (N, D)            (N, D)              (N, D) values
-============  ======================  ==================  =============================
+==================  ======================  ==================  =========================
+kind                target tensor           mask shape          model output
+==================  ======================  ==================  =========================
+binary              float (N,) in {0, 1}    (N,)                (N,) logit
+multiclass          long (N,) in [0, C)     (N,)                (N, C) logits
+multilabel          float (N, L) in {0, 1}  (N, L)              (N, L) logits
+regression          float (N, D)            (N, D)              (N, D) values
+segmentation        long (N, H, W)          (N, H, W)           (N, C, H, W) logits
+sequence_labelling  long (N, T)             (N, T)              (N, C, T) logits
+dense_regression    float (N, *S)           (N, *S)             (N, *S) values
+==================  ======================  ==================  =========================
 
 A ``False`` mask entry means "no label here": the entry is excluded from the loss and the
-metrics, never imputed. Later issues add dense kinds; they follow the same masked contract.
+metrics, never imputed. The dense kinds (the last three; ``S`` = ``out_shape``) keep their
+losses and metrics in :mod:`mtlkit.tasks_dense`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Kind = Literal["binary", "multiclass", "multilabel", "regression"]
-KINDS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression")
+from mtlkit import tasks_dense
+from mtlkit.tasks_dense import DENSE_CLASS_KINDS, DENSE_KINDS
+
+Kind = Literal["binary", "multiclass", "multilabel", "regression", "segmentation",
+               "dense_regression", "sequence_labelling"]
+KINDS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression", *DENSE_KINDS)
 REGRESSION_LOSSES = ("mse", "l1", "huber")
 ROLES = ("primary", "auxiliary")
 
@@ -48,21 +56,29 @@ class Task:
 
     Args:
         name: unique task name; it keys the model outputs and the label columns.
-        kind: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
-        num_classes: number of classes (``multiclass`` only).
+        kind: ``binary``, ``multiclass``, ``multilabel``, ``regression``, or a dense kind:
+            ``segmentation``, ``sequence_labelling``, ``dense_regression``.
+        num_classes: number of classes (``multiclass``, ``segmentation``,
+            ``sequence_labelling``).
         num_labels: number of labels (``multilabel`` only).
         dim: output dimension (``regression`` only, default 1).
         loss: ``None`` for the kind's default; for regression one of ``mse`` (default),
-            ``l1``, ``huber``.
+            ``l1``, ``huber``; for dense regression one of ``l1`` (default), ``mse``, ``huber``.
         weight: the static loss weight λ of this task.
         role: ``primary`` (counted in the headline Δm) or ``auxiliary``.
         missing_value: a sentinel that means "no label" besides NaN/empty (e.g. ``-1``).
         columns: the table columns holding this task's labels (default: ``[name]``; a
             multilabel or multi-output regression task may name several).
+        out_shape: the per-sample shape of a dense target: (H, W) for ``segmentation``,
+            (T,) for ``sequence_labelling``, (C, H, W), (C, T) or (D,) for
+            ``dense_regression``; ``None`` for the other kinds.
 
     >>> t = Task("digit", "multiclass", num_classes=10)
     >>> t.out_dim, t.main_metric, t.metric("accuracy").higher_is_better
     (10, 'accuracy', True)
+    >>> s = Task("mask", "segmentation", num_classes=3, out_shape=(8, 8))
+    >>> s.output_shape, s.target_shape, s.out_dim, s.main_metric
+    ((3, 8, 8), (8, 8), 192, 'miou')
     """
 
     name: str
@@ -75,6 +91,7 @@ class Task:
     role: str = "primary"
     missing_value: float | None = None
     columns: tuple[str, ...] | None = field(default=None)
+    out_shape: tuple[int, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -100,8 +117,11 @@ class Task:
             )
         if self.kind == "regression" and self.dim < 1:
             raise ValueError(f"Task {self.name!r}: 'dim' must be >= 1. Got {self.dim!r}.")
+        self._check_dense()
         if self.loss is not None:
-            allowed = REGRESSION_LOSSES if self.kind == "regression" else (_DEFAULT_LOSS[self.kind],)
+            allowed = {"regression": REGRESSION_LOSSES,
+                       "dense_regression": tasks_dense.DENSE_REGRESSION_LOSSES}.get(
+                self.kind, (_DEFAULT_LOSS[self.kind],))
             if self.loss not in allowed:
                 raise ValueError(
                     f"Task {self.name!r}: loss {self.loss!r} is not available for kind "
@@ -117,17 +137,69 @@ class Task:
                     f"expects {expected}."
                 )
 
+    def _check_dense(self) -> None:
+        shape = self.out_shape
+        if shape is not None:
+            try:
+                shape = tuple(int(s) for s in shape)
+            except (TypeError, ValueError):
+                raise ValueError(f"Task {self.name!r}: 'out_shape' must be a tuple of ints. "
+                                 f"Got {self.out_shape!r}.") from None
+            object.__setattr__(self, "out_shape", shape)
+        if self.kind not in DENSE_KINDS:
+            if shape is not None:
+                raise ValueError(f"Task {self.name!r}: 'out_shape' is for the dense kinds "
+                                 f"{DENSE_KINDS}; kind {self.kind!r} takes no out_shape.")
+            return
+        if self.kind in DENSE_CLASS_KINDS:
+            if self.num_classes is None or self.num_classes < 2:
+                raise ValueError(f"Task {self.name!r}: a {self.kind} task needs num_classes >= 2. "
+                                 f"Got {self.num_classes!r}.")
+            rank = tasks_dense.SPATIAL_RANK[self.kind]
+            ok = shape is not None and len(shape) == rank
+            want = "(H, W)" if rank == 2 else "(T,)"
+        else:
+            ok = shape is not None and 1 <= len(shape) <= 3
+            want = "(C, H, W), (C, T) or (D,)"
+        if not ok or any(s < 1 for s in shape or ()):
+            raise ValueError(f"Task {self.name!r}: a {self.kind} task needs out_shape {want} of "
+                             f"positive sizes. Got {self.out_shape!r}.")
+
     # ------------------------------------------------------------------ shapes
     @property
     def out_dim(self) -> int:
-        """Width of the head's output layer."""
+        """Width of the head's output layer (for dense kinds: the flattened output)."""
         if self.kind == "binary":
             return 1
         if self.kind == "multiclass":
             return int(self.num_classes or 0)
         if self.kind == "multilabel":
             return int(self.num_labels or 0)
+        if self.kind in DENSE_KINDS:
+            return math.prod(self.output_shape)
         return int(self.dim)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the model's prediction: () binary, (C,) multiclass, (L,)
+        multilabel, (D,) regression, (C, *out_shape) dense class kinds, out_shape dense
+        regression."""
+        if self.kind == "binary":
+            return ()
+        if self.kind in DENSE_CLASS_KINDS:
+            return (int(self.num_classes or 0), *(self.out_shape or ()))
+        if self.kind == "dense_regression":
+            return tuple(self.out_shape or ())
+        return (self.out_dim,)
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the targets (and masks)."""
+        if self.kind in ("binary", "multiclass"):
+            return ()
+        if self.kind in DENSE_KINDS:
+            return tuple(self.out_shape or ())
+        return (self.out_dim,)
 
     @property
     def label_columns(self) -> tuple[str, ...]:
@@ -141,11 +213,15 @@ class Task:
         """Bring a head's raw (N, out_dim) output to the task's prediction shape."""
         if self.kind == "binary":
             return out.reshape(out.shape[0])
+        if self.kind in DENSE_KINDS:
+            return out.reshape(out.shape[0], *self.output_shape)
         return out.reshape(out.shape[0], self.out_dim)
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         """Mean loss over the labelled entries; 0 (with graph) when none is labelled."""
+        if self.kind in DENSE_KINDS:
+            return tasks_dense.compute_loss(self.kind, pred, target, mask, loss=self.loss)
         if mask.dtype != torch.bool:
             mask = mask.bool()
         n = mask.sum()
@@ -176,10 +252,12 @@ class Task:
     @property
     def main_metric(self) -> str:
         return {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1",
-                "regression": "mae"}[self.kind]
+                "regression": "mae", **tasks_dense.MAIN_METRIC}[self.kind]
 
     def predict_transform(self, out: Tensor) -> Tensor:
         """Raw output -> probabilities (classification) or values (regression)."""
+        if self.kind in DENSE_KINDS:
+            return tasks_dense.predict_transform(self.kind, out)
         if self.kind == "binary" or self.kind == "multilabel":
             return torch.sigmoid(out)
         if self.kind == "multiclass":
@@ -189,6 +267,8 @@ class Task:
     def evaluate(self, out: Tensor | np.ndarray, target: Tensor | np.ndarray,
                  mask: Tensor | np.ndarray) -> dict[str, float]:
         """All metrics of this task on the labelled entries of a whole split."""
+        if self.kind in DENSE_KINDS:
+            return tasks_dense.evaluate(self.kind, out, target, mask)
         out_t = torch.as_tensor(out).detach().float().cpu()
         prob = self.predict_transform(out_t).numpy()
         y = torch.as_tensor(target).detach().cpu().numpy()
@@ -221,11 +301,15 @@ class Task:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         if d["columns"] is not None:
             d["columns"] = list(d["columns"])
+        if d["out_shape"] is None:  # only dense tasks have one: older readers keep working
+            del d["out_shape"]
+        else:
+            d["out_shape"] = list(d["out_shape"])
         return d
 
 
 _DEFAULT_LOSS = {"binary": "bce", "multiclass": "cross_entropy", "multilabel": "bce",
-                 "regression": "mse"}
+                 "regression": "mse", **tasks_dense.DEFAULT_LOSS}
 
 
 def _binary_metrics() -> tuple[Metric, ...]:
@@ -278,6 +362,8 @@ _METRICS: dict[str, tuple[Metric, ...]] = {
     "multiclass": _multiclass_metrics(),
     "multilabel": _multilabel_metrics(),
     "regression": _regression_metrics(),
+    **{kind: tuple(Metric(name, fn, hib) for name, fn, hib in specs)
+       for kind, specs in tasks_dense.METRICS.items()},
 }
 
 

@@ -118,7 +118,7 @@ def dense_regression_loss(pred: Tensor, target: Tensor, mask: Tensor, *, loss: s
     if pred.shape != target.shape:
         raise ValueError(f"Dense regression output of shape {tuple(pred.shape)} does not match targets "
                          f"of shape {tuple(target.shape)}.")
-    fns = {"l1": F.l1_loss, "mse": F.mse_loss, "huber": F.huber_loss}
+    fns: dict[str, Callable[..., Tensor]] = {"l1": F.l1_loss, "mse": F.mse_loss, "huber": F.huber_loss}
     if loss not in fns:
         raise ValueError(f"The 'loss' parameter of dense_regression_loss must be one of "
                          f"{DENSE_REGRESSION_LOSSES}. Got {loss!r}.")

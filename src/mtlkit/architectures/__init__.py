@@ -9,8 +9,18 @@ from torch import nn
 
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
+from mtlkit.architectures._layers import GradientReversal
+from mtlkit.architectures.adashare import AdaShare
+from mtlkit.architectures.adversarial import AdversarialSharedPrivate
 from mtlkit.architectures.backbones import build_trunk, cnn1d, lenet, mlp
+from mtlkit.architectures.cross_stitch import CrossStitch
+from mtlkit.architectures.deep_supervision import DeepSupervision
+from mtlkit.architectures.fusion import Fusion
 from mtlkit.architectures.hard_sharing import HardSharing
+from mtlkit.architectures.mmoe import MMoE
+from mtlkit.architectures.ple import PLE
+from mtlkit.architectures.siamese import ContrastiveTask, Siamese, contrastive_loss, make_pairs
+from mtlkit.architectures.soft_sharing import SoftSharing
 from mtlkit.tasks import Task
 
 
@@ -22,5 +32,7 @@ def build_model(config: dict[str, Any], tasks: Sequence[Task], input_shape: Sequ
     return cls.from_config(tasks, input_shape, **cfg)
 
 
-__all__ = ["HardSharing", "MultiTaskModel", "build_model", "build_trunk", "cnn1d", "lenet",
-           "make_head", "mlp"]
+__all__ = ["PLE", "AdaShare", "AdversarialSharedPrivate", "ContrastiveTask", "CrossStitch",
+           "DeepSupervision", "Fusion", "GradientReversal", "HardSharing", "MMoE", "MultiTaskModel",
+           "Siamese", "SoftSharing", "build_model", "build_trunk", "cnn1d", "contrastive_loss", "lenet",
+           "make_head", "make_pairs", "mlp"]

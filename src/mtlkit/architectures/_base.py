@@ -25,13 +25,21 @@ from mtlkit.tasks import Task
 
 
 def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Sequential:
-    """A task head: optional hidden ReLU layers then a linear layer of ``task.out_dim``."""
+    """A task head: optional hidden ReLU layers then a linear layer of ``task.out_dim``.
+
+    A dense task whose prediction is a map ((C, H, W) or (C, T)) ends in the small
+    conv decoder of :func:`mtlkit.architectures.decoders.dense_head` instead."""
     layers: list[nn.Module] = []
     prev = in_features
     for h in hidden:
         layers += [nn.Linear(prev, h), nn.ReLU()]
         prev = h
-    layers.append(nn.Linear(prev, task.out_dim))
+    if len(task.output_shape) > 1:
+        from mtlkit.architectures.decoders import dense_head
+
+        layers.append(dense_head(prev, task))
+    else:
+        layers.append(nn.Linear(prev, task.out_dim))
     return nn.Sequential(*layers)
 
 

@@ -103,13 +103,13 @@ def check_targets(tasks: Sequence[Task], targets: Mapping[str, Tensor], masks: M
             raise ValueError(f"No labels for task {t.name!r}. Labelled tasks: {sorted(targets)}.")
         y, m = targets[t.name], masks[t.name]
         n = y.shape[0]
-        want: tuple[int, ...] = (n,) if t.kind in ("binary", "multiclass") else (n, t.out_dim)
+        want: tuple[int, ...] = (n, *t.target_shape)
         if tuple(y.shape) != want:
             raise ValueError(f"Task {t.name!r} ({t.kind}): labels have shape {tuple(y.shape)}, expected {want}.")
         vals = y[m]
         if vals.numel() == 0:
             continue
-        if t.kind == "multiclass":
+        if t.kind in ("multiclass", "segmentation", "sequence_labelling"):
             lo, hi = int(vals.min()), int(vals.max())
             if lo < 0 or hi >= int(t.num_classes or 0):
                 raise ValueError(
@@ -121,7 +121,7 @@ def check_targets(tasks: Sequence[Task], targets: Mapping[str, Tensor], masks: M
             if bad.numel():
                 raise ValueError(f"Task {t.name!r}: {t.kind} labels must be 0 or 1. Got {float(bad[0])}.")
         elif not torch.isfinite(vals.float()).all():
-            raise ValueError(f"Task {t.name!r}: regression targets contain infinite values.")
+            raise ValueError(f"Task {t.name!r}: {t.kind} targets contain infinite values.")
 
 
 def collate(batch: Sequence[Any]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
@@ -170,7 +170,7 @@ def from_torch_dataset(ds: Dataset, tasks: Sequence[Task], *, source: str = "the
         if t.name not in ys:
             raise ValueError(f"{source} returns no label for task {t.name!r}; it has {sorted(ys)}.")
         y = ys[t.name]
-        if t.kind == "multiclass":
+        if t.kind in ("multiclass", "segmentation", "sequence_labelling"):
             ys[t.name] = y.long()
         else:
             ys[t.name] = y.float()

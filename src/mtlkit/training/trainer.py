@@ -211,7 +211,7 @@ class Trainer:
             pred = out[t.name]
             y = ys[t.name].to(self.device)
             m = ms[t.name].to(self.device)
-            want = (y.shape[0], t.out_dim) if t.kind == "multiclass" else tuple(y.shape)
+            want = (y.shape[0], *t.output_shape)
             if tuple(pred.shape) != want:
                 raise ValueError(f"The model's output for task {t.name!r} has shape {tuple(pred.shape)}; "
                                  f"expected {want} for a {t.kind} task.")
@@ -244,6 +244,9 @@ class Trainer:
         x = x.to(self.device)
         need_rep = self.level == "representation" or self.conflicts is not None or \
             bool(getattr(self.weighting, "needs_gradients", False))
+        observe = getattr(self.model, "observe_batch", None)
+        if callable(observe):  # e.g. the adversarial discriminator learns each sample's tasks
+            observe({k: m.to(self.device) for k, m in ms.items()})
         out, rep = self._forward(x, need_rep)
         losses, present = self._losses(out, ys, ms)
         shared = self._shared
@@ -266,12 +269,17 @@ class Trainer:
         res = self.weighting(self._sync_losses(losses), ctx)
         extras = self.model.extra_losses() if hasattr(self.model, "extra_losses") else {}
         extra_sum = sum(extras.values()) if extras else None
+        if extras and self._ep is not None:
+            acc = self._ep.setdefault("extra_losses", {})
+            for name, v in extras.items():
+                acc[name] = acc.get(name, 0.0) + float(v.detach())
         self.optimizer.zero_grad(set_to_none=True)
         if self.conflicts is not None and rep is not None:
             idx = present.nonzero()[:, 0].tolist()
             j_rep = representation_jacobian([losses[k] for k in idx], rep)
             self.conflicts.update(j_rep.detach(), idx)
-        if self.aggregator is None:
+        if self.aggregator is None or (self.level == "parameters" and not shared):
+            # no shared parameters (e.g. soft sharing): nothing to aggregate
             total = res.objective if extra_sum is None else res.objective + extra_sum
             total.backward()
             self._sync_grads(self._params)
@@ -476,6 +484,8 @@ class Trainer:
                 "time_s": round(ep["elapsed"] + time.perf_counter() - t0, 4),
                 "nonfinite_skipped": self.nonfinite_skipped - int(ep["nonfinite_before"]),
             }
+            if ep.get("extra_losses"):
+                record["penalties"] = {k: v / max(steps, 1) for k, v in ep["extra_losses"].items()}
             ep = None
             self._ep = None
             if self.aggregator is not None and self._agg_weights_n.sum() > 0:

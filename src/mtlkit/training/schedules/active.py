@@ -69,6 +69,7 @@ class Active(Schedule):
         self._gaps: dict[str, float] | None = None
         self._names: list[str] | None = None
         self._last_epoch: int | None = None
+        self._cache: tuple[list[str], Tensor] | None = None  # probabilities in the step's task order
         self._fallback = torch.Generator().manual_seed(0)
 
     @property
@@ -84,6 +85,7 @@ class Active(Schedule):
         """Set the per-task targets (e.g. single-task baselines computed after construction)."""
         self._gap.references = check_references("Active", targets)
         self.targets = self._gap.references
+        self._cache = None
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any]) -> None:
         """Recompute the gaps m_t from the epoch's validation metrics (once per epoch)."""
@@ -95,6 +97,7 @@ class Active(Schedule):
         self._last_epoch = epoch
         self._names = self._names or list(val)
         self._gaps = self._gap.gaps(self._names, val)
+        self._cache = None
 
     def probabilities(self) -> dict[str, float] | None:
         if self._names is None:
@@ -112,9 +115,10 @@ class Active(Schedule):
     def choose(self, step: int, present: Tensor, ctx: StepContext, names: list[str]) -> Tensor:
         if self._names is None:
             self._names = list(names)
-        probs = self.probabilities() or {}
-        p = torch.tensor([probs.get(t, 0.0) for t in names], dtype=torch.float64)
-        p = torch.where(present, p, torch.zeros_like(p))
+        if self._cache is None or self._cache[0] != names:
+            probs = self.probabilities() or {}
+            self._cache = (list(names), torch.tensor([probs.get(t, 0.0) for t in names], dtype=torch.float64))
+        p = torch.where(present, self._cache[1], torch.zeros_like(self._cache[1]))
         out = torch.zeros_like(present)
         if float(p.sum()) <= 0:
             return out
@@ -130,5 +134,6 @@ class Active(Schedule):
         self._gaps = dict(state["gaps"]) if state.get("gaps") is not None else None
         self._names = list(state["names"]) if state.get("names") is not None else self._names
         self._last_epoch = state.get("last_epoch")
+        self._cache = None
         if state.get("targets") is not None:
             self.set_references(state["targets"])

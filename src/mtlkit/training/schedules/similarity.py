@@ -68,7 +68,7 @@ class Similarity(Schedule):
             raise ValueError(f"The 'primary' parameter of Similarity must be a task name. Got {primary!r}.")
         for name, v, hi_open in (("decay", decay, True), ("min_probability", min_probability, False)):
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-                and 0.0 <= v and (v < 1.0 if hi_open else v <= 1.0)
+                and v >= 0.0 and (v < 1.0 if hi_open else v <= 1.0)
             if not ok:
                 rng = "[0, 1)" if hi_open else "[0, 1]"
                 raise ValueError(f"The '{name}' parameter of Similarity must be a float in {rng}. Got {v!r}.")
@@ -141,7 +141,7 @@ class Similarity(Schedule):
             self._update(names, idx, jac)
         g = ctx.generator
         out = torch.zeros_like(present)
-        out[ip] = True
+        out[ip] = present[ip]
         for k, a in enumerate(names):
             if k == ip or not present[k]:
                 continue

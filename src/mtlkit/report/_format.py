@@ -1,0 +1,135 @@
+"""Small, dependency-free helpers shared by the HTML report and the terminal table."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping
+from typing import Any
+
+NA = "n/a"
+
+# Metric names whose value is better when lower, used only when a run folder does not say.
+_LOWER_IS_BETTER_HINTS = ("mae", "mse", "rmse", "loss", "error", "err", "ece", "brier")
+
+
+def num(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` (null, NaN, ±inf, non-numeric, bool)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for humans: ``n/a`` when missing or non-finite, thousands separators for ints.
+
+    >>> fmt(None), fmt(float("nan")), fmt(12345), fmt(0.912345), fmt(1.5e-7), fmt(12345.67)
+    ('n/a', 'n/a', '12,345', '0.9123', '1.5e-07', '12,345.7')
+    """
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    f = num(value)
+    if f is None:
+        return NA
+    if f != 0 and (abs(f) >= 1e6 or abs(f) < 1e-4):
+        return f"{f:.{max(digits - 1, 1)}g}"
+    if abs(f) >= 10 ** digits:  # 12,345.6 rather than 1.235e+04
+        return f"{f:,.1f}"
+    return f"{f:.{digits}g}"
+
+
+def fmt_signed(value: Any, digits: int = 4) -> str:
+    """Like :func:`fmt` with an explicit sign (``+0.01``, ``−0.02`` use ASCII ``-``)."""
+    f = num(value)
+    if f is None:
+        return NA
+    s = fmt(f, digits)
+    return s if s.startswith("-") else f"+{s}"
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else an empty dict (optional parts of a run)."""
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def higher_is_better(summary: Mapping[str, Any], task: str, metric: str) -> bool:
+    """Whether higher is better for ``metric`` of ``task``: from the summary, else from the
+    task's kind (via :class:`mtlkit.tasks.Task`), else from the metric's name."""
+    hib = summary.get("higher_is_better")
+    if isinstance(hib, Mapping):
+        entry = hib.get(task)
+        if isinstance(entry, Mapping) and isinstance(entry.get(metric), bool):
+            return bool(entry[metric])
+    spec = task_spec(summary, task)
+    if spec is not None:
+        try:
+            from mtlkit.tasks import task_from_dict
+
+            return task_from_dict(spec).metric(metric).higher_is_better
+        except Exception:
+            pass
+    name = metric.lower()
+    return not any(h in name for h in _LOWER_IS_BETTER_HINTS)
+
+
+def arrow(higher: bool) -> str:
+    return "↑" if higher else "↓"
+
+
+def task_spec(summary: Mapping[str, Any], task: str) -> dict[str, Any] | None:
+    for t in summary.get("tasks") or []:
+        if isinstance(t, Mapping) and t.get("name") == task:
+            return dict(t)
+    return None
+
+
+def task_names(summary: Mapping[str, Any], records: list[dict[str, Any]] | None = None) -> list[str]:
+    """Task names in the run's order: from ``summary.tasks``, else from the first record."""
+    names = [str(t["name"]) for t in summary.get("tasks") or [] if isinstance(t, Mapping) and "name" in t]
+    if names:
+        return names
+    for r in records or []:
+        if isinstance(r.get("train_loss"), Mapping):
+            return [str(k) for k in r["train_loss"]]
+    mtl = summary.get("mtl")
+    if isinstance(mtl, Mapping) and isinstance(mtl.get("test"), Mapping):
+        return [str(k) for k in mtl["test"]]
+    return []
+
+
+def task_role(summary: Mapping[str, Any], task: str) -> str:
+    spec = task_spec(summary, task)
+    role = (spec or {}).get("role")
+    return str(role) if role else "primary"
+
+
+def main_metric(summary: Mapping[str, Any], task: str, available: list[str] | None = None) -> str | None:
+    """The task's main metric: ``summary.main_metric``, else the Task kind's, else the first."""
+    mm = summary.get("main_metric")
+    if isinstance(mm, Mapping) and isinstance(mm.get(task), str):
+        return str(mm[task])
+    spec = task_spec(summary, task)
+    if spec is not None:
+        try:
+            from mtlkit.tasks import task_from_dict
+
+            return task_from_dict(spec).main_metric
+        except Exception:
+            pass
+    return available[0] if available else None
+
+
+def inference_unit(summary: Mapping[str, Any]) -> str:
+    mtl = as_dict(summary.get("mtl"))
+    unit = mtl.get("inference_unit") or summary.get("inference_unit")
+    return str(unit) if unit else "ms"

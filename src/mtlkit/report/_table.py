@@ -1,0 +1,87 @@
+"""The plain-text summary of a run for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mtlkit.report._format import (
+    NA,
+    arrow,
+    as_dict,
+    fmt,
+    fmt_signed,
+    higher_is_better,
+    inference_unit,
+    num,
+    task_names,
+    task_role,
+)
+
+
+def summary_table(summary: Mapping[str, Any]) -> str:
+    """A plain-text table of a run's ``summary.json``: task, metric, MTL, STL, Δ and the
+    better model; then Δm (with its sign convention), parameters and inference times.
+
+    >>> s = {"tasks": [{"name": "y", "kind": "regression", "role": "primary"}],
+    ...      "mtl": {"test": {"y": {"mae": 0.9}}, "params": 100, "inference_ms": 1.0},
+    ...      "baselines": {"y": {"test": {"mae": 1.0}, "params": 80, "inference_ms": 0.8}},
+    ...      "delta_m": -10.0, "stl_params_total": 80, "stl_inference_ms_total": 0.8}
+    >>> print(summary_table(s))  # doctest: +NORMALIZE_WHITESPACE
+    task  metric  MTL  STL  Δ (MTL−STL)  better
+    y     mae ↓   0.9  1    -0.1         MTL
+    Δm (primary tasks): -10 %  (negative = the multi-task model is better)
+    parameters: MTL 100 (1 model) vs single-task 80 (1 models)
+    inference (ms): MTL 1 vs single-task 0.8 (total)
+    """
+    mtl = as_dict(summary.get("mtl"))
+    stl = as_dict(summary.get("baselines"))
+    test = as_dict(mtl.get("test"))
+    header = ["task", "metric", "MTL"] + (["STL", "Δ (MTL−STL)", "better"] if stl else [])
+    rows: list[list[str]] = []
+    for t in task_names(summary):
+        m_mtl = as_dict(test.get(t))
+        b = as_dict(stl.get(t))
+        m_stl = as_dict(b.get("test"))
+        label = t + (" (aux)" if task_role(summary, t) == "auxiliary" else "")
+        names = list(m_mtl) + [k for k in m_stl if k not in m_mtl]
+        for i, metric in enumerate(names):
+            hib = higher_is_better(summary, t, metric)
+            row = [label if i == 0 else "", f"{metric} {arrow(hib)}", fmt(m_mtl.get(metric))]
+            if stl:
+                a, c = num(m_mtl.get(metric)), num(m_stl.get(metric))
+                diff = a - c if a is not None and c is not None else None
+                better = "" if diff is None or diff == 0 else ("MTL" if (diff > 0) == hib else "STL")
+                row += [fmt(m_stl.get(metric)), fmt_signed(diff), better]
+            rows.append(row)
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    if stl:
+        dm = num(summary.get("delta_m"))
+        dm_txt = NA if dm is None else f"{fmt_signed(dm, 3)} %"
+        lines.append(f"Δm (primary tasks): {dm_txt}  (negative = the multi-task model is better)")
+        if any(task_role(summary, t) == "auxiliary" for t in task_names(summary)):
+            dma = num(summary.get("delta_m_all_tasks"))
+            lines.append(f"Δm (all tasks, incl. auxiliary): "
+                         f"{NA if dma is None else f'{fmt_signed(dma, 3)} %'}")
+    else:
+        lines.append("Δm: n/a (no single-task baselines)")
+    p_mtl = mtl.get("params")
+    if stl:
+        p_stl = summary.get("stl_params_total")
+        if p_stl is None:
+            vals = [v.get("params") for v in stl.values() if isinstance(v, Mapping)]
+            ints = [v for v in vals if isinstance(v, int)]
+            p_stl = sum(ints) if vals and len(ints) == len(vals) else None
+        lines.append(f"parameters: MTL {fmt(p_mtl)} (1 model) vs single-task {fmt(p_stl)} "
+                     f"({len(stl)} models)")
+    elif p_mtl is not None:
+        lines.append(f"parameters: MTL {fmt(p_mtl)}")
+    unit = inference_unit(summary)
+    i_mtl = mtl.get("inference_ms")
+    if stl:
+        i_stl = summary.get("stl_inference_ms_total")
+        lines.append(f"inference ({unit}): MTL {fmt(i_mtl)} vs single-task {fmt(i_stl)} (total)")
+    elif i_mtl is not None:
+        lines.append(f"inference ({unit}): MTL {fmt(i_mtl)}")
+    return "\n".join(lines)

@@ -1,0 +1,386 @@
+"""Plots of a run, drawn with matplotlib's Agg canvas and returned as base64 PNG strings.
+
+Figures are created with :class:`matplotlib.figure.Figure` and an explicit
+:class:`~matplotlib.backends.backend_agg.FigureCanvasAgg`, never through ``pyplot``: nothing
+touches matplotlib's global state (backend, figure manager, rcParams), so importing or
+calling this module is safe inside notebooks, servers and tests. Each function closes its
+figure (drops the canvas and its artists) before returning.
+
+Every function takes plain Python data (lists, dicts; ``None`` or NaN for missing values)
+and returns ``None`` when there is nothing to draw.
+
+>>> png = lines("Loss", "epoch", "loss", [Line("a", [1, 2, 3], [1.0, 0.5, None])])
+>>> png.startswith("iVBOR")  # base64 of the PNG signature
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Line",
+    "Panel",
+    "confusion_pair",
+    "grouped_bars",
+    "heatmaps",
+    "line_panels",
+    "lines",
+    "stacked_bars",
+]
+
+DPI = 100
+MAX_WIDTH = 10.5  # inches: the report's content column is about 1060 px wide at 100 dpi
+SMALL = (5.2, 3.4)  # one plot of a side-by-side pair
+MTL_STYLE = "-"
+STL_STYLE = "--"
+
+
+@dataclass
+class Line:
+    """One curve: ``y[i]`` at ``x[i]``; ``None``/NaN leave a gap."""
+
+    label: str
+    x: Sequence[float]
+    y: Sequence[Any]
+    linestyle: str = "-"
+    color: str | None = None
+    marker: str | None = None
+
+
+@dataclass
+class Panel:
+    """One axes of a multi-panel line figure."""
+
+    title: str
+    ylabel: str
+    lines: list[Line] = field(default_factory=list)
+    vline: float | None = None
+    vline_label: str | None = None
+    hline: float | None = None
+    hline_label: str | None = None
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    finally:
+        fig.clear()  # "close": drop artists; the figure is not registered with pyplot
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _wrap(title: str, width_in: float) -> str:
+    """Wrap a title to the figure's width (about 8.5 characters per inch at 12 pt)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, max(int(width_in * 8.5), 20))) or title
+
+
+def _arr(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=float)
+    for i, v in enumerate(values):
+        try:
+            f = float(v) if v is not None and not isinstance(v, bool) else math.nan
+        except (TypeError, ValueError):
+            f = math.nan
+        out[i] = f if math.isfinite(f) else math.nan
+    return out
+
+
+def _matrix(rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    width = max((len(r) for r in rows), default=0)
+    m = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        m[i, : len(r)] = _arr(list(r))
+    return m
+
+
+def _integer_x(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _maybe_log(ax: Any, ys: list[np.ndarray]) -> None:
+    """Log y-scale when positive values span more than two decades."""
+    vals = np.concatenate([y[np.isfinite(y)] for y in ys]) if ys else np.array([])
+    if vals.size and (vals > 0).all() and vals.max() / vals.min() > 100:
+        ax.set_yscale("log")
+
+
+def _draw_lines(ax: Any, panel_lines: Sequence[Line]) -> list[np.ndarray]:
+    ys = []
+    for ln in panel_lines:
+        x, y = _arr(list(ln.x)), _arr(list(ln.y))
+        if not np.isfinite(y).any():
+            continue
+        # a lone finite point between gaps would be invisible without a marker
+        marker = ln.marker or ("o" if np.isfinite(y).sum() <= 2 or len(y) <= 12 else None)
+        ax.plot(x, y, linestyle=ln.linestyle, color=ln.color, marker=marker, markersize=3,
+                label=ln.label)
+        ys.append(y)
+    return ys
+
+
+def lines(title: str, xlabel: str, ylabel: str, curves: Sequence[Line], *,
+          hline: float | None = None, hline_label: str | None = None, log_auto: bool = False,
+          ylim: tuple[float | None, float | None] | None = None, width: float = SMALL[0],
+          height: float = SMALL[1]) -> str | None:
+    """One axes with several curves and a legend."""
+    if not any(np.isfinite(_arr(list(c.y))).any() for c in curves):
+        return None
+    fig = _figure(width, height)
+    ax = fig.add_subplot()
+    ys = _draw_lines(ax, curves)
+    if hline is not None:
+        ax.axhline(hline, color="grey", linestyle=":", linewidth=1, label=hline_label)
+    if log_auto:
+        _maybe_log(ax, ys)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(_wrap(title, width))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _integer_x(ax)
+    ax.grid(alpha=0.3)
+    labelled = len([h for h in ax.get_legend_handles_labels()[1]])
+    if labelled > 8:  # many tasks: the legend goes outside, to the right of the axes
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  ncols=1 if labelled <= 16 else 2)
+    elif labelled:
+        ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def line_panels(title: str, panels: Sequence[Panel], *, xlabel: str = "epoch", ncols: int = 3,
+                log_auto: bool = False, panel_size: tuple[float, float] = (3.6, 2.7)) -> str | None:
+    """A grid of small line plots (e.g. one per task) sharing one figure-level legend."""
+    panels = [p for p in panels if any(np.isfinite(_arr(list(ln.y))).any() for ln in p.lines)]
+    if not panels:
+        return None
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = math.ceil(len(panels) / ncols)
+    pw = min(panel_size[0], MAX_WIDTH / ncols)
+    fig = _figure(pw * ncols, panel_size[1] * nrows + 0.7)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    handles: dict[str, Any] = {}
+    for i, ax in enumerate(axes.flat):
+        if i >= len(panels):
+            ax.set_visible(False)
+            continue
+        p = panels[i]
+        ys = _draw_lines(ax, p.lines)
+        if p.vline is not None:
+            ax.axvline(p.vline, color="grey", linestyle=":", linewidth=1, label=p.vline_label)
+        if p.hline is not None:
+            ax.axhline(p.hline, color="grey", linestyle="-.", linewidth=1, label=p.hline_label)
+        if log_auto:
+            _maybe_log(ax, ys)
+        ax.set_title(p.title, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylabel(p.ylabel, fontsize=9)
+        ax.tick_params(labelsize=8)
+        _integer_x(ax)
+        ax.grid(alpha=0.3)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.suptitle(title)
+    if handles:
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+                   ncols=min(len(handles), 5), fontsize=8)
+    return _png(fig)
+
+
+def grouped_bars(title: str, panels: Sequence[tuple[str, Sequence[str], Mapping[str, Sequence[Any]]]],
+                 *, ncols: int = 3) -> str | None:
+    """Grouped bar charts, one panel per metric.
+
+    ``panels``: ``(panel title / y label, group names (tasks), {series: values per group})``,
+    e.g. ``("accuracy ↑", ["left", "right"], {"MTL": [0.9, 0.8], "single-task": [0.88, 0.82]})``.
+    Missing values (None/NaN) get no bar and an "n/a" mark. Panels are laid out in rows of
+    up to ``ncols``; within a row a panel's width follows its number of groups, so bars keep
+    one width across panels.
+    """
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        return None
+    ncols = max(1, min(ncols, len(panels)))
+    rows = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
+    fig = _figure(MAX_WIDTH, 2.9 * len(rows) + 0.6)
+    subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0] if len(rows) > 1 else [fig]
+    handles: dict[str, Any] = {}
+    for sub, row in zip(subfigs, rows):
+        ratios = [len(p[1]) + 1.2 for p in row]
+        pad = ncols - len(row)  # keep bar widths comparable with fuller rows
+        axes = sub.subplots(1, len(row) + (1 if pad else 0), squeeze=False,
+                            width_ratios=ratios + ([sum(ratios) / len(row) * pad] if pad else []))[0]
+        if pad:
+            axes[-1].set_visible(False)
+        for ax, (name, groups, series) in zip(axes, row):
+            n = max(len(series), 1)
+            width = 0.8 / n
+            x = np.arange(len(groups))
+            for j, (label, vals) in enumerate(series.items()):
+                v = _arr(list(vals))
+                pos = x - 0.4 + width * (j + 0.5)
+                hatch = "//" if j % 2 else None
+                bars = ax.bar(pos, np.nan_to_num(v, nan=0.0), width, label=label, color=f"C{j}",
+                              hatch=hatch, edgecolor="white" if hatch else None)
+                handles.setdefault(label, bars)
+                if len(groups) <= 10:
+                    for px, val in zip(pos, v):
+                        txt = "n/a" if not np.isfinite(val) else f"{val:.3g}"
+                        ax.annotate(txt, (px, 0 if not np.isfinite(val) else val), ha="center",
+                                    va="bottom", fontsize=7, xytext=(0, 1),
+                                    textcoords="offset points")
+            rot = len(groups) > 4
+            ax.set_xticks(x, [str(g) for g in groups], rotation=30 if rot else 0,
+                          ha="right" if rot else "center", fontsize=8)
+            ax.set_xlim(-0.7, len(groups) - 0.3)
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel("task", fontsize=9)
+            ax.set_ylabel(name.split(" ")[0], fontsize=9)
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(min(0.0, lo), hi * 1.1 if hi > 0 else hi)
+            ax.grid(axis="y", alpha=0.3)
+            ax.tick_params(labelsize=8)
+    fig.suptitle(title)
+    if handles:
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+                   ncols=len(handles), fontsize=8)
+    return _png(fig)
+
+
+def heatmaps(title: str, maps: Sequence[dict[str, Any]], *, ncols: int = 2,
+             cell: float = 0.55) -> str | None:
+    """Side-by-side annotated heatmaps.
+
+    Each map: ``{"matrix": rows, "title", "xlabel", "ylabel", "xticks", "yticks", "vmin",
+    "vmax", "cmap", "cbar" (colour-bar label), "fmt" (e.g. ".2f"), "annotate" (values to print,
+    defaults to the matrix), "diverging" (centre the colours on 0)}``. NaN cells are grey.
+    """
+    import matplotlib
+
+    maps = [m for m in maps if m.get("matrix") is not None and len(m["matrix"])]
+    if not maps:
+        return None
+    ncols = max(1, min(ncols, len(maps)))
+    nrows = math.ceil(len(maps) / ncols)
+    mats = [_matrix(m["matrix"]) for m in maps]
+    max_w = max(mt.shape[1] for mt in mats)
+    max_h = max(mt.shape[0] for mt in mats)
+    pw = min(max(3.4, cell * max_w + 2.4), MAX_WIDTH / ncols, 8.0)
+    cell_w = (pw - 2.4) / max_w
+    ph = min(max(2.8, min(cell, cell_w * 1.1) * max_h + 1.6), 9.0)
+    fig = _figure(pw * ncols, ph * nrows + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(maps):
+            ax.set_visible(False)
+            continue
+        spec, mat = maps[i], mats[i]
+        cmap = matplotlib.colormaps[spec.get("cmap", "viridis")].with_extremes(bad="#d9d9d9")
+        vmin, vmax = spec.get("vmin"), spec.get("vmax")
+        finite = mat[np.isfinite(mat)]
+        if spec.get("diverging") and finite.size and (vmin is None or vmax is None):
+            lim = max(float(np.abs(finite).max()), 1e-12)
+            vmin, vmax = -lim, lim
+        im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+                       interpolation="nearest")
+        cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if spec.get("cbar"):
+            cbar.set_label(spec["cbar"], fontsize=8)
+        cbar.ax.tick_params(labelsize=7)
+        h, w = mat.shape
+        xt, yt = spec.get("xticks"), spec.get("yticks")
+        xlabels = [str(s) for s in (xt if xt and len(xt) == w else range(w))]
+        rot = w > 4 and max(len(x) for x in xlabels) > 2
+        ax.set_xticks(range(w), xlabels, rotation=45 if rot else 0, ha="right" if rot else "center",
+                      fontsize=8)
+        ax.set_yticks(range(h), [str(s) for s in (yt if yt and len(yt) == h else range(h))],
+                      fontsize=8)
+        ann = spec.get("annotate", mat)
+        ann = mat if ann is None else _matrix(ann) if not isinstance(ann, np.ndarray) else ann
+        if cell_w >= 0.25 and h * w <= 400 and ann.shape == mat.shape:
+            norm = im.norm
+            form = spec.get("fmt", ".2f")
+            for r in range(h):
+                for c in range(w):
+                    val = ann[r, c]
+                    txt = "n/a" if not np.isfinite(val) else format(val, form)
+                    shade = norm(mat[r, c]) if np.isfinite(mat[r, c]) else 0.5
+                    rgba = cmap(shade)
+                    light = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] > 0.55
+                    ax.text(c, r, txt, ha="center", va="center",
+                            fontsize=8 if cell_w >= 0.5 else 7 if cell_w >= 0.4 else 6,
+                            color="black" if light else "white")
+        ax.set_title(spec.get("title", ""), fontsize=10)
+        ax.set_xlabel(spec.get("xlabel", ""), fontsize=9)
+        ax.set_ylabel(spec.get("ylabel", ""), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _png(fig)
+
+
+def confusion_pair(task: str, mtl: Sequence[Sequence[Any]] | None,
+                   stl: Sequence[Sequence[Any]] | None, labels: Sequence[str] | None = None,
+                   ) -> str | None:
+    """Confusion matrices of a classification task, MTL and single-task side by side.
+
+    Colours are row-normalised (the fraction of each true class, i.e. its recall) so classes
+    of different sizes compare; the numbers printed are counts."""
+    maps = []
+    for name, m in (("multi-task", mtl), ("single-task", stl)):
+        if m is None or not len(m):
+            continue
+        counts = _matrix(m)
+        rows = np.nansum(counts, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(rows > 0, counts / np.where(rows > 0, rows, 1), np.nan)
+        k = counts.shape[0]
+        ticks = list(labels) if labels and len(labels) == k else [str(i) for i in range(k)]
+        maps.append({"matrix": frac, "annotate": counts, "fmt": ".0f", "title": f"{task}: {name}",
+                     "xlabel": "predicted class", "ylabel": "true class", "xticks": ticks,
+                     "yticks": ticks, "vmin": 0.0, "vmax": 1.0, "cmap": "Blues",
+                     "cbar": "fraction of true class"})
+    return heatmaps(f"Confusion matrices on the test split: {task}", maps, ncols=2)
+
+
+def stacked_bars(title: str, xlabel: str, ylabel: str, x: Sequence[Any],
+                 series: Mapping[str, Sequence[Any]], *, width: float = SMALL[0],
+                 height: float = SMALL[1]) -> str | None:
+    """Stacked bars (e.g. steps per task per epoch); missing values count as 0."""
+    if not series or not len(x):
+        return None
+    fig = _figure(width, height)
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(x))
+    for j, (label, vals) in enumerate(series.items()):
+        v = np.nan_to_num(_arr(list(vals)), nan=0.0)
+        ax.bar(list(x), v, 0.8, bottom=bottom, label=label, color=f"C{j % 10}")
+        bottom += v
+    ax.set_title(_wrap(title, width))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _integer_x(ax)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              ncols=1 if len(series) <= 12 else 2)
+    return _png(fig)
