@@ -130,7 +130,17 @@ class RunConfig(_Strict):
     tasks: list[TaskConfig] | None = None
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    auxiliary: list[dict[str, Any]] = Field(
+        default_factory=list, description="auxiliary-target generators: [{generator: fourier, k: 8, weight: 0.1}]")
     baselines: bool = True
+
+    @field_validator("auxiliary")
+    @classmethod
+    def _aux_named(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, spec in enumerate(v):
+            if not isinstance(spec, dict) or "generator" not in spec:
+                raise ValueError(f"entry {i} needs a 'generator' key (e.g. {{generator: fourier, k: 8}})")
+        return v
 
     @model_validator(mode="after")
     def _tasks_for_files(self) -> RunConfig:

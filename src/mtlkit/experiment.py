@@ -116,28 +116,98 @@ def _restrict(data: MultiTaskData, tasks: Sequence[Task]) -> MultiTaskData:
 
 
 def prepare_from_config(cfg: RunConfig) -> PreparedData:
-    """Load the config's data source (built-in dataset or file) and prepare it."""
+    """Load the config's data source (built-in dataset or file), add the configured
+    auxiliary targets (computed once from the raw inputs), and prepare it."""
     from mtlkit.data._table import from_dataframe, read_table
 
     d = cfg.data
     fr = (d.split.train, d.split.val, d.split.test)
+    gens = _auxiliary_generators(cfg)
+    table_gens = [g for g in gens if g.input_kind == "table"]
+    array_gens = [g for g in gens if g.input_kind != "table"]
     if d.dataset is not None:
         from mtlkit.datasets import load
 
-        bundle = load(d.dataset, **d.options)
+        try:
+            bundle = load(d.dataset, **d.options)
+        except TypeError as exc:
+            raise ValueError(f"data.options: {exc}") from None
         tasks = resolve_tasks(cfg.tasks, bundle.tasks)
-        return prepare(bundle.data, tasks, test=bundle.test, fractions=fr, stratify=d.split.stratify,
+        data, test, feats = bundle.data, bundle.test, bundle.feature_names
+        if table_gens:
+            if not feats:
+                raise ValueError(f"Auxiliary generator(s) {[str(g) for g in table_gens]} need a table; the "
+                                 f"dataset {d.dataset!r} has no named feature columns.")
+            data, extra, feats = _table_aux(data, feats, table_gens)
+            if test is not None:
+                test, _, _ = _table_aux(test, bundle.feature_names or [], table_gens)
+            tasks += extra
+        data, test, extra = _array_aux(data, test, array_gens)
+        return prepare(data, tasks + extra, test=test, fractions=fr, stratify=d.split.stratify,
                        seed=cfg.seed, standardize=d.standardize, default_trunk=bundle.default_trunk,
-                       features=bundle.feature_names, source=f"dataset:{d.dataset}")
+                       features=feats, source=f"dataset:{d.dataset}")
     assert d.path is not None
     tasks = resolve_tasks(cfg.tasks, None)
     df = read_table(d.path)
+    aux_tasks: list[Task] = []
+    aux_targets = []
+    for g in table_gens:
+        a = g.generate(df)
+        df = a.inputs
+        aux_tasks.append(a.task)
+        aux_targets.append(dataclasses.replace(a, inputs=None))
     data, feats = from_dataframe(df, tasks, d.features, image_column=d.image_column, image_root=d.image_root,
                                  image_size=tuple(d.image_size) if d.image_size else None,
                                  grayscale=d.grayscale, source=repr(d.path))
-    return prepare(data, tasks, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
+    if aux_targets:
+        from mtlkit.auxiliary import with_auxiliary
+
+        data = with_auxiliary(data, aux_targets)
+    data, _, extra = _array_aux(data, None, array_gens)
+    return prepare(data, tasks + aux_tasks + extra, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
                    standardize=d.standardize, features=None if d.image_column else feats,
                    image_column=d.image_column, source=f"file:{d.path}")
+
+
+def _auxiliary_generators(cfg: RunConfig) -> list[Any]:
+    if not cfg.auxiliary:
+        return []
+    from mtlkit.auxiliary import build_generators
+
+    try:
+        return build_generators(cfg.auxiliary)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"auxiliary: {exc}") from None
+
+
+def _array_aux(data: MultiTaskData, test: MultiTaskData | None, gens: Sequence[Any]
+               ) -> tuple[MultiTaskData, MultiTaskData | None, list[Task]]:
+    """Add targets computed from each sample's own raw input (no leakage across splits)."""
+    if not gens:
+        return data, test, []
+    from mtlkit.auxiliary import with_auxiliary
+
+    aux = [g.generate(data.x) for g in gens]
+    data = with_auxiliary(data, aux)
+    if test is not None:
+        test = with_auxiliary(test, [g.generate(test.x) for g in gens])
+    return data, test, [a.task for a in aux]
+
+
+def _table_aux(data: MultiTaskData, feats: Sequence[str], gens: Sequence[Any]
+               ) -> tuple[MultiTaskData, list[Task], list[str]]:
+    """Privileged/quantisation columns of a tensor table: become targets, leave the inputs."""
+    from mtlkit.auxiliary import with_auxiliary
+
+    df = pd.DataFrame(data.x.numpy(), columns=list(feats))
+    targets, tasks = [], []
+    for g in gens:
+        a = g.generate(df)
+        df = a.inputs
+        tasks.append(a.task)
+        targets.append(dataclasses.replace(a, inputs=None))
+    base = MultiTaskData(torch.as_tensor(df.to_numpy(dtype=np.float32)), data.targets, data.masks, data.tasks)
+    return with_auxiliary(base, targets), tasks, list(df.columns)
 
 
 def build_model_for(cfg: RunConfig, prepared: PreparedData, tasks: Sequence[Task]) -> nn.Module:
@@ -353,7 +423,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
     baseline_models: dict[str, nn.Module] = {}
     if cfg.baselines and len(tasks) >= 1:
         stl: dict[str, Any] = {}
-        for t in tasks:
+        for t in [t for t in tasks if t.role == "primary"]:  # auxiliary tasks need no reference
             say(f"Training the single-task baseline for {t.name!r} ...")
             single = dataclasses.replace(t, weight=1.0)
             seed_everything(cfg.seed)
