@@ -240,12 +240,13 @@ def build_components(cfg: RunConfig) -> dict[str, Any]:
 
 def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run_dir: Path | None,
                  progress: bool, components: dict[str, Any] | None = None, baseline: bool = False,
-                 checkpoint_dir: Path | None = None) -> Trainer:
+                 checkpoint_dir: Path | None = None, trainer_cls: type[Trainer] = Trainer,
+                 **trainer_kwargs: Any) -> Trainer:
     t = cfg.training
     comps = components if components is not None else build_components(cfg)
     if baseline:  # single-task reference: same budget and optimiser, no balancing method
         comps = {"weighting": None, "aggregator": None, "schedule": None, "sampler": None}
-    return Trainer(model, tasks, weighting=comps["weighting"], aggregator=comps["aggregator"],
+    return trainer_cls(model, tasks, weighting=comps["weighting"], aggregator=comps["aggregator"],
                    level=t.level, optimizer=t.optimizer.name, lr=t.optimizer.lr,
                    weight_decay=t.optimizer.weight_decay, momentum=t.optimizer.momentum,
                    scheduler=t.scheduler, clip_grad_norm=t.clip_grad_norm, epochs=t.epochs,
@@ -255,7 +256,7 @@ def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run
                    sampler=comps["sampler"], schedule=comps["schedule"],
                    max_nonfinite_steps=t.max_nonfinite_steps, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-                   config_hash=config_hash(cfg))
+                   config_hash=config_hash(cfg), **trainer_kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -342,7 +343,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         log: Log | None = None, model: nn.Module | None = None,
         components: dict[str, Any] | None = None,
         baseline_builder: Callable[[Task], nn.Module] | None = None, overwrite: bool = False,
-        resume: bool = False, force: bool = False) -> RunResult:
+        resume: bool = False, force: bool = False, report: bool = True) -> RunResult:
     """Train the multi-task model and (if ``cfg.baselines``) one single-task model per task,
     evaluate on the test split and write the run folder when ``out_dir`` is given.
 
@@ -439,6 +440,10 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
             btrainer.fit(prepared.train, prepared.val, resume=resume)
             bfit = time.perf_counter() - t1
             bout = predict_raw(bmodel, prepared.test)
+            if bdir is not None:  # a baseline is a run folder too (a distillation teacher)
+                bmeta = model_meta(bmodel, dataclasses.replace(prepared, tasks=[single]))
+                if bmeta is not None and bmeta.get("architecture") and bmeta["architecture"].get("trunk"):
+                    save_model(bdir, bmodel, bmeta)
             bm, bconf, _ = evaluate_outputs([single], bout, prepared.test)
             stl[t.name] = {"test": bm[t.name], "params": count_parameters(bmodel),
                            "inference_ms": inference_ms(bmodel, prepared.test.x),
@@ -457,7 +462,8 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
             summary["delta_m"] = None
     if run_dir is not None:
         write_json(run_dir / SUMMARY, summary)
-        write_report_safely(run_dir, say)
+        if report:
+            write_report_safely(run_dir, say)
     return RunResult(run_dir, model, list(tasks), summary, trainer, prepared, baseline_models)
 
 

@@ -1,0 +1,518 @@
+"""Single-task teachers -> one multi-task student (knowledge distillation).
+
+Per task, the student minimises a mix of the usual loss on the labels and a term that pulls
+it towards its teacher's outputs (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in
+a Neural Network"; for multi-task students, Clark et al. 2019, "BAM! Born-Again Multi-Task
+Networks for Natural Language Understanding", ACL):
+
+* classification (binary, multiclass, multilabel):
+  ``α · L_hard + (1 − α) · T² · KL(softmax(teacher/T) ‖ softmax(student/T))``; binary and
+  multilabel outputs use the two-class form with sigmoid probabilities, per label. The T²
+  factor keeps the soft term's gradient scale independent of T (Hinton et al.);
+* regression: ``α · L_label + (1 − α) · MSE(student, teacher)``;
+* teacher annealing (BAM!): α rises linearly from 0 (pure teacher) to 1 (pure labels)
+  over the training budget (epochs × batches per epoch).
+
+Teacher outputs are computed once on the training inputs and travel with the batches; the
+soft term uses every sample of a batch, labelled or not (the teacher has an output for each),
+the hard term only the labelled ones. Teachers are any ``nn.Module`` (returning
+``{task: output}`` or a tensor) fed the student's (preprocessed) inputs, or finished run
+folders (their own standardisation is applied).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtlkit.data._dataset import MultiTaskData
+from mtlkit.tasks import Task
+from mtlkit.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from mtlkit.config import RunConfig
+    from mtlkit.experiment import PreparedData
+
+TEACHER_PREFIX = "__teacher__:"
+DISTILL_JSON = "distill.json"
+
+
+def teacher_key(task: str) -> str:
+    """The key under which a task's teacher outputs travel in a batch."""
+    return TEACHER_PREFIX + task
+
+
+def _check_alpha_temperature(alpha: float, temperature: float, where: str) -> None:
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"The 'alpha' parameter of {where} must be a float in [0, 1]. Got {alpha!r}.")
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or \
+            not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"The 'temperature' parameter of {where} must be a positive float. Got {temperature!r}.")
+
+
+# ---------------------------------------------------------------------------- losses
+def _binary_kl(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
+    """Elementwise KL(Bernoulli(σ(t)) ‖ Bernoulli(σ(s))), computed from log-sigmoids."""
+    p = torch.sigmoid(teacher_logits)
+    lp, lq = F.logsigmoid(teacher_logits), F.logsigmoid(-teacher_logits)
+    sp, sq = F.logsigmoid(student_logits), F.logsigmoid(-student_logits)
+    return p * (lp - sp) + (1 - p) * (lq - sq)
+
+
+def soft_target_loss(task: Task, student: Tensor, teacher: Tensor, *, temperature: float = 1.0,
+                     mask: Tensor | None = None) -> Tensor:
+    """The distillation term of one task (without α): ``T² · KL(teacher ‖ student)`` at
+    temperature T, averaged over samples (multilabel: over sample-label entries), or, for
+    regression, the MSE between student and teacher outputs. ``mask`` marks the samples
+    (entries) that have a teacher output (default: all).
+
+    >>> t = Task("c", "multiclass", num_classes=2)
+    >>> s, te = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    >>> float(soft_target_loss(t, s, te, temperature=3.0))  # equal distributions
+    0.0
+    """
+    _check_alpha_temperature(0.0, temperature, "soft_target_loss")
+    teacher = teacher.detach().to(student.dtype)
+    if task.kind == "multiclass":
+        log_p = F.log_softmax(teacher / temperature, dim=-1)
+        log_q = F.log_softmax(student / temperature, dim=-1)
+        per = (log_p.exp() * (log_p - log_q)).sum(-1) * temperature**2
+    elif task.kind in ("binary", "multilabel"):
+        per = _binary_kl(teacher / temperature, student / temperature) * temperature**2
+    else:
+        per = (student - teacher) ** 2
+    if mask is None:
+        return per.mean()
+    m = mask.bool()
+    if m.dim() == 1 and per.dim() == 2:  # one flag per sample for every label / output
+        m = m[:, None].expand_as(per)
+    per = torch.where(m, per, torch.zeros_like(per))
+    return per.sum() / m.sum().clamp_min(1).to(per.dtype)
+
+
+def distillation_loss(task: Task, student: Tensor, teacher: Tensor, target: Tensor, mask: Tensor, *,
+                      alpha: float = 0.5, temperature: float = 2.0, teacher_mask: Tensor | None = None
+                      ) -> Tensor:
+    """``α · task.compute_loss(student, target, mask) + (1 − α) · soft_target_loss(...)``.
+
+    For classification the soft term is ``T² · KL(softmax(teacher/T) ‖ softmax(student/T))``
+    (sigmoid two-class form for binary/multilabel); for regression ``MSE(student, teacher)``
+    (no temperature).
+
+    >>> t = Task("y", "binary")
+    >>> s, te, y, m = torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([1.0]), torch.tensor([True])
+    >>> round(float(distillation_loss(t, s, te, y, m, alpha=0.5, temperature=2.0)), 6)  # 0.5·log 2
+    0.346574
+    """
+    _check_alpha_temperature(alpha, temperature, "distillation_loss")
+    hard = task.compute_loss(student, target, mask)
+    if alpha >= 1.0:
+        return hard
+    soft = soft_target_loss(task, student, teacher, temperature=temperature, mask=teacher_mask)
+    return alpha * hard + (1.0 - alpha) * soft
+
+
+# ---------------------------------------------------------------------------- trainer
+class DistillationTrainer(Trainer):
+    """A :class:`~mtlkit.training.Trainer` whose per-task losses are distillation losses.
+
+    Args:
+        teacher_outputs: ``{task: tensor}`` teacher outputs (logits / values) for every
+            sample of the training data later passed to :meth:`fit`, in the same order.
+            Tasks without an entry train on their labels only.
+        alpha: weight of the hard (label) loss; ``1 − α`` goes to the teacher term.
+        temperature: softmax/sigmoid temperature T of the teacher term (classification).
+        anneal: teacher annealing (Clark et al. 2019): α = step / total steps, rising
+            from 0 to 1 over the budget; ``alpha`` is then ignored.
+        All other arguments are :class:`Trainer`'s. Data samplers are not supported
+        (teacher outputs follow the default shuffled passes).
+
+    Hinton et al. (2015), "Distilling the Knowledge in a Neural Network"; Clark et al.
+    (2019), "BAM! Born-Again Multi-Task Networks for Natural Language Understanding".
+
+    >>> from mtlkit import HardSharing, Task, from_arrays
+    >>> from mtlkit.architectures.backbones import mlp
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(120, 3); y = (x[:, 0] > 0).float()
+    >>> tasks = [Task("a", "binary")]
+    >>> data = from_arrays(x.numpy(), {"a": y.numpy()}, tasks)
+    >>> tr = DistillationTrainer(HardSharing(mlp(3, (8,)), tasks), tasks,
+    ...                          teacher_outputs={"a": 4 * x[:, 0]}, alpha=0.3, epochs=2, progress=False)
+    >>> _ = tr.fit(data)
+    >>> tr.current_alpha()
+    0.3
+    """
+
+    def __init__(self, model: nn.Module, tasks: Sequence[Task], *, teacher_outputs: Mapping[str, Tensor],
+                 alpha: float = 0.5, temperature: float = 2.0, anneal: bool = False, **kwargs: Any) -> None:
+        super().__init__(model, tasks, **kwargs)
+        self._init_distill(teacher_outputs, alpha, temperature, anneal)
+
+    @classmethod
+    def from_trainer(cls, trainer: Trainer, *, teacher_outputs: Mapping[str, Tensor], alpha: float = 0.5,
+                     temperature: float = 2.0, anneal: bool = False) -> DistillationTrainer:
+        """A DistillationTrainer with every setting of an existing (not yet fitted)
+        ``trainer`` (e.g. from :func:`mtlkit.experiment.make_trainer`); use the returned
+        trainer, not the original."""
+        if not isinstance(trainer, Trainer):
+            raise TypeError(f"Expected a mtlkit Trainer. Got {type(trainer).__name__}.")
+        new = cls.__new__(cls)
+        new.__dict__.update(trainer.__dict__)
+        new._init_distill(teacher_outputs, alpha, temperature, anneal)
+        return new
+
+    def _init_distill(self, teacher_outputs: Mapping[str, Tensor], alpha: float, temperature: float,
+                      anneal: bool) -> None:
+        _check_alpha_temperature(alpha, temperature, "DistillationTrainer")
+        if not isinstance(anneal, bool):
+            raise ValueError(f"The 'anneal' parameter of DistillationTrainer must be a bool. Got {anneal!r}.")
+        unknown = sorted(set(teacher_outputs) - set(self.task_names))
+        if unknown:
+            raise KeyError(f"Teacher outputs for unknown task(s) {unknown}; the tasks are {self.task_names}.")
+        if self.sampler is not None:
+            raise ValueError("DistillationTrainer does not support data samplers: teacher outputs follow the "
+                             "default shuffled passes. Remove data.sampler.")
+        by_name = {t.name: t for t in self.tasks}
+        self.teacher_outputs = {k: _check_teacher_shape(by_name[k], torch.as_tensor(v).detach().float(), None)
+                                for k, v in teacher_outputs.items()}
+        self.alpha, self.temperature, self.anneal = float(alpha), float(temperature), anneal
+        self._total_steps = 1
+
+    def current_alpha(self) -> float:
+        """α at the current step (constant, or step / total steps with annealing)."""
+        if not self.anneal:
+            return self.alpha
+        return min(1.0, self.step_count / max(1, self._total_steps))
+
+    def fit(self, train: MultiTaskData, val: MultiTaskData | None = None, *, resume: bool = False):
+        n = len(train)
+        bad = {k: int(v.shape[0]) for k, v in self.teacher_outputs.items() if v.shape[0] != n}
+        if bad:
+            raise ValueError(f"Teacher outputs must have one row per training sample ({n}); got {bad}.")
+        self._total_steps = self.epochs * math.ceil(n / self.batch_size)
+        return super().fit(with_teacher_outputs(train, self.teacher_outputs), val, resume=resume)
+
+    def _losses(self, out: dict[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]
+                ) -> tuple[Tensor, Tensor]:
+        hard, present = super()._losses(out, ys, ms)
+        alpha = self.current_alpha()
+        if alpha >= 1.0:
+            return hard, present
+        losses, pres = [], present.clone()
+        for k, t in enumerate(self.tasks):
+            key = teacher_key(t.name)
+            if key not in ys:
+                losses.append(hard[k])
+                continue
+            tm = ms[key].to(self.device)
+            soft = soft_target_loss(t, out[t.name], ys[key].to(self.device), temperature=self.temperature,
+                                    mask=tm)
+            losses.append(alpha * hard[k] + (1.0 - alpha) * soft)
+            pres[k] = bool(present[k]) or bool(tm.any())
+        return torch.stack(losses), pres
+
+
+def with_teacher_outputs(data: MultiTaskData, teacher_outputs: Mapping[str, Tensor]) -> MultiTaskData:
+    """A shallow copy of ``data`` whose batches also carry the teacher outputs."""
+    out = copy.copy(data)
+    out.targets = dict(data.targets)
+    out.masks = dict(data.masks)
+    for k, v in teacher_outputs.items():
+        out.targets[teacher_key(k)] = v
+        out.masks[teacher_key(k)] = torch.ones(v.shape[0], dtype=torch.bool)
+    return out
+
+
+# ---------------------------------------------------------------------------- teachers
+class _InputAdapter(nn.Module):
+    """Feeds a run folder's model: undo the student's standardisation, apply the teacher's."""
+
+    def __init__(self, model: nn.Module, student_pre: dict[str, Any] | None, teacher_pre: dict[str, Any] | None
+                 ) -> None:
+        super().__init__()
+        self.model = model
+        self._s = _mean_std(student_pre)
+        self._t = _mean_std(teacher_pre)
+
+    def forward(self, x: Tensor) -> Any:
+        if self._s is None and self._t is None:
+            return self.model(x)
+        z = x.double()
+        if self._s is not None:
+            z = z * self._s[1] + self._s[0]
+        if self._t is not None:
+            z = (z - self._t[0]) / self._t[1]
+        return self.model(z.to(torch.float32))
+
+
+def _mean_std(pre: dict[str, Any] | None) -> tuple[Tensor, Tensor] | None:
+    if not pre:
+        return None
+    return torch.tensor(pre["mean"], dtype=torch.float64), torch.tensor(pre["std"], dtype=torch.float64)
+
+
+def load_teachers(run_dirs: Sequence[str | Path], tasks: Sequence[Task], *,
+                  preprocessing: dict[str, Any] | None = None, features: Sequence[str] | None = None
+                  ) -> tuple[dict[str, nn.Module], dict[str, str]]:
+    """Load run folders as teachers: each teaches the student tasks its model has (same
+    name and kind). Returns ``({task: module}, {task: run folder})``; the modules take the
+    student's inputs (``preprocessing`` = the student's standardisation)."""
+    from mtlkit.runs import load_model
+
+    names = {t.name: t for t in tasks}
+    out: dict[str, nn.Module] = {}
+    sources: dict[str, str] = {}
+    for d in run_dirs:
+        model, meta = load_model(d)
+        theirs = {t["name"]: t for t in meta.get("tasks", [])}
+        matched = [n for n in theirs if n in names]
+        if not matched:
+            raise ValueError(f"The teacher run {str(d)!r} has task(s) {sorted(theirs)}; none is a task of the "
+                             f"student ({sorted(names)}).")
+        tf = meta.get("features")
+        if features is not None and tf is not None and list(tf) != list(features):
+            raise ValueError(f"The teacher run {str(d)!r} was trained on features {tf}, the student on "
+                             f"{list(features)}; they must be the same columns.")
+        adapter = _InputAdapter(model, preprocessing, meta.get("preprocessing"))
+        adapter.eval()
+        for n in matched:
+            mine = names[n]
+            if theirs[n].get("kind") != mine.kind or _out_dim(theirs[n]) != mine.out_dim:
+                raise ValueError(f"Task {n!r} is {mine.kind} (width {mine.out_dim}) in the student but "
+                                 f"{theirs[n].get('kind')} in the teacher run {str(d)!r}.")
+            if n in out:
+                raise ValueError(f"Two teachers for task {n!r}: {sources[n]!r} and {str(d)!r}.")
+            out[n], sources[n] = adapter, str(d)
+    return out, sources
+
+
+def _out_dim(t: dict[str, Any]) -> int:
+    from mtlkit.tasks import task_from_dict
+
+    return task_from_dict(t).out_dim
+
+
+def _check_teacher_shape(task: Task, y: Tensor, n: int | None) -> Tensor:
+    if task.kind == "binary" and y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if task.kind == "regression" and y.dim() == 1 and task.out_dim == 1:
+        y = y[:, None]
+    want = (y.shape[0],) if task.kind == "binary" else (y.shape[0], task.out_dim)
+    if tuple(y.shape) != want or (n is not None and y.shape[0] != n):
+        raise ValueError(f"The teacher of task {task.name!r} ({task.kind}) gives outputs of shape "
+                         f"{tuple(y.shape)}; expected {want if n is None else (n, *want[1:])}.")
+    return y
+
+
+@torch.no_grad()
+def teacher_predictions(teachers: Mapping[str, nn.Module], tasks: Sequence[Task], x: Tensor, *,
+                        batch_size: int = 1024) -> dict[str, Tensor]:
+    """Raw outputs of each task's teacher on ``x`` (eval mode); a teacher may return
+    ``{task: output}`` or a tensor.
+
+    >>> t = Task("y", "regression")
+    >>> teacher_predictions({"y": nn.Linear(2, 1)}, [t], torch.zeros(5, 2))["y"].shape
+    torch.Size([5, 1])
+    """
+    by_name = {t.name: t for t in tasks}
+    unknown = sorted(set(teachers) - set(by_name))
+    if unknown:
+        raise KeyError(f"Teachers for unknown task(s) {unknown}; the tasks are {sorted(by_name)}.")
+    res: dict[str, Tensor] = {}
+    for name, m in teachers.items():
+        was = m.training
+        m.eval()
+        chunks = []
+        try:
+            for s in range(0, x.shape[0], batch_size):
+                o = m(x[s:s + batch_size])
+                if isinstance(o, Mapping):
+                    if name not in o:
+                        raise KeyError(f"The teacher of task {name!r} returned outputs for {sorted(o)}, "
+                                       f"not for {name!r}.")
+                    o = o[name]
+                chunks.append(torch.as_tensor(o).detach().float().cpu())
+        finally:
+            m.train(was)
+        res[name] = _check_teacher_shape(by_name[name], torch.cat(chunks), x.shape[0])
+    return res
+
+
+# ---------------------------------------------------------------------------- driver
+@dataclass
+class DistillResult:
+    """The student model, its trainer and the comparison summary (``distill.json``)."""
+
+    student: nn.Module
+    summary: dict[str, Any]
+    trainer: DistillationTrainer
+    run_dir: Path | None = None
+
+    def table(self) -> str:
+        """Per task (main metric): teacher, student, plain multi-task model; then Δm's."""
+        from mtlkit.analysis._format import fnum, text_table
+
+        s = self.summary
+        rows = []
+        plain = (s.get("plain") or {}).get("test") or {}
+        for t in s["tasks"]:
+            n = t["name"]
+            m = s["main_metric"][n]
+            teach = (s["teachers"].get(n) or {}).get("test") or {}
+            rows.append([n, m, fnum(teach.get(m)), fnum(s["student"]["test"][n].get(m)),
+                         fnum((plain.get(n) or {}).get(m))])
+        dm = s["delta_m"]
+        st = s["settings"]
+        return "\n".join([
+            text_table(["task", "metric", "teacher", "student", "plain MTL"], rows), "",
+            f"Δm student   vs teachers: {fnum(dm.get('student_vs_teachers'), 2)} %",
+            f"Δm plain MTL vs teachers: {fnum(dm.get('plain_vs_teachers'), 2)} %",
+            f"Δm student   vs plain MTL: {fnum(dm.get('student_vs_plain'), 2)} %",
+            "(Δm over every metric of the primary tasks with a teacher; negative = better than the reference)",
+            f"settings: alpha={st['alpha']}, temperature={st['temperature']}, anneal={st['anneal']}; "
+            f"parameters: student {s['student']['params']:,}, teachers {s['teachers_params_total']:,}"])
+
+
+def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Sequence[str | Path], *,
+            prepared: PreparedData | None = None, alpha: float = 0.5, temperature: float = 2.0,
+            anneal: bool = False, compare: bool = True, out_dir: str | Path | None = None,
+            progress: bool = False, log: Callable[[str], None] | None = None,
+            overwrite: bool = False) -> DistillResult:
+    """Distil single-task teachers into one multi-task student built and trained as the
+    config says, and compare it with the teachers and (``compare``) with a multi-task model
+    trained on the labels only (same config, same split).
+
+    Args:
+        cfg: the run config (data, tasks, model, training).
+        teachers: run folders (each teaches the student tasks its model has), or a mapping
+            ``{task: nn.Module or run folder}``. Modules receive the student's inputs as
+            prepared (standardised) — e.g. ``RunResult.baselines`` of the same config.
+        alpha, temperature, anneal: see :class:`DistillationTrainer`.
+        out_dir: writes ``student/`` (a loadable run folder: weights, config, metrics),
+            ``plain/`` (the comparison run) and ``distill.json``.
+
+    Returns a :class:`DistillResult` (``.student``, ``.summary``, ``.table()``).
+    """
+    from mtlkit.evaluation.delta_m import delta_m
+    from mtlkit.experiment import (
+        build_model_for,
+        count_parameters,
+        evaluate_outputs,
+        make_trainer,
+        model_meta,
+        prepare_from_config,
+        run,
+    )
+    from mtlkit.runs import atomic_write, save_model, write_json
+    from mtlkit.training.trainer import predict_raw, seed_everything
+
+    _check_alpha_temperature(alpha, temperature, "distill")
+    say = log or (lambda s: None)
+    if cfg.data.sampler is not None:
+        raise ValueError("Distillation does not support data.sampler (teacher outputs follow shuffled passes).")
+    prepared = prepared if prepared is not None else prepare_from_config(cfg)
+    tasks = prepared.tasks
+    modules: dict[str, nn.Module] = {}
+    sources: dict[str, str] = {}
+    if isinstance(teachers, Mapping):
+        paths = []
+        for k, v in teachers.items():
+            if isinstance(v, nn.Module):
+                modules[k], sources[k] = v, f"module:{type(v).__name__}"
+            else:
+                paths.append((k, v))
+        for k, p in paths:
+            found, src = load_teachers([p], [t for t in tasks if t.name == k],
+                                       preprocessing=prepared.preprocessing, features=prepared.features)
+            modules.update(found)
+            sources.update(src)
+    else:
+        if isinstance(teachers, (str, Path)):
+            teachers = [teachers]
+        modules, sources = load_teachers(list(teachers), tasks, preprocessing=prepared.preprocessing,
+                                         features=prepared.features)
+    if not modules:
+        raise ValueError("No teacher given: pass run folders or {task: module}.")
+    unknown = sorted(set(modules) - {t.name for t in tasks})
+    if unknown:
+        raise KeyError(f"Teachers for unknown task(s) {unknown}; the tasks are {[t.name for t in tasks]}.")
+    untaught = [t.name for t in tasks if t.name not in modules]
+    if untaught:
+        say(f"No teacher for task(s) {untaught}: they learn from their labels only.")
+    taught = [t for t in tasks if t.name in modules]
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and (out / DISTILL_JSON).exists() and not overwrite:
+        raise FileExistsError(f"{str(out)!r} already holds a distillation result; choose another --out "
+                              f"or pass --overwrite.")
+
+    say(f"Teacher outputs on {len(prepared.train)} training samples ({len(modules)} teacher(s)) ...")
+    t_train = teacher_predictions(modules, tasks, prepared.train.x)
+    t_test = teacher_predictions(modules, tasks, prepared.test.x)
+    teacher_rows: dict[str, Any] = {}
+    for t in taught:
+        teacher_rows[t.name] = {
+            "source": sources[t.name],
+            "test": t.evaluate(t_test[t.name], prepared.test.targets[t.name], prepared.test.masks[t.name]),
+            "params": count_parameters(getattr(modules[t.name], "model", modules[t.name]))}
+
+    seed_everything(cfg.seed)
+    student = build_model_for(cfg, prepared, tasks)
+    sdir = out / "student" if out is not None else None
+    if sdir is not None:
+        sdir.mkdir(parents=True, exist_ok=True)
+        (sdir / "metrics.jsonl").unlink(missing_ok=True)
+        from mtlkit.config import dump_config
+
+        atomic_write(sdir / "config.yaml", dump_config(cfg))
+    base = make_trainer(cfg, student, tasks, run_dir=sdir, progress=progress)
+    trainer = DistillationTrainer.from_trainer(base, teacher_outputs=t_train, alpha=alpha,
+                                               temperature=temperature, anneal=anneal)
+    say(f"Training the student ({len(tasks)} tasks, {count_parameters(student):,} parameters) ...")
+    trainer.fit(prepared.train, prepared.val)
+    s_out = predict_raw(student, prepared.test)
+    s_test, _, _ = evaluate_outputs(tasks, s_out, prepared.test)
+    if sdir is not None:
+        meta = model_meta(student, prepared)
+        if meta is not None:
+            save_model(sdir, student, meta)
+
+    plain_row = None
+    if compare:
+        say("Training the same multi-task model without distillation ...")
+        cfg_plain = cfg.model_copy(deep=True)
+        cfg_plain.baselines = False
+        pr = run(cfg_plain, prepared, out_dir=out / "plain" if out is not None else None, progress=progress,
+                 overwrite=overwrite)
+        plain_row = {"test": pr.summary["mtl"]["test"], "params": pr.summary["mtl"]["params"]}
+
+    teach_test = {k: v["test"] for k, v in teacher_rows.items()}
+    dm = {"student_vs_teachers": delta_m(s_test, teach_test, taught)}
+    if plain_row is not None:
+        dm["plain_vs_teachers"] = delta_m(plain_row["test"], teach_test, taught)
+        dm["student_vs_plain"] = delta_m(s_test, plain_row["test"], tasks)
+    summary = {
+        "name": cfg.name, "tasks": [t.to_dict() for t in tasks],
+        "main_metric": {t.name: t.main_metric for t in tasks},
+        "settings": {"alpha": alpha, "temperature": temperature, "anneal": anneal},
+        "teachers": teacher_rows,
+        "teachers_params_total": int(sum(v["params"] for v in teacher_rows.values())),
+        "student": {"test": s_test, "params": count_parameters(student),
+                    "best_epoch": trainer.history.best_epoch, "epochs_run": len(trainer.history.records)},
+        "plain": plain_row, "delta_m": dm,
+        "sign_convention": "Δm in %, negative means better than the reference.",
+    }
+    if out is not None:
+        write_json(out / DISTILL_JSON, summary)
+    return DistillResult(student, summary, trainer, out)
+
+
+__all__ = ["DistillResult", "DistillationTrainer", "distill", "distillation_loss", "load_teachers",
+           "soft_target_loss", "teacher_key", "teacher_predictions", "with_teacher_outputs"]
