@@ -355,10 +355,21 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
     With ``resume``, every trainer (multi-task and baselines) continues from its newest good
     checkpoint in ``out_dir/checkpoints``; a config that differs from the run's is refused
     (listing the differing keys) unless ``force``."""
-    say = log or (lambda s: None)
+    from mtlkit.training.distributed import (
+        DistributedTrainer,
+        init_from_env,
+        is_distributed,
+        is_main_process,
+        world_size,
+    )
+
+    init_from_env()  # under torchrun (WORLD_SIZE > 1): start the process group, else nothing
+    main = is_main_process()  # distributed: rank 0 alone writes the run folder and prints
+    tcls = DistributedTrainer if is_distributed() else Trainer
+    say = (log if main else None) or (lambda s: None)
     tasks = prepared.tasks
     run_dir = Path(out_dir) if out_dir is not None else None
-    if resume:
+    if resume and main:
         if run_dir is None or not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"Nothing to resume: {str(run_dir)!r} holds no run (config.yaml).")
         import yaml
@@ -368,7 +379,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         if diff and not force:
             raise ConfigError(f"The config differs from the checkpointed run's in {diff}; refusing to "
                               f"resume (pass --force to resume anyway).")
-    if run_dir is not None and not resume:
+    if run_dir is not None and not resume and main:
         if (run_dir / "model.safetensors").exists() and not overwrite:
             raise FileExistsError(f"The run folder {str(run_dir)!r} already holds a finished run; "
                                   f"choose another --out or pass --overwrite.")
@@ -383,13 +394,60 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
 
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     ck_root = run_dir / "checkpoints" if run_dir is not None else None
+    def train_baselines() -> tuple[dict[str, Any], dict[str, nn.Module]]:
+        """One single-task model per primary task, same budget and optimiser."""
+        stl: dict[str, Any] = {}
+        baseline_models: dict[str, nn.Module] = {}
+        for t in [t for t in tasks if t.role == "primary"]:  # auxiliary tasks need no reference
+            say(f"Training the single-task baseline for {t.name!r} ...")
+            single = dataclasses.replace(t, weight=1.0)
+            seed_everything(cfg.seed)
+            bmodel = baseline_builder(single) if baseline_builder else _baseline_model(cfg, prepared, single)
+            bdir = run_dir / "baselines" / t.name if run_dir is not None else None
+            if bdir is not None and main:
+                bdir.mkdir(parents=True, exist_ok=True)
+                if not resume:
+                    (bdir / "metrics.jsonl").unlink(missing_ok=True)
+            btrainer = make_trainer(cfg, bmodel, [single], run_dir=bdir, progress=progress, baseline=True,
+                                    trainer_cls=tcls,
+                                    checkpoint_dir=ck_root / f"stl-{t.name}" if ck_root is not None else None)
+            t1 = time.perf_counter()
+            btrainer.fit(prepared.train, prepared.val, resume=resume)
+            bfit = time.perf_counter() - t1
+            bout = predict_raw(bmodel, prepared.test)
+            if bdir is not None and main:  # a baseline is a run folder too (a distillation teacher)
+                bmeta = model_meta(bmodel, dataclasses.replace(prepared, tasks=[single]))
+                if bmeta is not None and bmeta.get("architecture") and bmeta["architecture"].get("trunk"):
+                    save_model(bdir, bmodel, bmeta)
+            bm, bconf, _ = evaluate_outputs([single], bout, prepared.test)
+            stl[t.name] = {"test": bm[t.name], "params": count_parameters(bmodel),
+                           "inference_ms": inference_ms(bmodel, prepared.test.x),
+                           "fit_time_s": round(bfit, 3), "best_epoch": btrainer.history.best_epoch}
+            stl[t.name]["_confusion"] = bconf.get(t.name)
+            baseline_models[t.name] = bmodel
+        return stl, baseline_models
+
     comps = build_components(cfg)
     comps.update(components or {})
+    stl_early: tuple[dict[str, Any], dict[str, nn.Module]] | None = None
+    needs_refs = [c for c in (comps.get("sampler"), comps.get("schedule"))
+                  if getattr(c, "needs_references", False) and not getattr(c, "has_references", True)]
+    if needs_refs:  # active / dynamic sampling compare each task with its single-task reference
+        if not cfg.baselines:
+            raise ValueError(f"{[str(c) for c in needs_refs]} need single-task references: give them "
+                             f"'references' in the config or keep baselines on.")
+        say("Training the single-task baselines first: they are the references of the task sampler/schedule.")
+        stl_early = train_baselines()
+        by_name = {t.name: t for t in tasks}
+        refs = {name: evaluate_outputs([by_name[name]], predict_raw(bm, prepared.val), prepared.val)[0][name]
+                for name, bm in stl_early[1].items()}
+        for c in needs_refs:
+            c.set_references(refs)
     seed_everything(cfg.seed)
     if model is None:
         model = build_model_for(cfg, prepared, tasks)
     trainer = make_trainer(cfg, model, tasks, run_dir=run_dir, progress=progress, components=comps,
-                           checkpoint_dir=ck_root / "mtl" if ck_root is not None else None)
+                           trainer_cls=tcls, checkpoint_dir=ck_root / "mtl" if ck_root is not None else None)
     say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} parameters) ...")
     t0 = time.perf_counter()
     trainer.fit(prepared.train, prepared.val, resume=resume)
@@ -403,7 +461,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
            "inference_ms": inference_ms(model, prepared.test.x), "fit_time_s": round(fit_time, 3),
            "best_epoch": trainer.history.best_epoch, "epochs_run": len(trainer.history.records)}
     meta = model_meta(model, prepared)
-    if run_dir is not None and meta is not None:
+    if run_dir is not None and meta is not None and main:
         save_model(run_dir, model, meta)
     summary: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "name": cfg.name, "seed": cfg.seed, "source": prepared.source,
@@ -419,38 +477,16 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         "sizes": {"train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test)},
         "inference_unit": "ms per 1000 samples",
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads()},
+                        "threads": torch.get_num_threads(), "processes": world_size()},
     }
+    stl: dict[str, Any] | None = None
     baseline_models: dict[str, nn.Module] = {}
     if cfg.baselines and len(tasks) >= 1:
-        stl: dict[str, Any] = {}
-        for t in [t for t in tasks if t.role == "primary"]:  # auxiliary tasks need no reference
-            say(f"Training the single-task baseline for {t.name!r} ...")
-            single = dataclasses.replace(t, weight=1.0)
-            seed_everything(cfg.seed)
-            bmodel = baseline_builder(single) if baseline_builder else _baseline_model(cfg, prepared, single)
-            bdir = run_dir / "baselines" / t.name if run_dir is not None else None
-            if bdir is not None:
-                bdir.mkdir(parents=True, exist_ok=True)
-                if not resume:
-                    (bdir / "metrics.jsonl").unlink(missing_ok=True)
-            btrainer = make_trainer(cfg, bmodel, [single], run_dir=bdir, progress=progress, baseline=True,
-                                    checkpoint_dir=ck_root / f"stl-{t.name}" if ck_root is not None else None)
-            t1 = time.perf_counter()
-            btrainer.fit(prepared.train, prepared.val, resume=resume)
-            bfit = time.perf_counter() - t1
-            bout = predict_raw(bmodel, prepared.test)
-            if bdir is not None:  # a baseline is a run folder too (a distillation teacher)
-                bmeta = model_meta(bmodel, dataclasses.replace(prepared, tasks=[single]))
-                if bmeta is not None and bmeta.get("architecture") and bmeta["architecture"].get("trunk"):
-                    save_model(bdir, bmodel, bmeta)
-            bm, bconf, _ = evaluate_outputs([single], bout, prepared.test)
-            stl[t.name] = {"test": bm[t.name], "params": count_parameters(bmodel),
-                           "inference_ms": inference_ms(bmodel, prepared.test.x),
-                           "fit_time_s": round(bfit, 3), "best_epoch": btrainer.history.best_epoch}
-            if t.name in bconf:
-                summary["confusion"][t.name]["stl"] = bconf[t.name]
-            baseline_models[t.name] = bmodel
+        stl, baseline_models = stl_early if stl_early is not None else train_baselines()
+        for name, entry in stl.items():
+            conf = entry.pop("_confusion", None)
+            if conf is not None and name in summary["confusion"]:
+                summary["confusion"][name]["stl"] = conf
         summary["baselines"] = stl
         stl_test = {k: v["test"] for k, v in stl.items()}
         summary["delta_m"] = delta_m(test_metrics, stl_test, tasks, primary_only=True)
@@ -460,7 +496,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         summary["stl_inference_ms_total"] = sum(v["inference_ms"] for v in stl.values())
         if summary["delta_m"] is not None and not math.isfinite(summary["delta_m"]):
             summary["delta_m"] = None
-    if run_dir is not None:
+    if run_dir is not None and main:
         write_json(run_dir / SUMMARY, summary)
         if report:
             write_report_safely(run_dir, say)

@@ -192,11 +192,9 @@ class MultiTaskDataset(MultiTaskData):
 
     def subset(self, idx: Sequence[int] | np.ndarray | Tensor) -> MultiTaskDataset:
         idx_t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        out = MultiTaskDataset.__new__(MultiTaskDataset)
-        out.x = self.x[idx_t]
-        out.targets = {k: v[idx_t] for k, v in self.targets.items()}
-        out.masks = {k: m[idx_t] for k, m in self.masks.items()}
-        out.tasks = self.tasks
+        out = super().subset(idx_t)
+        out.__class__ = MultiTaskDataset  # the rows of MultiTaskData.subset, plus the sources
+        assert isinstance(out, MultiTaskDataset)
         out.source = self.source[idx_t]
         out.source_names = list(self.source_names)
         return out

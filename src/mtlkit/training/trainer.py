@@ -23,6 +23,7 @@ from mtlkit.jacobian import assign_grads, jacobian, representation_jacobian
 from mtlkit.tasks import Task, check_tasks
 from mtlkit.training.checkpoint import CheckpointManager
 from mtlkit.training.monitor import ConflictMonitor
+from mtlkit.training.schedules import check_compatible
 from mtlkit.weighting._base import StepContext, Weighting
 from mtlkit.weighting.equal import Equal
 from mtlkit.weighting.static import Static
@@ -153,6 +154,7 @@ class Trainer:
         if aggregator is not None and not weighting.aggregator_compatible:
             raise ValueError(f"The weighting {weighting} cannot be combined with a gradient-space "
                              f"aggregator ({aggregator}).")
+        check_compatible(schedule, weighting, aggregator, sampler=sampler)
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1. Got epochs={epochs}, batch_size={batch_size}.")
         self.weighting = weighting
@@ -225,6 +227,10 @@ class Trainer:
         self.weighting.to(self.device)
         sizes = train.labelled_counts() if hasattr(train, "labelled_counts") else None
         self.weighting.setup(self.task_names, sizes)
+        for obj in (self.sampler, self.schedule):
+            fn = getattr(obj, "setup", None)
+            if callable(fn):
+                fn(self.tasks)
         params = list(self.model.parameters()) + [p for p in self.weighting.parameters() if p.requires_grad]
         if not any(p.requires_grad for p in params):
             raise ValueError(f"The model {type(self.model).__name__} has no trainable parameters.")
@@ -243,7 +249,8 @@ class Trainer:
         x, ys, ms = batch
         x = x.to(self.device)
         need_rep = self.level == "representation" or self.conflicts is not None or \
-            bool(getattr(self.weighting, "needs_gradients", False))
+            bool(getattr(self.weighting, "needs_gradients", False)) or \
+            bool(getattr(self.schedule, "needs_representation", False))
         observe = getattr(self.model, "observe_batch", None)
         if callable(observe):  # e.g. the adversarial discriminator learns each sample's tasks
             observe({k: m.to(self.device) for k, m in ms.items()})
@@ -253,7 +260,8 @@ class Trainer:
         ctx = StepContext(step=self.step_count, epoch=self.epoch, task_names=self.task_names,
                           present=present, shared_parameters=shared,
                           last_shared_parameters=self._last_shared,
-                          representation=rep, grad_fn=self._grad_fn, generator=self.method_generator)
+                          representation=rep, grad_fn=self._grad_fn, generator=self.method_generator,
+                          extra={"losses": losses})
         if self.schedule is not None:
             chosen = self.schedule.select(self.step_count, present, ctx).to(present.device)
             present = present & chosen

@@ -22,14 +22,25 @@ from mtlkit.tasks_dense import DENSE_KINDS
 
 #: the direction of every metric mtlkit computes (used when no Task specs are given)
 _DIRECTION: dict[str, bool] = {m.name: m.higher_is_better for ms in _METRICS.values() for m in ms}
+
+
+def _main_by_names() -> dict[frozenset[str], str]:
+    """The main metric of a task kind, keyed by the set of metric names the kind reports; when
+    two kinds report the same set (multiclass and sequence_labelling), the first kind in
+    ``KINDS`` order wins. Used only when the sampler/schedule was not given the Task specs."""
+    out: dict[frozenset[str], str] = {}
+    for k in KINDS:
+        shape = (1,) if k in DENSE_KINDS and k != "segmentation" else (1, 1) if k in DENSE_KINDS else None
+        try:
+            main = Task("_", k, num_classes=2, num_labels=1, out_shape=shape).main_metric
+        except (TypeError, ValueError, KeyError):
+            continue
+        out.setdefault(frozenset(m.name for m in _METRICS[k]), main)
+    return out
+
+
 #: the main metric of a task kind, keyed by the set of metric names the kind reports
-_MAIN_BY_NAMES: dict[frozenset[str], str] = {
-    frozenset(m.name for m in _METRICS[k]): Task(
-        "_", k, num_classes=2, num_labels=1,
-        out_shape=(1,) if k in DENSE_KINDS and k != "segmentation" else (1, 1) if k in DENSE_KINDS else None,
-    ).main_metric
-    for k in KINDS
-}
+_MAIN_BY_NAMES: dict[frozenset[str], str] = _main_by_names()
 
 
 def check_references(owner: str, references: Any) -> dict[str, Any] | None:

@@ -37,7 +37,9 @@ def check_compatible(schedule: Any = None, weighting: Any = None, aggregator: An
     weighting that ``needs_gradients`` (GradNorm-like) balances several tasks' gradient norms
     at each step; both are meaningless when every step optimises a single task (the
     ``alternate`` schedule, ``random_subset``/``active`` with ``num_tasks=1``, or a sampler
-    drawing one task per batch with ``exclusive=True``). An aggregator or weighting may declare
+    drawing one task per batch with ``exclusive=True``). Likewise a schedule that compares tasks
+    within a batch (``similarity``: ``min_tasks_per_step = 2``) cannot follow a sampler that puts
+    one task per batch. An aggregator or weighting may declare
     the smallest number of tasks per step it needs with a ``min_tasks_per_step`` attribute
     (defaults: 2 for aggregators and for weightings with ``needs_gradients``, else 1).
 
@@ -48,6 +50,13 @@ def check_compatible(schedule: Any = None, weighting: Any = None, aggregator: An
     ...
     mtlkit.training.schedules.IncompatibleComponentsError: The schedule Alternate optimises at most 1 task per step, but the aggregator Mean combines the gradients of at least 2 tasks per step. Use the 'joint' schedule (or random_subset with num_tasks >= 2), or drop the aggregator.
     """
+    s_limit = tasks_per_step(None, sampler)
+    s_need = int(getattr(schedule, "min_tasks_per_step", 1)) if schedule is not None else 1
+    if s_limit is not None and s_limit < s_need:
+        raise IncompatibleComponentsError(
+            f"The schedule {schedule} compares at least {s_need} tasks within a batch, but the sampler "
+            f"{sampler} (exclusive=True) puts one task per batch. Use exclusive=False or mixed batches."
+        )
     limit = tasks_per_step(schedule, sampler)
     if limit is None:
         return

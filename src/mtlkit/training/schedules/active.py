@@ -81,6 +81,11 @@ class Active(Schedule):
         self._gap.setup(tasks)
         self._names = [t.name for t in tasks]
 
+    @property
+    def has_references(self) -> bool:
+        """Whether the per-task references are known (else call :meth:`set_references`)."""
+        return self._gap.references is not None
+
     def set_references(self, targets: Mapping[str, Any]) -> None:
         """Set the per-task targets (e.g. single-task baselines computed after construction)."""
         self._gap.references = check_references("Active", targets)

@@ -35,7 +35,8 @@ class Similarity(Schedule):
     representation it falls back to the shared parameters (exact but one backward per task).
     Choices: s_a starts at the first observed cosine (an auxiliary never measured has p_a = 1);
     the running mean (β = ``decay``) smooths the noisy per-batch cosine; s_a is updated only
-    on batches where both tasks are present.
+    on batches where both tasks are present; the Bernoulli draws use the trainer's seeded
+    ``ctx.generator`` (without one, an auxiliary is kept iff p_a > 0: Du et al.'s unweighted rule).
 
     Needs the task losses of the step in ``ctx.extra["losses"]`` and the representation in
     ``ctx.representation`` (``needs_representation = True``).
@@ -61,6 +62,8 @@ class Similarity(Schedule):
 
     paper = "Du et al. 2018, Adapting Auxiliary Losses Using Gradient Similarity"
     needs_representation = True
+    #: compares the primary's gradient with the auxiliaries' in the same batch
+    min_tasks_per_step = 2
 
     def __init__(self, *, primary: str, decay: float = 0.9, min_probability: float = 0.0) -> None:
         super().__init__()
