@@ -190,8 +190,23 @@ def _array_aux(data: MultiTaskData, test: MultiTaskData | None, gens: Sequence[A
     aux = [g.generate(data.x) for g in gens]
     data = with_auxiliary(data, aux)
     if test is not None:
-        test = with_auxiliary(test, [g.generate(test.x) for g in gens])
+        test = with_auxiliary(test, [_generate_like(g, test.x) for g in gens])
     return data, test, [a.task for a in aux]
+
+
+def _generate_like(gen: Any, x: torch.Tensor) -> Any:
+    """Targets for held-out inputs on the training targets' scale (a standardising generator
+    reuses the mean and scale fitted on the training inputs)."""
+    if not getattr(gen, "standardize", False) or not hasattr(gen, "target_mean_"):
+        return gen.generate(x)
+    mean, scale = gen.target_mean_, gen.target_scale_
+    gen.standardize = False
+    try:
+        raw = gen.generate(x)
+    finally:
+        gen.standardize = True
+    z = (raw.targets.double().numpy() - mean) / scale
+    return dataclasses.replace(raw, targets=torch.as_tensor(z, dtype=raw.targets.dtype))
 
 
 def _table_aux(data: MultiTaskData, feats: Sequence[str], gens: Sequence[Any]
@@ -456,7 +471,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
     fit_time = time.perf_counter() - t0
     out_test = predict_raw(model, prepared.test)
     test_metrics, confusion, reports = evaluate_outputs(tasks, out_test, prepared.test)
-    val_metrics = trainer.evaluate(prepared.val)
+    val_metrics = trainer.evaluate(prepared.val) if len(prepared.val) else {}
     mtl = {"test": test_metrics, "val": val_metrics, "params": count_parameters(model),
            "inference_ms": inference_ms(model, prepared.test.x), "fit_time_s": round(fit_time, 3),
            "best_epoch": trainer.history.best_epoch, "epochs_run": len(trainer.history.records)}
