@@ -224,9 +224,9 @@ class Trainer:
     def setup(self, train: MultiTaskData) -> None:
         """Prepare optimiser, scheduler and the weighting (called by :meth:`fit`)."""
         self.model.to(self.device)
-        self.weighting.to(self.device)
         sizes = train.labelled_counts() if hasattr(train, "labelled_counts") else None
-        self.weighting.setup(self.task_names, sizes)
+        self.weighting.setup_from_tasks(self.tasks, sizes)
+        self.weighting.to(self.device)  # after setup: per-task tensors are created there
         for obj in (self.sampler, self.schedule):
             fn = getattr(obj, "setup", None)
             if callable(fn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -75,6 +76,16 @@ class Weighting(nn.Module):
         """Called once by the trainer before training, with the task order of the loss vector."""
         self.task_names = list(task_names)
 
+    def setup_from_tasks(self, tasks: Sequence[Any], task_sizes: Mapping[str, int] | None = None) -> None:
+        """Like :meth:`setup`, given the :class:`~mtlkit.tasks.Task` specs themselves.
+
+        Records them in ``self.task_specs`` (so a weighting can read each task's ``kind``,
+        e.g. :class:`~mtlkit.weighting.Uncertainty`) and then calls
+        ``setup(names, task_sizes)``; subclasses override :meth:`setup` only.
+        """
+        self.task_specs = list(tasks)
+        self.setup([t.name for t in self.task_specs], task_sizes)
+
     def forward(self, losses: Tensor, ctx: StepContext) -> WeightingResult:  # pragma: no cover
         raise NotImplementedError
 
@@ -98,6 +109,10 @@ class Weighting(nn.Module):
     def set_extra_state(self, state: Any) -> None:
         self.load_extra_state(state or {})
 
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
+        resize_empty(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
         return f"{type(self).__name__}({params})"
@@ -120,3 +135,38 @@ def masked(weights: Tensor, present: Tensor | None) -> Tensor:
     if present is None:
         return weights
     return torch.where(present.to(weights.device), weights, torch.zeros_like(weights))
+
+
+def present_of(losses: Tensor, ctx: StepContext) -> Tensor:
+    """The bool (K,) mask of tasks present in the batch, on the losses' device (all True
+    when the context does not say)."""
+    if ctx.present is None:
+        return torch.ones(losses.shape[0], dtype=torch.bool, device=losses.device)
+    return ctx.present.to(device=losses.device, dtype=torch.bool)
+
+
+def check_non_negative(value: Any, name: str, owner: str, *, positive: bool = False) -> float:
+    """Validate a real hyperparameter; the error names the parameter and the value."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > 0 if positive else value >= 0)
+    if not ok:
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"The '{name}' parameter of {owner} must be a {kind} float. Got {value!r}.")
+    return float(value)
+
+
+def resize_empty(module: nn.Module, state_dict: Mapping[str, Any], prefix: str) -> None:
+    """Give ``module``'s empty parameters/buffers the shape saved in ``state_dict``.
+
+    Per-task tensors are created in ``setup()`` with K entries; a weighting loaded before
+    ``setup()`` holds empty placeholders, which take the saved shape here (call it from
+    ``_load_from_state_dict``).
+    """
+    for name, t in list(module._parameters.items()) + list(module._buffers.items()):
+        saved = state_dict.get(prefix + name)
+        if t is not None and t.numel() == 0 and isinstance(saved, Tensor) and saved.numel() > 0:
+            fresh = torch.zeros(saved.shape, dtype=t.dtype, device=t.device)
+            if name in module._parameters:
+                t.data = fresh
+            else:
+                module._buffers[name] = fresh
