@@ -1,5 +1,7 @@
 """The training loop, schedules, checkpoints and distributed glue."""
 
+from mtlkit.training.checkpoint import CheckpointError, CheckpointManager
+from mtlkit.training.distributed import DistributedError, DistributedTrainer
 from mtlkit.training.monitor import ConflictMonitor
 from mtlkit.training.trainer import (
     History,
@@ -9,4 +11,5 @@ from mtlkit.training.trainer import (
     seed_everything,
 )
 
-__all__ = ["ConflictMonitor", "History", "NonFiniteLossError", "Trainer", "predict_raw", "seed_everything"]
+__all__ = ["CheckpointError", "CheckpointManager", "ConflictMonitor", "DistributedError",
+           "DistributedTrainer", "History", "NonFiniteLossError", "Trainer", "predict_raw", "seed_everything"]
