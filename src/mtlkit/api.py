@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from torch import nn
@@ -96,7 +96,7 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
             t = copy.deepcopy(fresh_trunk)
             for m in t.modules():
                 if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
+                    cast(Callable[[], None], m.reset_parameters)()
             return HardSharing(t, [task], input_shape=prepared.input_shape)
     elif trunk is not None:
         model_cfg["trunk"] = dict(trunk)

@@ -48,9 +48,9 @@ class TaskConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    train: float = Field(0.6, ge=0, le=1)
-    val: float = Field(0.25, ge=0, le=1)
-    test: float = Field(0.15, ge=0, le=1)
+    train: float = Field(default=0.6, ge=0, le=1)
+    val: float = Field(default=0.25, ge=0, le=1)
+    test: float = Field(default=0.15, ge=0, le=1)
     stratify: str | None = None
 
     @model_validator(mode="after")
@@ -85,7 +85,7 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    trunk: dict[str, Any] | None = Field(None, description="{name: mlp|cnn1d|lenet, ...}; default from the data")
+    trunk: dict[str, Any] | None = Field(default=None, description="{name: mlp|cnn1d|lenet, ...}; default from the data")
     architecture: Component = Field(default_factory=lambda: Component(name="hard_sharing"))
 
     @field_validator("trunk")
@@ -98,27 +98,27 @@ class ModelConfig(_Strict):
 
 class OptimizerConfig(_Strict):
     name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float = Field(default=0.9, ge=0)
 
 
 class TrainingConfig(_Strict):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=64, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: Literal["none", "cosine", "step"] = "none"
-    clip_grad_norm: float | None = Field(None, gt=0)
-    patience: int | None = Field(None, ge=1)
+    clip_grad_norm: float | None = Field(default=None, gt=0)
+    patience: int | None = Field(default=None, ge=1)
     monitor: str | None = None
     weighting: Component | None = None
     aggregator: Component | None = None
     level: Literal["parameters", "representation"] = "parameters"
     schedule: Component | None = None
     monitor_conflicts: bool = True
-    max_nonfinite_steps: int = Field(20, ge=1)
-    checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N steps")
-    keep_checkpoints: int = Field(2, ge=1)
+    max_nonfinite_steps: int = Field(default=20, ge=1)
+    checkpoint_every: int | None = Field(default=None, ge=1, description="also checkpoint every N steps")
+    keep_checkpoints: int = Field(default=2, ge=1)
 
 
 class RunConfig(_Strict):

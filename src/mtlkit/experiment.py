@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -157,7 +157,7 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
         aux_tasks.append(a.task)
         aux_targets.append(dataclasses.replace(a, inputs=None))
     data, feats = from_dataframe(df, tasks, d.features, image_column=d.image_column, image_root=d.image_root,
-                                 image_size=tuple(d.image_size) if d.image_size else None,
+                                 image_size=cast(tuple[int, int], tuple(d.image_size)) if d.image_size else None,
                                  grayscale=d.grayscale, source=repr(d.path))
     if aux_targets:
         from mtlkit.auxiliary import with_auxiliary
@@ -445,7 +445,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
     comps = build_components(cfg)
     comps.update(components or {})
     stl_early: tuple[dict[str, Any], dict[str, nn.Module]] | None = None
-    needs_refs = [c for c in (comps.get("sampler"), comps.get("schedule"))
+    needs_refs: list[Any] = [c for c in (comps.get("sampler"), comps.get("schedule"))
                   if getattr(c, "needs_references", False) and not getattr(c, "has_references", True)]
     if needs_refs:  # active / dynamic sampling compare each task with its single-task reference
         if not cfg.baselines:

@@ -27,7 +27,7 @@ class RunFolderError(RuntimeError):
     """A run folder is missing something, is corrupted or comes from an incompatible version."""
 
 
-def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str) -> Path:
+def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes | str) -> Path:
     """Write ``path`` via a temporary file in the same folder, fsync, then rename.
 
     A failure leaves any previous file untouched and removes the temporary file."""

@@ -231,7 +231,8 @@ class Task:
         elif self.kind in ("binary", "multilabel"):
             per = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
         else:
-            fn = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[self.loss_name]
+            fns: dict[str, Callable[..., Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
+            fn = fns[self.loss_name]
             per = fn(pred, target, reduction="none")
         per = torch.where(mask, per, torch.zeros_like(per))
         return per.sum() / n.clamp_min(1).to(per.dtype)

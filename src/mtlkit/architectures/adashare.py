@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -73,7 +73,8 @@ class Shortcut(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         if self.kind == "identity":
             return h
-        spatial_pool = F.adaptive_avg_pool1d if h.dim() == 3 else F.adaptive_avg_pool2d
+        # out_shape[1:] has one entry for (N, C, L) maps and two for (N, C, H, W) maps
+        spatial_pool: Callable[..., Tensor] = F.adaptive_avg_pool1d if h.dim() == 3 else F.adaptive_avg_pool2d
         if self.mode == "projection":
             assert self.proj is not None
             if self.kind == "flat":
@@ -159,6 +160,10 @@ class AdaShare(MultiTaskModel):
 
     paper = "Sun et al. 2020, AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning"
     has_representation = False
+    # buffers (registered in __init__)
+    step: Tensor
+    policy_fixed: Tensor
+    fixed_policy: Tensor
 
     def __init__(self, trunk: TrunkArg, tasks: Sequence[Task], *, input_shape: Sequence[int],
                  temperature: float = 5.0, temperature_decay: float = 0.965, decay_every: int = 100,

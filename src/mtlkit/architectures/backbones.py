@@ -7,7 +7,7 @@ or indexed block) and carries ``out_features``: the width of its flat output.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -93,7 +93,7 @@ def lenet(in_channels: int = 1, image_size: Sequence[int] = (28, 28), *, channel
     return t
 
 
-TRUNKS = {"mlp": mlp, "cnn1d": cnn1d, "lenet": lenet}
+TRUNKS: dict[str, Callable[..., Trunk]] = {"mlp": mlp, "cnn1d": cnn1d, "lenet": lenet}
 
 
 def build_trunk(spec: dict[str, Any], input_shape: Sequence[int]) -> Trunk:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -124,7 +124,7 @@ class CrossStitch(MultiTaskModel):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         hs = [x for _ in self.tasks]
         for b, name in enumerate(self.block_names):
-            hs = [self.columns[t.name][b](h) for t, h in zip(self.tasks, hs)]
+            hs = [self._column(t.name)[b](h) for t, h in zip(self.tasks, hs)]
             if name in self.units:
                 stacked = torch.stack(hs)  # (K, N, ...)
                 mixed = torch.einsum("ij,j...->i...", self.unit(name).to(stacked.dtype), stacked)
@@ -132,12 +132,15 @@ class CrossStitch(MultiTaskModel):
         return {t.name: t.shape_output(self.heads[t.name](h.reshape(h.shape[0], -1)))
                 for t, h in zip(self.tasks, hs)}
 
+    def _column(self, name: str) -> nn.ModuleList:
+        return cast(nn.ModuleList, self.columns[name])
+
     def _last_stitch(self) -> int:
         return self.stitch_idx[-1] if self.stitch_idx else -1
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         last = self._last_stitch()
-        mods = [self.columns[t.name][b] for t in self.tasks for b in range(last + 1)]
+        mods = [self._column(t.name)[b] for t in self.tasks for b in range(last + 1)]
         yield from self.units.values()
         yield from params_of(*mods)
 
@@ -145,12 +148,12 @@ class CrossStitch(MultiTaskModel):
         last = self._last_stitch()
         if last < 0:
             return []
-        return list(params_of(*[self.columns[t.name][last] for t in self.tasks]))
+        return list(params_of(*[self._column(t.name)[last] for t in self.tasks]))
 
     def task_parameters(self, name: str) -> Iterator[nn.Parameter]:
         self._check_task(name)
         last = self._last_stitch()
-        mods = [self.columns[name][b] for b in range(last + 1, len(self.block_names))]
+        mods = [self._column(name)[b] for b in range(last + 1, len(self.block_names))]
         return params_of(*mods, self.heads[name])
 
     def column_parameters(self, name: str) -> Iterator[nn.Parameter]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch import Tensor, nn
@@ -129,11 +129,11 @@ class PLE(MultiTaskModel):
         task_in = {t.name: x for t in self.tasks}
         shared_in = x
         for lvl in range(self.levels):
-            shared_out = [m(shared_in) for m in self.shared_experts[lvl]]
-            task_out = {t.name: [m(task_in[t.name]) for m in self.task_experts[t.name][lvl]] for t in self.tasks}
+            shared_out = [m(shared_in) for m in self._shared_level(lvl)]
+            task_out = {t.name: [m(task_in[t.name]) for m in self._task_level(t.name, lvl)] for t in self.tasks}
             new_in = {}
             for t in self.tasks:
-                g = self.task_gates[t.name][lvl](task_in[t.name])
+                g = cast(nn.ModuleList, self.task_gates[t.name])[lvl](task_in[t.name])
                 if lvl == self.levels - 1:
                     self._gate_means[t.name].update(g)
                 new_in[t.name] = mix(g, task_out[t.name] + shared_out)
@@ -144,19 +144,25 @@ class PLE(MultiTaskModel):
         return {t.name: t.shape_output(self.towers[t.name](task_in[t.name].reshape(x.shape[0], -1)))
                 for t in self.tasks}
 
+    def _shared_level(self, lvl: int) -> nn.ModuleList:
+        return cast(nn.ModuleList, self.shared_experts[lvl])
+
+    def _task_level(self, name: str, lvl: int) -> nn.ModuleList:
+        return cast(nn.ModuleList, cast(nn.ModuleList, self.task_experts[name])[lvl])
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
-        low_task = [self.task_experts[t.name][lvl] for t in self.tasks for lvl in range(self.levels - 1)]
+        low_task = [self._task_level(t.name, lvl) for t in self.tasks for lvl in range(self.levels - 1)]
         return params_of(self.shared_experts, self.shared_gates, *low_task)
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
-        last = self.shared_experts[self.levels - 1]
+        last = self._shared_level(self.levels - 1)
         if len(last):
             return list(params_of(last))
         return super().last_shared_parameters()
 
     def task_parameters(self, name: str) -> Iterator[nn.Parameter]:
         self._check_task(name)
-        return params_of(self.task_gates[name], self.task_experts[name][self.levels - 1], self.towers[name])
+        return params_of(self.task_gates[name], self._task_level(name, self.levels - 1), self.towers[name])
 
     def sharing_summary(self) -> dict[str, Any]:
         gates = {n: m.pop() for n, m in self._gate_means.items()}

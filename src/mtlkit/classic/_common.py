@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,7 @@ def _owner(estimator) -> str:
 def check_int(estimator, name: str, value, *, low: int, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
     if not ok:
         extra = " or None" if allow_none else ""
         raise ValueError(
@@ -57,7 +58,11 @@ def check_int(estimator, name: str, value, *, low: int, allow_none: bool = False
 def check_float(
     estimator, name: str, value, *, low: float, strict: bool = False, high: float | None = None
 ) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and np.isfinite(cast(float, value))
+    )
     if ok:
         ok = value > low if strict else value >= low
     if ok and high is not None:
@@ -93,10 +98,10 @@ def resolve_max_features(estimator, value, n_features: int) -> int:
     if isinstance(value, str) and value in ("sqrt", "log2"):
         f = np.sqrt if value == "sqrt" else np.log2
         return max(1, int(f(n_features)))
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1:
         return min(int(value), n_features)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 < value <= 1.0:
-        return max(1, int(value * n_features))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 < cast(float, value) <= 1.0:
+        return max(1, int(cast(float, value) * n_features))
     raise ValueError(
         f"The 'max_features' parameter of {_owner(estimator)} must be None, an int >= 1, "
         f"a float in (0, 1], 'sqrt' or 'log2'. Got {value!r}."
@@ -268,7 +273,7 @@ def stack_predictions(cols: list[np.ndarray]) -> np.ndarray:
     elif len({c.dtype for c in cols}) == 1:
         dtype = cols[0].dtype
     else:
-        dtype = object
+        dtype = np.dtype(object)
     out = np.empty((len(cols[0]), len(cols)), dtype=dtype)
     for t, c in enumerate(cols):
         out[:, t] = c

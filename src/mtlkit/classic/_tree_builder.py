@@ -29,6 +29,7 @@ statistics for all nodes and features are one sparse-by-dense product per level.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -170,9 +171,9 @@ class _Layout:
         for t in used:
             groups.setdefault(self._wl[:, t].tobytes(), []).append(t)
         rows: list[np.ndarray] = []
-        self.groups = []
+        self.groups: list[dict[str, Any]] = []
         for tasks in groups.values():
-            g = {}
+            g: dict[str, Any] = {}
             cls = [t for t in tasks if self.kinds[t] == "classification"]
             reg = [t for t in tasks if self.kinds[t] != "classification"]
             g["c0"] = len(rows)
@@ -197,7 +198,7 @@ class _Layout:
             rows.append(self._wl[:, tasks[0]])
             self.groups.append(g)
         self.has_split_stats = bool(used)
-        self.sum_dtype = np.float64
+        self.sum_dtype: type[np.floating[Any]] = np.float64
         if not used:
             self.split_stats = np.zeros((0, self._wl.shape[0]))
             return

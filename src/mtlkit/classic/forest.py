@@ -150,13 +150,14 @@ class _BaseMultiTaskForest(BaseEstimator):
         for tree in self.estimators_:
             leaves = tree.tree_.apply(X)
             vals = [v[leaves] for v in tree.tree_.value]
-            if sums is None:
+            if sums is None or counts is None:
                 sums = [np.zeros_like(v, dtype=float) for v in vals]
                 counts = [np.zeros(v.shape[0]) for v in vals]
             for t, v in enumerate(vals):
                 ok = ~np.isnan(v if v.ndim == 1 else v[:, 0])  # a tree without labels of t
                 sums[t][ok] += v[ok]
                 counts[t][ok] += 1
+        assert sums is not None and counts is not None  # n_estimators >= 1
         out = []
         for s, c in zip(sums, counts, strict=True):
             c = np.where(c > 0, c, np.nan)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from mtlkit.cli._app import app
 from mtlkit.cli._common import echo, friendly_errors, print_summary, set_threads
 
-DEMO_CONFIG = {
+DEMO_CONFIG: dict[str, Any] = {
     "name": "demo-multimnist",
     "seed": 0,
     "data": {"dataset": "multimnist", "options": {}, "split": {"train": 0.8, "val": 0.2, "test": 0.0}},

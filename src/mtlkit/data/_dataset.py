@@ -133,7 +133,8 @@ def collate(batch: Sequence[Any]) -> tuple[Tensor, dict[str, Tensor], dict[str, 
     ys: dict[str, Tensor] = {}
     ms: dict[str, Tensor] = {}
     for k in names:
-        vals, mks = [], []
+        vals: list[Tensor | None] = []
+        mks: list[Tensor | None] = []
         for b in batch:
             v = b[1].get(k)
             if v is None:
@@ -147,10 +148,10 @@ def collate(batch: Sequence[Any]) -> tuple[Tensor, dict[str, Tensor], dict[str, 
         ref = next((v for v in vals if v is not None), None)
         if ref is None:
             raise ValueError(f"Task {k!r}: no sample in the batch has this key.")
-        vals = [v if v is not None else torch.zeros_like(ref) for v in vals]
-        mks = [m if m is not None else torch.zeros(ref.shape, dtype=torch.bool) for m in mks]
-        ys[k] = torch.stack(vals)
-        ms[k] = torch.stack(mks)
+        full_vals = [v if v is not None else torch.zeros_like(ref) for v in vals]
+        full_mks = [m if m is not None else torch.zeros(ref.shape, dtype=torch.bool) for m in mks]
+        ys[k] = torch.stack(full_vals)
+        ms[k] = torch.stack(full_mks)
     return xs, ys, ms
 
 

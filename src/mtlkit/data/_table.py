@@ -176,8 +176,8 @@ def load_images(paths: Sequence[str], *, root: str | Path | None = None,
         full = Path(root) / p if root is not None else Path(p)
         if not full.exists():
             raise FileNotFoundError(f"Image file not found: {str(full)!r}.")
-        with Image.open(full) as im:
-            im = im.convert("L" if grayscale else "RGB")
+        with Image.open(full) as opened:
+            im = opened.convert("L" if grayscale else "RGB")
             if size is not None:
                 im = im.resize((size[1], size[0]))
             a = np.asarray(im, dtype=np.float32) / 255.0

@@ -48,7 +48,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.distributed as dist
@@ -63,6 +63,9 @@ from mtlkit.training.checkpoint import (
     unflatten_state,
 )
 from mtlkit.training.trainer import Batch, Trainer
+
+if TYPE_CHECKING:
+    from mtlkit.architectures._base import MultiTaskModel
 
 #: default seconds a collective may wait for the other ranks (env ``MTLKIT_DIST_TIMEOUT``)
 DEFAULT_TIMEOUT_S = 600.0
@@ -309,8 +312,9 @@ class _Forward(nn.Module):
 
     def forward(self, x: Tensor, with_rep: bool = False) -> dict[str, Tensor]:
         if with_rep:
-            self.rep = self.model.encode(x)
-            return self.model.decode(self.rep)
+            model = cast("MultiTaskModel", self.model)
+            self.rep = model.encode(x)
+            return model.decode(self.rep)
         self.rep = None
         return self.model(x)
 
@@ -491,7 +495,7 @@ class DistributedTrainer(Trainer):
     def _forward(self, x: Tensor, need_rep: bool) -> tuple[dict[str, Tensor], Tensor | None]:
         if self._ddp is not None and torch.is_grad_enabled():
             out = self._ddp(x, with_rep=need_rep and self._has_rep())
-            inner = self._ddp.module
+            inner = cast(_Forward, self._ddp.module)
             rep, inner.rep = inner.rep, None
             return out, rep
         return super()._forward(x, need_rep)

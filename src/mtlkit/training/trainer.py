@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtlkit.aggregation._base import Aggregator
+from mtlkit.aggregation._base import Aggregator, GramianWeightedAggregator
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.jacobian import assign_grads, jacobian, representation_jacobian
 from mtlkit.tasks import Task, check_tasks
@@ -27,6 +27,11 @@ from mtlkit.training.schedules import check_compatible
 from mtlkit.weighting._base import StepContext, Weighting
 from mtlkit.weighting.equal import Equal
 from mtlkit.weighting.static import Static
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from mtlkit.architectures._base import MultiTaskModel
 
 Batch = tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]
 
@@ -190,9 +195,15 @@ class Trainer:
         self._ep: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def _contract(self) -> MultiTaskModel:
+        """The model typed as the :class:`MultiTaskModel` contract. Any ``nn.Module`` is
+        accepted: each optional method is called only after a ``hasattr`` check."""
+        return cast("MultiTaskModel", self.model)
+
     def _shared_params(self) -> list[nn.Parameter]:
         if hasattr(self.model, "shared_parameters"):
-            return [p for p in self.model.shared_parameters() if p.requires_grad]
+            return [p for p in self._contract.shared_parameters() if p.requires_grad]
         return []
 
     def _has_rep(self) -> bool:
@@ -200,8 +211,8 @@ class Trainer:
 
     def _forward(self, x: Tensor, need_rep: bool) -> tuple[dict[str, Tensor], Tensor | None]:
         if need_rep and self._has_rep():
-            rep = self.model.encode(x)
-            return self.model.decode(rep), rep
+            rep = self._contract.encode(x)
+            return self._contract.decode(rep), rep
         return self.model(x), None
 
     def _losses(self, out: dict[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]
@@ -239,7 +250,7 @@ class Trainer:
         self.scheduler = make_scheduler(self.scheduler_name, self.optimizer, self.epochs)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self._shared = self._shared_params()
-        self._last_shared = (list(self.model.last_shared_parameters())
+        self._last_shared = (list(self._contract.last_shared_parameters())
                              if hasattr(self.model, "last_shared_parameters") else self._shared[-2:])
 
     # ------------------------------------------------------------------ one step
@@ -275,8 +286,8 @@ class Trainer:
             self._skip_nonfinite(bad, "loss")
             return losses.detach(), torch.zeros_like(losses).detach(), present
         res = self.weighting(self._sync_losses(losses), ctx)
-        extras = self.model.extra_losses() if hasattr(self.model, "extra_losses") else {}
-        extra_sum = sum(extras.values()) if extras else None
+        extras = self._contract.extra_losses() if hasattr(self.model, "extra_losses") else {}
+        extra_sum = cast(Tensor, sum(extras.values())) if extras else None  # extras is non-empty
         if extras and self._ep is not None:
             acc = self._ep.setdefault("extra_losses", {})
             for name, v in extras.items():
@@ -356,7 +367,8 @@ class Trainer:
         assert self.aggregator is not None
         gram = getattr(self.aggregator, "gramian_based", False)
         if gram:
-            wts = self.aggregator.weights(self._gramian(j))
+            # a Gramian-based aggregator follows the GramianWeightedAggregator contract
+            wts = cast(GramianWeightedAggregator, self.aggregator).weights(self._gramian(j))
             self._agg_weights_sum[idx] += wts.detach().to(self._agg_weights_sum)
             self._agg_weights_n[idx] += 1
             return wts.to(j.dtype) @ j
@@ -697,7 +709,7 @@ class _Progress:
 
     def __init__(self, enabled: bool, label: str, total: int | None) -> None:
         self.enabled, self.label, self.total = enabled, label, total
-        self._p = None
+        self._p: Progress | None = None
         self._n = 0
 
     def __enter__(self) -> _Progress:

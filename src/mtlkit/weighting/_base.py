@@ -39,7 +39,7 @@ class StepContext:
     shared_parameters: Sequence[Tensor] = ()
     last_shared_parameters: Sequence[Tensor] = ()
     representation: Tensor | None = None
-    grad_fn: Callable[[Tensor, Sequence[Tensor]], Tensor] | None = None
+    grad_fn: Callable[[Tensor | Sequence[Tensor], Sequence[Tensor]], Tensor] | None = None
     generator: torch.Generator | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

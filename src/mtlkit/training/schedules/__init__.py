@@ -23,9 +23,9 @@ class IncompatibleComponentsError(ValueError):
 
 def tasks_per_step(schedule: Any = None, sampler: Any = None) -> int | None:
     """The most task losses one step can optimise under this schedule and sampler (None: all)."""
-    limits = [getattr(obj, attr, None) for obj, attr in ((schedule, "max_tasks_per_step"),
-                                                          (sampler, "max_tasks_per_batch"))]
-    limits = [int(v) for v in limits if v is not None]
+    found = [getattr(obj, attr, None) for obj, attr in ((schedule, "max_tasks_per_step"),
+                                                         (sampler, "max_tasks_per_batch"))]
+    limits = [int(v) for v in found if v is not None]
     return min(limits) if limits else None
 
 
