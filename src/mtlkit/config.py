@@ -181,18 +181,46 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"Config file not found: {str(p)!r}.")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {str(p)!r} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # ValueError: not UTF-8, or a tagged scalar that cannot be built (!!int 'x', 2001-02-30);
+        # AttributeError/TypeError: PyYAML constructor failures (!!timestamp x);
+        # RecursionError: nesting deeper than Python's recursion limit
+        raise ConfigError(f"Config file {str(p)!r} is not valid YAML: {type(exc).__name__}: {exc}") from None
     if data is None:
         raise ConfigError(f"Config file {str(p)!r} is empty.")
+    if not isinstance(data, dict):
+        raise ConfigError(f"Invalid config {str(p)!r}: the top level must be a mapping, got {type(data).__name__}.")
     data = apply_overrides(data, overrides or [])
+    _check_tree(data, repr(str(p)))
     return parse_config(data, source=repr(str(p)))
+
+
+def _check_tree(data: Any, source: str, *, limit: int = 100_000) -> None:
+    """Refuse YAML aliases that make a config recursive or blow it up in size (a
+    "billion laughs" file): at most ``limit`` values once aliases are expanded."""
+    count = 0
+    stack: list[tuple[Any, frozenset[int]]] = [(data, frozenset())]
+    while stack:
+        node, ancestors = stack.pop()
+        count += 1
+        if count > limit:
+            raise ConfigError(f"Config {source} is too large: more than {limit} values once its YAML aliases "
+                              f"(*name) are expanded.")
+        if isinstance(node, (dict, list)):
+            if id(node) in ancestors:
+                raise ConfigError(f"Config {source} is recursive: a YAML alias refers to a mapping or list "
+                                  f"that contains it.")
+            inner = ancestors | {id(node)}
+            stack.extend((v, inner) for v in (node.values() if isinstance(node, dict) else node))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``training.epochs=3`` style overrides; values parsed as YAML scalars/lists/maps."""
     import copy
 
+    if overrides and not isinstance(data, dict):
+        raise ConfigError(f"Cannot apply the overrides {list(overrides)}: the config's top level must be a "
+                          f"mapping, got {type(data).__name__}.")
     data = copy.deepcopy(data) if isinstance(data, dict) else data
     for item in overrides:
         if "=" not in item:
@@ -203,7 +231,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"Override {item!r} has an empty key.")
         try:
             value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError):
             value = raw
         node = data
         for k in parts[:-1]:

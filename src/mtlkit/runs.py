@@ -5,6 +5,8 @@ Loading never executes code: weights are safetensors, metadata JSON/YAML (safe l
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import math
 import os
@@ -30,10 +32,27 @@ class RunFolderError(RuntimeError):
 def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes | str) -> Path:
     """Write ``path`` via a temporary file in the same folder, fsync, then rename.
 
-    A failure leaves any previous file untouched and removes the temporary file."""
+    A failure leaves any previous file untouched and removes the temporary file; an
+    ``OSError`` (full disk, no permission ...) is re-raised with a message naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _write_temp(path, writer)
+    try:
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        _raise_write_error(path, exc)
+        raise
+    return path
+
+
+def _write_temp(path: Path, writer: Callable[[Path], object] | bytes | str) -> Path:
+    """Write the content of ``path`` to a fsync'ed temporary file next to it (not renamed)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _raise_write_error(path, exc)
+        raise
     tmp = Path(tmp_name)
     try:
         if isinstance(writer, (bytes, str)):
@@ -47,11 +66,29 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes | st
             writer(tmp)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _raise_write_error(path, exc)
         raise
-    return path
+    return tmp
+
+
+def _raise_write_error(path: Path, exc: BaseException) -> None:
+    """Re-raise an OSError of writing ``path`` with a message that names the file."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return
+    reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    raise type(exc)(exc.errno, f"Cannot write {str(path)!r}: {reason}. Any previous version of the file "
+                               f"is intact.") from exc
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -80,7 +117,7 @@ def read_json(path: str | Path) -> Any:
         raise RunFolderError(f"Missing file {str(p)!r}.")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for binary content
         raise RunFolderError(f"File {str(p)!r} is not valid JSON (corrupted?): {exc}") from None
 
 
@@ -93,8 +130,23 @@ def save_model(run_dir: str | Path, model: nn.Module, meta: dict[str, Any]) -> N
     if bad:
         raise RunFolderError(f"Refusing to save non-finite weights (tensors {bad[:3]}).")
     run_dir = Path(run_dir)
-    atomic_write(run_dir / MODEL_WEIGHTS, lambda p: save_file(state, str(p)))
-    write_json(run_dir / MODEL_META, {"format_version": FORMAT_VERSION, **meta})
+    # both files are written in full before either replaces its previous version (a full disk
+    # never pairs new weights with old metadata); model.json records the weights' SHA-256
+    weights = _write_temp(run_dir / MODEL_WEIGHTS, lambda p: save_file(state, str(p)))
+    try:
+        doc = {"format_version": FORMAT_VERSION, **meta, "weights_sha256": sha256_file(weights)}
+        meta_tmp = _write_temp(run_dir / MODEL_META, json.dumps(to_jsonable(doc), indent=2) + "\n")
+    except BaseException:
+        weights.unlink(missing_ok=True)
+        raise
+    for tmp, final in ((weights, run_dir / MODEL_WEIGHTS), (meta_tmp, run_dir / MODEL_META)):
+        try:
+            os.replace(tmp, final)
+        except BaseException as exc:
+            weights.unlink(missing_ok=True)
+            meta_tmp.unlink(missing_ok=True)
+            _raise_write_error(final, exc)
+            raise
 
 
 def load_model_meta(run_dir: str | Path) -> dict[str, Any]:
@@ -106,6 +158,9 @@ def load_model_meta(run_dir: str | Path) -> dict[str, Any]:
         raise RunFolderError(f"The run folder {str(run_dir)!r} has no weights ({MODEL_WEIGHTS}); "
                              f"was training finished?")
     meta = read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise RunFolderError(f"{str(meta_path)!r} must hold a JSON object; it holds a {type(meta).__name__} "
+                             f"(corrupted?).")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise RunFolderError(f"{str(meta_path)!r} has format_version {version!r}; this mtlkit reads "
@@ -129,6 +184,10 @@ def load_model(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise RunFolderError(f"The model in {str(run_dir)!r} uses a user-defined trunk; rebuild it in "
                              f"Python and call load_state_dict with the safetensors file.")
     model = build_model(arch, tasks, meta["input_shape"])
+    expected = meta.get("weights_sha256")
+    if expected is not None and sha256_file(run_dir / MODEL_WEIGHTS) != expected:
+        raise RunFolderError(f"Weights {str(run_dir / MODEL_WEIGHTS)!r} do not match the checksum recorded in "
+                             f"{MODEL_META} (corrupted or truncated?).")
     try:
         state = load_file(str(run_dir / MODEL_WEIGHTS))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -135,4 +135,11 @@ def infer_out_features(trunk: nn.Module, input_shape: Sequence[int]) -> int:
         raise ValueError(f"The trunk cannot process inputs of shape {tuple(input_shape)}: {exc}") from exc
     finally:
         trunk.train(was)
+    name = type(trunk).__name__
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"The trunk {name} must return one Tensor of features; it returned a "
+                        f"{type(out).__name__}.")
+    if out.dim() < 1 or out.shape[0] != 2:
+        raise ValueError(f"The trunk {name} must keep the batch dimension first: for a batch of 2 inputs "
+                         f"of shape {tuple(input_shape)} it returned shape {tuple(out.shape)}.")
     return int(out.reshape(out.shape[0], -1).shape[1])

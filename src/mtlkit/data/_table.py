@@ -26,9 +26,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(p)
         except ImportError as exc:
             raise ImportError("Reading Parquet needs pyarrow: pip install 'mtlkit[parquet]'.") from exc
-    if p.suffix.lower() in (".txt", ".tsv"):
-        return pd.read_csv(p, sep=None, engine="python")
-    return pd.read_csv(p)
+    try:
+        if p.suffix.lower() in (".txt", ".tsv"):
+            return pd.read_csv(p, sep=None, engine="python")
+        return pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"Data file {str(p)!r} is empty: it has no header row.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"Data file {str(p)!r} cannot be read as CSV: {exc}") from None
 
 
 def targets_from_frame(df: pd.DataFrame, tasks: Sequence[Task], *, source: str = "the table"
@@ -38,6 +43,7 @@ def targets_from_frame(df: pd.DataFrame, tasks: Sequence[Task], *, source: str =
     order by ``0..C-1`` integers or be 0/1-like; otherwise an error names the column."""
     targets: dict[str, torch.Tensor] = {}
     masks: dict[str, torch.Tensor] = {}
+    _check_unique_columns(df, source)
     for t in tasks:
         missing_cols = [c for c in t.label_columns if c not in df.columns]
         if missing_cols:
@@ -81,7 +87,15 @@ def targets_from_frame(df: pd.DataFrame, tasks: Sequence[Task], *, source: str =
     return targets, masks
 
 
+def _check_unique_columns(df: pd.DataFrame, source: str) -> None:
+    dup = list(dict.fromkeys(c for c in df.columns[df.columns.duplicated()]))
+    if dup:
+        raise ValueError(f"Column(s) {dup} appear twice (duplicate names) in {source}; rename or drop "
+                         f"the copies.")
+
+
 def features_from_frame(df: pd.DataFrame, features: Sequence[str], *, source: str = "the table") -> np.ndarray:
+    _check_unique_columns(df, source)
     missing = [c for c in features if c not in df.columns]
     if missing:
         raise KeyError(f"Feature column(s) {missing} not found in {source}. Columns: {list(df.columns)[:30]}.")
@@ -139,7 +153,12 @@ def from_dataframe(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[s
 def from_arrays(x: Any, labels: Mapping[str, Any], tasks: Sequence[Task]) -> MultiTaskData:
     """NumPy/torch inputs with a dict of label arrays; NaN (or the task's sentinel) = missing."""
     tasks = check_tasks(tasks)
-    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if not isinstance(x, torch.Tensor):
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"The inputs x must be numeric (bool, int or float); got an array of dtype "
+                            f"{x.dtype}.")
+    xt = torch.as_tensor(x)
     if xt.is_floating_point():
         xt = xt.float()
     frame: dict[str, np.ndarray] = {}
@@ -148,13 +167,20 @@ def from_arrays(x: Any, labels: Mapping[str, Any], tasks: Sequence[Task]) -> Mul
         if t.name not in labels:
             raise KeyError(f"No label array for task {t.name!r}; given: {sorted(labels)}.")
         raw = labels[t.name]
-        a = np.asarray(raw.cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64)
+        try:
+            a = np.asarray(raw.cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"The labels of task {t.name!r} must be a numeric array (NaN = missing): "
+                             f"{exc}") from None
         if a.ndim == 1:
             a = a[:, None]
+        if a.ndim != 2 and t.kind in ("binary", "multiclass", "multilabel", "regression"):
+            raise ValueError(f"The labels of task {t.name!r} must be 1-D or 2-D; got shape {a.shape}.")
         if a.shape[0] != xt.shape[0]:
             raise ValueError(f"Task {t.name!r} has {a.shape[0]} labels but x has {xt.shape[0]} rows.")
-        if a.shape[1] != t.out_dim and t.kind in ("multilabel", "regression"):
-            raise ValueError(f"Task {t.name!r} ({t.kind}) expects {t.out_dim} label column(s); "
+        want = t.out_dim if t.kind in ("multilabel", "regression") else 1
+        if a.shape[1] != want and t.kind in ("multilabel", "regression", "binary", "multiclass"):
+            raise ValueError(f"Task {t.name!r} ({t.kind}) expects {want} label column(s); "
                              f"the array has {a.shape[1]}.")
         cols = tuple(f"{t.name}[{i}]" for i in range(a.shape[1])) if a.shape[1] > 1 else (t.name,)
         for j, c in enumerate(cols):

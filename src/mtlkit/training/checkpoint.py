@@ -111,15 +111,27 @@ class CheckpointManager:
         return self.directory / MANIFEST
 
     def manifest(self) -> dict[str, Any]:
-        if not self.manifest_path.exists():
-            return {"checkpoints": [], "config_hash": self.config_hash}
-        try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            warnings.warn(f"Checkpoint manifest {str(self.manifest_path)!r} is corrupted; "
-                          f"scanning the folder instead.", stacklevel=2)
-            names = sorted(p.stem for p in self.directory.glob("ckpt-*.json"))
-            return {"checkpoints": [{"name": n} for n in names], "config_hash": None}
+        """The manifest; a missing, corrupted or malformed one is replaced (with a warning
+        naming it) by a scan of the checkpoint files in the folder, oldest first."""
+        path = self.manifest_path
+        if not path.exists():
+            if not any(self.directory.glob("ckpt-*.json")):
+                return {"checkpoints": [], "config_hash": self.config_hash}
+            problem = "is missing"
+        else:
+            try:
+                man = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:  # JSONDecodeError, or UnicodeDecodeError for binary content
+                man = None
+            entries = man.get("checkpoints") if isinstance(man, dict) else None
+            if isinstance(entries, list) and all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                                 for e in entries):
+                return man
+            problem = "is corrupted"
+        warnings.warn(f"Checkpoint manifest {str(path)!r} {problem}; scanning the folder instead.",
+                      stacklevel=2)
+        names = sorted(p.stem for p in self.directory.glob("ckpt-*.json"))
+        return {"checkpoints": [{"name": n} for n in names], "config_hash": None}
 
     def save(self, state: dict[str, Any], *, step: int, epoch: int) -> Path:
         from safetensors.torch import save_file
@@ -129,15 +141,23 @@ class CheckpointManager:
         name = f"ckpt-{step:09d}"
         st_path = self.directory / f"{name}.safetensors"
         js_path = self.directory / f"{name}.json"
-        atomic_write(st_path, lambda p: save_file(tensors, str(p)))
-        atomic_write(js_path, json.dumps({"format_version": 1, "step": step, "epoch": epoch, "state": tree}))
         man = self.manifest()
-        entries = [e for e in man.get("checkpoints", []) if e.get("name") != name]
-        entries.append({"name": name, "step": step, "epoch": epoch,
-                        "sha256": {"safetensors": _sha256(st_path), "json": _sha256(js_path)}})
-        old, entries = entries[:-self.keep], entries[-self.keep:]
-        atomic_write(self.manifest_path, json.dumps({"config_hash": self.config_hash,
-                                                     "checkpoints": entries}, indent=2))
+        try:
+            atomic_write(st_path, lambda p: save_file(tensors, str(p)))
+            atomic_write(js_path, json.dumps({"format_version": 1, "step": step, "epoch": epoch,
+                                              "state": tree}))
+            entries = [e for e in man.get("checkpoints", []) if e.get("name") != name]
+            entries.append({"name": name, "step": step, "epoch": epoch,
+                            "sha256": {"safetensors": _sha256(st_path), "json": _sha256(js_path)}})
+            old, entries = entries[:-self.keep], entries[-self.keep:]
+            atomic_write(self.manifest_path, json.dumps({"config_hash": self.config_hash,
+                                                         "checkpoints": entries}, indent=2))
+        except BaseException:
+            # the manifest on disk does not list this checkpoint: drop its half-saved files
+            if name not in {e.get("name") for e in man.get("checkpoints", [])}:
+                st_path.unlink(missing_ok=True)
+                js_path.unlink(missing_ok=True)
+            raise
         for e in old:
             for suffix in (".safetensors", ".json"):
                 (self.directory / f"{e['name']}{suffix}").unlink(missing_ok=True)
@@ -168,7 +188,7 @@ class CheckpointManager:
                 tensors = load_file(str(st_path))
                 doc = json.loads(js_path.read_text(encoding="utf-8"))
                 state = unflatten_state(doc["state"], tensors)
-            except (CheckpointError, SafetensorError, OSError, ValueError, KeyError) as exc:
+            except (CheckpointError, SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
                 errors.append(f"{name}: {exc}")
                 warnings.warn(f"Skipping checkpoint {str(st_path)!r}: {exc}; trying the previous one.",
                               stacklevel=2)

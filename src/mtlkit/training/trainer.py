@@ -8,7 +8,8 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -162,6 +163,12 @@ class Trainer:
         check_compatible(schedule, weighting, aggregator, sampler=sampler)
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1. Got epochs={epochs}, batch_size={batch_size}.")
+        if isinstance(max_nonfinite_steps, bool) or not isinstance(max_nonfinite_steps, int) \
+                or max_nonfinite_steps < 1:
+            raise ValueError(f"The 'max_nonfinite_steps' parameter must be a positive integer. "
+                             f"Got {max_nonfinite_steps!r}.")
+        if monitor:
+            _check_monitor(monitor, self.tasks)
         self.weighting = weighting
         self.aggregator = aggregator
         self.level = level
@@ -217,11 +224,17 @@ class Trainer:
 
     def _losses(self, out: dict[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]
                 ) -> tuple[Tensor, Tensor]:
+        if not isinstance(out, Mapping):
+            raise TypeError(f"The model {type(self.model).__name__} must return a dict {{task name: Tensor}}; "
+                            f"it returned a {type(out).__name__}.")
         losses, present = [], []
         for t in self.tasks:
             if t.name not in out:
                 raise KeyError(f"The model returned no output for task {t.name!r}; it returned {sorted(out)}.")
             pred = out[t.name]
+            if not isinstance(pred, Tensor) or not pred.is_floating_point():
+                raise TypeError(f"The model's output for task {t.name!r} must be a floating-point Tensor "
+                                f"(logits or values). Got {getattr(pred, 'dtype', type(pred).__name__)}.")
             y = ys[t.name].to(self.device)
             m = ms[t.name].to(self.device)
             want = (y.shape[0], *t.output_shape)
@@ -394,6 +407,14 @@ class Trainer:
     def _skip_nonfinite(self, tasks: list[str], what: str) -> None:
         self._nonfinite_run += 1
         self.nonfinite_skipped += 1
+        if self._ep is not None:
+            per_task = self._ep.setdefault("nonfinite_tasks", {})
+            for name in tasks:
+                per_task[name] = per_task.get(name, 0) + 1
+        if self._nonfinite_run == 1 and self._nonfinite_run < self.max_nonfinite_steps:
+            warnings.warn(f"Step {self.step_count}: non-finite {what} for task(s) {tasks}; the step is "
+                          f"skipped (training stops after {self.max_nonfinite_steps} in a row).",
+                          RuntimeWarning, stacklevel=3)
         self.step_count += 1
         if self._nonfinite_run >= self.max_nonfinite_steps:
             raise NonFiniteLossError(
@@ -479,7 +500,10 @@ class Trainer:
                         if i == replay - 1:
                             self._set_rng_states(rng_now)
                         continue
+                    skipped = self.nonfinite_skipped
                     losses, wts, present = self.train_step(batch)
+                    if self.nonfinite_skipped != skipped:  # a skipped step teaches nothing: not averaged
+                        present = torch.zeros_like(present)
                     ep["loss_sum"] += torch.where(present, losses.cpu().float(), torch.zeros(k))
                     ep["loss_n"] += present.float()
                     ep["w_sum"] += wts.cpu().float()
@@ -504,6 +528,8 @@ class Trainer:
                 "time_s": round(ep["elapsed"] + time.perf_counter() - t0, 4),
                 "nonfinite_skipped": self.nonfinite_skipped - int(ep["nonfinite_before"]),
             }
+            if ep.get("nonfinite_tasks"):
+                record["nonfinite_tasks"] = dict(ep["nonfinite_tasks"])
             if ep.get("extra_losses"):
                 record["penalties"] = {k: v / max(steps, 1) for k, v in ep["extra_losses"].items()}
             ep = None
@@ -565,6 +591,13 @@ class Trainer:
         """Write a checkpoint now (model, optimiser, methods, RNG, epoch position)."""
         if self.checkpoints is None:
             return
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise NonFiniteLossError(
+                f"The model's weights became non-finite at step {self.step_count} (tensors {bad[:3]}); no "
+                f"checkpoint is written and the previous ones are kept. Likely cause: a learning rate that "
+                f"is too high."
+            )
         ep = getattr(self, "_ep", None)
         if ep is not None and self.conflicts is not None:
             ep["monitor"] = self.conflicts.state_dict()
@@ -670,6 +703,19 @@ class Trainer:
         self.history = History(records=list(state.get("history", [])), best_epoch=state.get("best_epoch"),
                                stopped_early=bool(state.get("stopped_early", False)))
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
+
+
+def _check_monitor(monitor: str, tasks: Sequence[Task]) -> None:
+    """``monitor`` is ``"task"`` or ``"task:metric"`` naming a task and one of its metrics."""
+    task, _, metric = monitor.partition(":")
+    spec = next((t for t in tasks if t.name == task), None)
+    if spec is None:
+        raise ValueError(f"The 'monitor' {monitor!r} names unknown task {task!r}; tasks are "
+                         f"{[t.name for t in tasks]}.")
+    names = [m.name for m in spec.metrics]
+    if metric and metric not in names:
+        raise ValueError(f"The 'monitor' {monitor!r} names unknown metric {metric!r} of task {task!r}; "
+                         f"its metrics are {names}.")
 
 
 @torch.no_grad()

@@ -30,6 +30,9 @@ class Static(Weighting):
 
     def __init__(self, *, weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
+        if weights is not None and not isinstance(weights, Mapping):
+            raise TypeError(f"The 'weights' parameter of Static must be a mapping {{task: λ}}. "
+                            f"Got {type(weights).__name__}: {weights!r}.")
         self.weights = dict(weights or {})
         for k, v in self.weights.items():
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
