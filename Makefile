@@ -25,6 +25,7 @@ demo-quick: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/mypy src/mtlkit
 
 test: setup lint
 	$(VENV)/bin/python -m pytest -q --durations=15

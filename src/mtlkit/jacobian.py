@@ -11,12 +11,17 @@ Engines for the K×P Jacobian of K task losses with respect to a list of tensors
   trunk in one batched call (:func:`jacobian_via_representation`). Exact whenever every path
   from ``wrt`` to the losses goes through the representation (true for hard sharing, where
   ``wrt`` are the trunk's parameters); it needs ``representation=``.
-* ``"auto"`` (default): ``"two-stage"`` when a representation is given, else ``"loop"``.
 
-Which engine is fastest depends on the model and the hardware; ``benchmarks/step_time.py``
-prints the figures (see ``docs/aggregation.md``). All engines give the same matrix (up to
-float rounding); a loss with no path to ``wrt`` gives a zero row and an unused tensor of
-``wrt`` gives zero columns.
+On a CPU the per-task backward passes are compute-bound, so vmapping them saves nothing and
+its overhead costs 0-30 %: ``"loop"`` measured fastest (``benchmarks/step_time.py`` prints
+the figures, ``docs/aggregation.md`` records them) and is the default. The batched engines
+stay available for hardware where kernel launches, not arithmetic, dominate. All engines give
+the same matrix (up to float rounding); a loss with no path to ``wrt`` gives a zero row and
+an unused tensor of ``wrt`` gives zero columns.
+
+Pass the per-task losses as a *list* of scalars, not as one stacked tensor: a row of a
+stacked tensor back-propagates zeros through every other task's head, which makes the loop
+engine traverse K² heads instead of K.
 
 :func:`representation_jacobian` gives the K×(B·D) Jacobian w.r.t. the shared representation,
 :func:`task_gradients` the per-task gradients w.r.t. one tensor, optionally differentiable.
@@ -29,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-ENGINES = ("auto", "loop", "batched", "two-stage")
+ENGINES = ("loop", "batched", "two-stage")
 
 
 def _as_list(losses: Tensor | Sequence[Tensor]) -> list[Tensor]:
@@ -49,12 +54,6 @@ def _zeros(k: int, wrt: Sequence[Tensor]) -> Tensor:
     return torch.zeros(k, sum(w.numel() for w in wrt), dtype=ref.dtype, device=ref.device)
 
 
-def _flat(grads: Sequence[Tensor | None], wrt: Sequence[Tensor]) -> Tensor:
-    return torch.cat([
-        (g if g is not None else torch.zeros_like(w)).reshape(-1) for g, w in zip(grads, wrt)
-    ])
-
-
 def _flat_batched(grads: Sequence[Tensor | None], wrt: Sequence[Tensor], k: int) -> Tensor:
     return torch.cat([
         (g.reshape(k, -1) if g is not None else
@@ -63,15 +62,26 @@ def _flat_batched(grads: Sequence[Tensor | None], wrt: Sequence[Tensor], k: int)
 
 
 def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool) -> Tensor:
-    rows = []
+    """K ``autograd.grad`` calls, each row written in place into the (K, P) result (no stacking
+    copy: the peak memory is one Jacobian plus one row)."""
+    ref = wrt[0]
+    out = torch.empty(len(ls), sum(w.numel() for w in wrt), dtype=ref.dtype, device=ref.device)
     last = max((k for k, loss in enumerate(ls) if loss.requires_grad), default=-1)
     for k, loss in enumerate(ls):
+        row = out[k]
         if not loss.requires_grad:
-            rows.append(_zeros(1, wrt)[0])
+            row.zero_()
             continue
-        g = torch.autograd.grad(loss, wrt, retain_graph=retain_graph or k < last, allow_unused=True)
-        rows.append(_flat(g, wrt))
-    return torch.stack(rows)
+        grads = torch.autograd.grad(loss, wrt, retain_graph=retain_graph or k < last, allow_unused=True)
+        offset = 0
+        for g, w in zip(grads, wrt):
+            n = w.numel()
+            if g is None:
+                row[offset:offset + n].zero_()
+            else:
+                row[offset:offset + n].copy_(g.reshape(-1))
+            offset += n
+    return out
 
 
 def _batched_vjp(outputs: Tensor, wrt: list[Tensor], cotangents: Tensor, retain_graph: bool,
@@ -95,7 +105,7 @@ def _batched(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool, chunk_size
     return _batched_vjp(stacked, wrt, eye, retain_graph, chunk_size)
 
 
-def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine: str = "auto",
+def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine: str = "loop",
              retain_graph: bool = True, chunk_size: int | None = None,
              representation: Tensor | None = None) -> Tensor:
     """(K, P) Jacobian of the K losses w.r.t. the flattened, concatenated ``wrt`` tensors.
@@ -103,11 +113,11 @@ def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine
     Args:
         losses: K scalar losses (a (K,) tensor or a sequence of scalars).
         wrt: the tensors to differentiate with respect to (e.g. the shared parameters).
-        engine: ``"auto"`` | ``"loop"`` | ``"batched"`` | ``"two-stage"`` (see the module doc).
+        engine: ``"loop"`` (default, fastest on CPU) | ``"batched"`` | ``"two-stage"``.
         retain_graph: keep the graph for later backward passes (the trainer needs it).
         chunk_size: batched engines: at most this many rows per vmapped call (bounds memory).
         representation: the shared representation that every path from ``wrt`` to the
-            losses goes through; needed by ``"two-stage"``, used by ``"auto"``.
+            losses goes through; needed by ``"two-stage"``, ignored otherwise.
 
     A loss with no path to ``wrt`` gives a zero row.
 
@@ -126,8 +136,6 @@ def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine
         return torch.zeros(len(ls), 0)
     if not ls:
         return _zeros(0, wrt)
-    if engine == "auto":
-        engine = "two-stage" if representation is not None else "loop"
     if engine == "two-stage":
         if representation is None:
             raise ValueError("engine='two-stage' needs the shared representation: pass "

@@ -1,6 +1,21 @@
-"""Gradient-space aggregators: K×P Jacobian -> P-vector. One file per method."""
+"""Gradient-space aggregators: K×P Jacobian -> P-vector. One file per method.
+
+Every method registers under its file stem in :data:`mtlkit._registry.AGGREGATORS`
+(``"mgda"``, ``"pcgrad"``, ...); see ``docs/aggregation.md`` for the table of methods, their
+papers and the levels they support.
+"""
 
 from mtlkit.aggregation._base import Aggregator, GramianWeightedAggregator
+from mtlkit.aggregation.aligned_mtl import AlignedMTL
+from mtlkit.aggregation.cagrad import CAGrad
+from mtlkit.aggregation.graddrop import GradDrop
+from mtlkit.aggregation.gradvac import GradVac
+from mtlkit.aggregation.imtl_g import IMTLG
 from mtlkit.aggregation.mean import Mean
+from mtlkit.aggregation.mgda import MGDA
+from mtlkit.aggregation.nash_mtl import NashMTL
+from mtlkit.aggregation.pcgrad import PCGrad
+from mtlkit.aggregation.upgrad import UPGrad
 
-__all__ = ["Aggregator", "GramianWeightedAggregator", "Mean"]
+__all__ = ["MGDA", "Aggregator", "AlignedMTL", "CAGrad", "GradDrop", "GradVac",
+           "GramianWeightedAggregator", "IMTLG", "Mean", "NashMTL", "PCGrad", "UPGrad"]

@@ -3,13 +3,29 @@
 Most methods are a weighting of the K×K Gramian G = J Jᵀ: they subclass
 :class:`GramianWeightedAggregator` and implement only ``weights(gramian)``; the
 "weights · Jacobian" half lives here, once.
+
+Two optional, keyword-only inputs extend the contract without changing it for methods that
+do not need them:
+
+* ``losses``: the (K,) task losses of the rows (MGDA's loss-based normalisations read them;
+  such a method sets ``needs_losses``);
+* ``tasks``: the task indices of the rows (stateful methods key their per-task state on
+  them, so a step where some task is absent does not scramble the state). Default
+  ``0..K-1``.
+
+A subclass receives them only if its ``aggregate`` / ``weights`` accepts a parameter of that
+name, so ``weights(self, gramian)`` stays the whole contract of a simple method.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 
@@ -32,16 +48,14 @@ class Aggregator:
     permutation_invariant: ClassVar[bool] = True
     #: draws random numbers (seeded)
     randomized: ClassVar[bool] = False
+    #: reads the task losses (pass ``losses=`` when calling)
+    needs_losses: ClassVar[bool] = False
 
-    def __call__(self, jacobian: Tensor) -> Tensor:
-        if not isinstance(jacobian, Tensor) or jacobian.dim() != 2:
-            shape = tuple(jacobian.shape) if isinstance(jacobian, Tensor) else type(jacobian).__name__
-            raise ValueError(
-                f"{type(self).__name__} expects a 2-D Jacobian of shape (K, P). Got {shape}."
-            )
-        if jacobian.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__} got a Jacobian with no task rows.")
-        return self.aggregate(jacobian)
+    def __call__(self, jacobian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
+                 tasks: Sequence[int] | None = None) -> Tensor:
+        _check_jacobian(self, jacobian)
+        extras = _extras(self, jacobian, losses, tasks)
+        return _call_with(self.aggregate, jacobian, extras)
 
     def aggregate(self, jacobian: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -78,10 +92,113 @@ class GramianWeightedAggregator(Aggregator):
     def weights(self, gramian: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def weights_of(self, jacobian: Tensor) -> Tensor:
-        """The (K,) weights this method gives the rows of ``jacobian``."""
-        return self.weights(jacobian @ jacobian.T)
+    def weights_of(self, jacobian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
+                   tasks: Sequence[int] | None = None) -> Tensor:
+        """The (K,) weights this method gives the rows of ``jacobian`` (same dtype/device)."""
+        _check_jacobian(self, jacobian)
+        return self.weights_from(gramian(jacobian), losses=losses, tasks=tasks)
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
-        w = self.weights_of(jacobian)
-        return w.to(jacobian.dtype) @ jacobian
+    def weights_from(self, gramian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
+                     tasks: Sequence[int] | None = None) -> Tensor:
+        """:meth:`weights` of a precomputed K×K Gramian, with the optional ``losses`` /
+        ``tasks`` checked and passed on when the method accepts them (the trainer's entry
+        point: it computes the Gramian itself, e.g. of a Jacobian averaged over processes)."""
+        if not isinstance(gramian, Tensor) or gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
+            shape = tuple(gramian.shape) if isinstance(gramian, Tensor) else type(gramian).__name__
+            raise ValueError(f"{type(self).__name__} expects a square K×K Gramian. Got {shape}.")
+        extras = _extras(self, gramian, losses, tasks)
+        w = _call_with(self.weights, gramian, extras)
+        return w.to(dtype=gramian.dtype, device=gramian.device)
+
+    def aggregate(self, jacobian: Tensor, *, losses: Tensor | None = None,
+                  tasks: Sequence[int] | None = None) -> Tensor:
+        w = self.weights_of(jacobian, losses=losses, tasks=tasks)
+        return w @ jacobian
+
+
+_GRAMIAN_BLOCK = 8192
+
+
+def gramian(jacobian: Tensor) -> Tensor:
+    """``J Jᵀ`` (K×K), in the Jacobian's dtype and on its device.
+
+    On a CPU, for few tasks and many parameters, the product is memory-bound (J is read
+    twice); accumulating it over column blocks that stay in cache is ~1.5× faster at K = 10,
+    P = 0.5 M. Elsewhere one matrix product.
+    """
+    k, p = jacobian.shape
+    if jacobian.device.type != "cpu" or k > 32 or p <= 4 * _GRAMIAN_BLOCK:
+        return jacobian @ jacobian.T
+    out = torch.zeros(k, k, dtype=jacobian.dtype)
+    for block in jacobian.split(_GRAMIAN_BLOCK, dim=1):
+        out.addmm_(block, block.T)
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_jacobian(owner: Aggregator, jacobian: Any) -> None:
+    if not isinstance(jacobian, Tensor) or jacobian.dim() != 2:
+        shape = tuple(jacobian.shape) if isinstance(jacobian, Tensor) else type(jacobian).__name__
+        raise ValueError(f"{type(owner).__name__} expects a 2-D Jacobian of shape (K, P). Got {shape}.")
+    if jacobian.shape[0] == 0:
+        raise ValueError(f"{type(owner).__name__} got a Jacobian with no task rows.")
+    if not jacobian.is_floating_point():
+        raise ValueError(f"{type(owner).__name__} expects a floating-point Jacobian. Got {jacobian.dtype}.")
+
+
+def _extras(owner: Aggregator, jacobian: Tensor, losses: Any, tasks: Any) -> dict[str, Any]:
+    k = jacobian.shape[0]
+    out: dict[str, Any] = {}
+    if losses is not None:
+        lt = torch.as_tensor(losses).detach().reshape(-1).to("cpu", torch.float64)
+        if lt.numel() != k:
+            raise ValueError(f"{type(owner).__name__} got {lt.numel()} losses for a Jacobian of {k} rows.")
+        out["losses"] = lt
+    elif owner.needs_losses:
+        raise ValueError(f"{owner!r} needs the task losses: call it with losses=<(K,) tensor>.")
+    if tasks is not None:
+        ti = [int(t) for t in tasks]
+        if len(ti) != k or len(set(ti)) != k or any(t < 0 for t in ti):
+            raise ValueError(f"{type(owner).__name__}: 'tasks' must be {k} distinct non-negative task "
+                             f"indices, one per row. Got {list(tasks)}.")
+        out["tasks"] = ti
+    return out
+
+
+@functools.cache
+def _accepted(fn: Callable[..., Any]) -> frozenset[str]:
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return frozenset({"losses", "tasks"})
+    return frozenset(p.name for p in params)
+
+
+def _call_with(method: Callable[..., Any], arg: Tensor, extras: dict[str, Any]) -> Any:
+    fn = getattr(method, "__func__", method)
+    accepted = _accepted(fn)
+    return method(arg, **{k: v for k, v in extras.items() if k in accepted})
+
+
+def check_choice(owner: str, name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"The '{name}' parameter of {owner} must be one of "
+                         f"{', '.join(repr(c) for c in choices)}. Got {value!r}.")
+
+
+def check_real(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False, what: str = "float") -> float:
+    """Validate a real hyperparameter; the error names the owner, the parameter and the value."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise ValueError(f"The '{name}' parameter of {owner} must be {what}. Got {value!r}.")
+    return float(value)
+
+
+def check_seed(owner: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"The 'seed' parameter of {owner} must be a non-negative int. Got {value!r}.")
+    return value

@@ -510,6 +510,7 @@ class DistributedTrainer(Trainer):
         local, present = super()._losses(out, ys, ms)
         if self.world_size <= 1:
             return local, present
+        self._loss_list = None  # the per-task list holds local values: use the synced stack
         counts = torch.stack([ms[t.name].to(self.device).bool().sum() for t in self.tasks]).to(torch.float64)
         values = local.detach().to(torch.float64)
         buf = torch.cat([torch.where(counts > 0, values * counts, torch.zeros_like(values)), counts])

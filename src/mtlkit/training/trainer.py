@@ -149,6 +149,10 @@ class Trainer:
             raise TypeError(f"weighting must be a mtlkit Weighting. Got {type(weighting).__name__}.")
         if aggregator is not None and not isinstance(aggregator, Aggregator):
             raise TypeError(f"aggregator must be a mtlkit Aggregator. Got {type(aggregator).__name__}.")
+        from mtlkit.jacobian import ENGINES
+
+        if jacobian_engine not in ENGINES:
+            raise ValueError(f"The 'jacobian_engine' must be one of {', '.join(ENGINES)}. Got {jacobian_engine!r}.")
         if level not in ("parameters", "representation"):
             raise ValueError(f"The 'level' must be 'parameters' or 'representation'. Got {level!r}.")
         has_rep = bool(getattr(model, "has_representation", False))
@@ -200,6 +204,7 @@ class Trainer:
                             if checkpoint_dir is not None else None)
         self.resumed_from: str | None = None
         self._ep: dict[str, Any] | None = None
+        self._loss_list: list[Tensor] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -243,6 +248,7 @@ class Trainer:
                                  f"expected {want} for a {t.kind} task.")
             losses.append(t.compute_loss(pred, y, m))
             present.append(bool(m.any()))
+        self._loss_list = losses  # per-task graphs: a row of the stack would traverse every head
         return torch.stack(losses), torch.tensor(present)
 
     def setup(self, train: MultiTaskData) -> None:
@@ -273,8 +279,10 @@ class Trainer:
         x, ys, ms = batch
         x = x.to(self.device)
         need_rep = self.level == "representation" or self.conflicts is not None or \
+            self.jacobian_engine == "two-stage" or \
             bool(getattr(self.weighting, "needs_gradients", False)) or \
             bool(getattr(self.schedule, "needs_representation", False))
+        self._loss_list = None
         observe = getattr(self.model, "observe_batch", None)
         if callable(observe):  # e.g. the adversarial discriminator learns each sample's tasks
             observe({k: m.to(self.device) for k, m in ms.items()})
@@ -308,7 +316,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.conflicts is not None and rep is not None:
             idx = present.nonzero()[:, 0].tolist()
-            j_rep = representation_jacobian([losses[k] for k in idx], rep)
+            src = self._loss_list if self._loss_list is not None else list(losses.unbind())
+            j_rep = representation_jacobian([src[k] for k in idx], rep)
             self.conflicts.update(j_rep.detach(), idx)
         if self.aggregator is None or (self.level == "parameters" and not shared):
             # no shared parameters (e.g. soft sharing): nothing to aggregate
@@ -348,15 +357,16 @@ class Trainer:
         gradient. Returns the parameters whose gradients are still local to this process."""
         assert self.aggregator is not None
         idx = present.nonzero()[:, 0].tolist()
-        weighted = [w[k] * losses[k] for k in idx]
+        src = self._loss_list if self._loss_list is not None else list(losses.unbind())
+        weighted = [w[k] * src[k] for k in idx]
         if self.level == "representation":
             assert rep is not None
             j = representation_jacobian(weighted, rep)
-            d = self._aggregate(j, idx)
+            d = self._aggregate(j, idx, weighted)
             rep.backward(d.view_as(rep).to(rep.dtype), retain_graph=True)
         else:
-            j = self._sync_jacobian(jacobian(weighted, shared, engine=self.jacobian_engine))
-            d = self._aggregate(j, idx)
+            j = self._sync_jacobian(jacobian(weighted, shared, engine=self.jacobian_engine, representation=rep))
+            d = self._aggregate(j, idx, weighted)
             assign_grads(shared, d)
         shared_ids = {id(p) for p in shared}
         others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
@@ -376,16 +386,21 @@ class Trainer:
             return list(self._params)
         return others
 
-    def _aggregate(self, j: Tensor, idx: list[int]) -> Tensor:
+    def _aggregate(self, j: Tensor, idx: list[int], weighted: Sequence[Tensor]) -> Tensor:
+        """The direction for the shared part; stateful methods learn which tasks the rows
+        are (``tasks``) and loss-normalised ones get the (weighted) losses."""
         assert self.aggregator is not None
-        gram = getattr(self.aggregator, "gramian_based", False)
-        if gram:
+        extras: dict[str, Any] = {"tasks": idx}
+        if getattr(self.aggregator, "needs_losses", False):
+            extras["losses"] = torch.stack([v.detach() for v in weighted])
+        if getattr(self.aggregator, "gramian_based", False):
             # a Gramian-based aggregator follows the GramianWeightedAggregator contract
-            wts = cast(GramianWeightedAggregator, self.aggregator).weights(self._gramian(j))
+            agg = cast(GramianWeightedAggregator, self.aggregator)
+            wts = agg.weights_from(self._gramian(j), **extras)
             self._agg_weights_sum[idx] += wts.detach().to(self._agg_weights_sum)
             self._agg_weights_n[idx] += 1
             return wts.to(j.dtype) @ j
-        return self.aggregator(j)
+        return self.aggregator(j, **extras)
 
     # ---------------------------------------------------------- hooks for distributed training
     def _sync_losses(self, losses: Tensor) -> Tensor:
@@ -402,7 +417,9 @@ class Trainer:
 
     def _gramian(self, j: Tensor) -> Tensor:
         """The K×K Gramian of the (global) Jacobian."""
-        return j @ j.T
+        from mtlkit.aggregation._base import gramian
+
+        return gramian(j)
 
     def _skip_nonfinite(self, tasks: list[str], what: str) -> None:
         self._nonfinite_run += 1

@@ -7,13 +7,12 @@ from mtlkit.weighting.equal import Equal
 from mtlkit.weighting.famo import FAMO
 from mtlkit.weighting.gls import GLS
 from mtlkit.weighting.gradnorm import GradNorm
+from mtlkit.weighting.great import GREAT
 from mtlkit.weighting.imtll import IMTLL
 from mtlkit.weighting.inverse_size import InverseSize
 from mtlkit.weighting.rlw import RLW
 from mtlkit.weighting.static import Static
 from mtlkit.weighting.uncertainty import Uncertainty
-
-# GREAT goes here (the lead adds it with great.py): from mtlkit.weighting.great import GREAT
 
 __all__ = [
     "DBMTL",
@@ -21,7 +20,8 @@ __all__ = [
     "Equal",
     "FAMO",
     "GLS",
-    "GradNorm",  # "GREAT" goes after this line
+    "GradNorm",
+    "GREAT",
     "IMTLL",
     "InverseSize",
     "RLW",
