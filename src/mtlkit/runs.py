@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 FORMAT_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_META = "model.json"
 SUMMARY = "summary.json"
@@ -54,6 +56,7 @@ def _write_temp(path: Path, writer: Callable[[Path], object] | bytes | str) -> P
         _raise_write_error(path, exc)
         raise
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; a run folder's files are ordinary files
     try:
         if isinstance(writer, (bytes, str)):
             data = writer.encode("utf-8") if isinstance(writer, str) else writer
