@@ -28,7 +28,7 @@ lint: setup
 	$(VENV)/bin/mypy src/mtlkit
 
 test: setup lint
-	$(VENV)/bin/python -m pytest -q --durations=15
+	$(VENV)/bin/python -m pytest --durations=15 -rfE
 
 bench: setup
 	$(PY) benchmarks/overhead.py
