@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlkit._registry import WEIGHTINGS
+from mtlkit.architectures._layers import grad_reverse
 from mtlkit.jacobian import task_gradients
 from mtlkit.weighting._base import StepContext, Weighting, WeightingResult, masked
 
 
-class _GradientReversal(torch.autograd.Function):
-    """Identity forward; the backward multiplies the incoming gradient by −λ."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, coefficient: float) -> Tensor:
-        ctx.coefficient = coefficient
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        return -ctx.coefficient * grad, None
-
-
 def gradient_reversal(x: Tensor, coefficient: float = 1.0) -> Tensor:
     """The gradient-reversal layer of Ganin & Lempitsky (2015): ``y = x`` forward,
-    ``∂L/∂x = −coefficient · ∂L/∂y`` backward.
+    ``∂L/∂x = −coefficient · ∂L/∂y`` backward (the one implementation lives in
+    :func:`mtlkit.architectures._layers.grad_reverse`, shared with the adversarial
+    architecture).
 
     >>> import torch
     >>> x = torch.ones(2, requires_grad=True)
@@ -39,7 +28,7 @@ def gradient_reversal(x: Tensor, coefficient: float = 1.0) -> Tensor:
     >>> x.grad
     tensor([-0.5000, -0.5000])
     """
-    return _GradientReversal.apply(x, float(coefficient))
+    return grad_reverse(x, coefficient)
 
 
 @WEIGHTINGS.register()
