@@ -40,7 +40,7 @@ class TaskConfig(_Strict):
     num_labels: int | None = None
     dim: int = 1
     loss: str | None = None
-    weight: float = Field(1.0, ge=0)
+    weight: float | None = Field(default=None, ge=0, description="λ; default 1 (primary) or 0.1 (auxiliary)")
     role: Literal["primary", "auxiliary"] = "primary"
     missing_value: float | None = None
     columns: list[str] | None = None

@@ -64,7 +64,8 @@ class Task:
         dim: output dimension (``regression`` only, default 1).
         loss: ``None`` for the kind's default; for regression one of ``mse`` (default),
             ``l1``, ``huber``; for dense regression one of ``l1`` (default), ``mse``, ``huber``.
-        weight: the static loss weight λ of this task.
+        weight: the static loss weight λ of this task (default 1 for a primary task, 0.1 for
+            an auxiliary one).
         role: ``primary`` (counted in the headline Δm) or ``auxiliary``.
         missing_value: a sentinel that means "no label" besides NaN/empty (e.g. ``-1``).
         columns: the table columns holding this task's labels (default: ``[name]``; a
@@ -87,7 +88,7 @@ class Task:
     num_labels: int | None = None
     dim: int = 1
     loss: str | None = None
-    weight: float = 1.0
+    weight: float | None = None
     role: str = "primary"
     missing_value: float | None = None
     columns: tuple[str, ...] | None = field(default=None)
@@ -102,7 +103,12 @@ class Task:
             )
         if self.role not in ROLES:
             raise ValueError(f"Task {self.name!r}: role must be one of {ROLES}. Got {self.role!r}.")
-        w = float(self.weight)
+        if self.weight is None:
+            object.__setattr__(self, "weight", 0.1 if self.role == "auxiliary" else 1.0)
+        try:
+            w = float(self.weight)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            w = float("nan")
         if not math.isfinite(w) or w < 0:
             raise ValueError(
                 f"Task {self.name!r}: the 'weight' must be a finite non-negative float. Got {self.weight!r}."

@@ -143,7 +143,7 @@ class Trainer:
         self.task_names = [t.name for t in self.tasks]
         self.model = model
         if weighting is None:
-            lam = {t.name: float(t.weight) for t in self.tasks}
+            lam = {t.name: float(t.weight if t.weight is not None else 1.0) for t in self.tasks}
             weighting = Equal() if all(v == 1.0 for v in lam.values()) else Static(weights=lam)
         if not isinstance(weighting, Weighting):
             raise TypeError(f"weighting must be a mtlkit Weighting. Got {type(weighting).__name__}.")
