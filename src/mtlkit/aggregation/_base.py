@@ -28,8 +28,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mtlkit._params import HasParams
 
-class Aggregator:
+
+class Aggregator(HasParams):
     """Base class: ``aggregator(jacobian) -> direction``.
 
     Pure and immutable unless ``stateful`` is set (then ``reset()``, ``state_dict()`` and
@@ -68,20 +70,6 @@ class Aggregator:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
-
-    def hparams(self) -> dict[str, Any]:
-        out = {}
-        for name in inspect.signature(type(self).__init__).parameters:
-            if name not in ("self", "args", "kwargs") and hasattr(self, name):
-                out[name] = getattr(self, name)
-        return out
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
-        return f"{type(self).__name__}({params})"
-
-    def __str__(self) -> str:
-        return type(self).__name__
 
 
 class GramianWeightedAggregator(Aggregator):

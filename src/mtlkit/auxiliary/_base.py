@@ -23,7 +23,6 @@ computation; it becomes a ``False`` mask entry (target 0) — masked, never impu
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._params import HasParams
 from mtlkit.tasks import Task
 
 
@@ -58,7 +58,7 @@ class AuxTarget:
     inputs: Any = None
 
 
-class AuxiliaryGenerator:
+class AuxiliaryGenerator(HasParams):
     """Base class of auxiliary-target generators.
 
     Subclasses set ``paper`` and ``input_kind`` (``"series"``, ``"image"``, ``"table"`` or
@@ -119,21 +119,6 @@ class AuxiliaryGenerator:
         task = self._task("regression", dim=y.shape[1], loss=loss)
         return AuxTarget(task, torch.as_tensor(y, dtype=torch.float32), torch.as_tensor(mask),
                          tuple(names), inputs)
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
-        return f"{type(self).__name__}({params})"
-
-    def __str__(self) -> str:
-        return type(self).__name__
-
-    def hparams(self) -> dict[str, Any]:
-        out = {}
-        for pname in inspect.signature(type(self).__init__).parameters:
-            if pname != "self" and hasattr(self, pname):
-                out[pname] = getattr(self, pname)
-        return out
-
 
 # ---------------------------------------------------------------------------- inputs
 def _fingerprint(x: Any, columns: Sequence[str] | None) -> str:

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from mtlkit._params import HasParams
+
 
 @dataclass
 class StepContext:
@@ -54,7 +56,7 @@ class WeightingResult:
     weights: Tensor
 
 
-class Weighting(nn.Module):
+class Weighting(HasParams, nn.Module):
     """Base class of loss-space weightings.
 
     Subclasses implement :meth:`forward`. Capability flags are class attributes the trainer
@@ -112,22 +114,6 @@ class Weighting(nn.Module):
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
         resize_empty(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args)
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
-        return f"{type(self).__name__}({params})"
-
-    def __str__(self) -> str:
-        return type(self).__name__
-
-    def hparams(self) -> dict[str, Any]:
-        import inspect
-
-        out = {}
-        for name in inspect.signature(type(self).__init__).parameters:
-            if name != "self" and hasattr(self, name):
-                out[name] = getattr(self, name)
-        return out
 
 
 def masked(weights: Tensor, present: Tensor | None) -> Tensor:

@@ -22,7 +22,6 @@ is reported by :meth:`TaskSampler.epoch_summary` for the run record.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -30,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mtlkit._params import HasParams
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data.multi import labelled_rows, restrict_to_task
 from mtlkit.tasks import Task
@@ -104,7 +104,7 @@ class _Stream:
         return out
 
 
-class TaskSampler:
+class TaskSampler(HasParams):
     """Base class of the task samplers (see the module docstring).
 
     Args:
@@ -233,15 +233,3 @@ class TaskSampler:
         pass
 
     # ------------------------------------------------------------------ display
-    def hparams(self) -> dict[str, Any]:
-        out = {}
-        for name in inspect.signature(type(self).__init__).parameters:
-            if name != "self" and hasattr(self, name):
-                out[name] = getattr(self, name)
-        return out
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.hparams().items())})"
-
-    def __str__(self) -> str:
-        return type(self).__name__

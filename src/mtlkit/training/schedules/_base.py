@@ -17,18 +17,18 @@ losses can reach the weighting/aggregator at once.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from mtlkit._params import HasParams
 from mtlkit.tasks import Task
 from mtlkit.weighting._base import StepContext
 
 
-class Schedule:
+class Schedule(HasParams):
     """Base class of task schedules. Subclasses implement :meth:`choose`."""
 
     #: citation shown by ``mtlkit list``
@@ -103,19 +103,6 @@ class Schedule:
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         pass
-
-    def hparams(self) -> dict[str, Any]:
-        out = {}
-        for name in inspect.signature(type(self).__init__).parameters:
-            if name != "self" and hasattr(self, name):
-                out[name] = getattr(self, name)
-        return out
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.hparams().items())})"
-
-    def __str__(self) -> str:
-        return type(self).__name__
 
 
 def check_positive_int(owner: str, name: str, value: Any) -> int:
