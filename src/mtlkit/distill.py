@@ -301,11 +301,11 @@ def _out_dim(t: dict[str, Any]) -> int:
 
 
 def _check_teacher_shape(task: Task, y: Tensor, n: int | None) -> Tensor:
-    if task.kind == "binary" and y.dim() == 2 and y.shape[1] == 1:
+    if task.kind in ("binary", "contrastive") and y.dim() == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if task.kind == "regression" and y.dim() == 1 and task.out_dim == 1:
         y = y[:, None]
-    want = (y.shape[0],) if task.kind == "binary" else (y.shape[0], task.out_dim)
+    want = (y.shape[0],) if task.kind in ("binary", "contrastive") else (y.shape[0], task.out_dim)
     if tuple(y.shape) != want or (n is not None and y.shape[0] != n):
         raise ValueError(f"The teacher of task {task.name!r} ({task.kind}) gives outputs of shape "
                          f"{tuple(y.shape)}; expected {want if n is None else (n, *want[1:])}.")

@@ -469,6 +469,13 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
     if trainer.resumed_from:
         say(f"Resumed the multi-task model from checkpoint {trainer.resumed_from}.")
     fit_time = time.perf_counter() - t0
+    search_phase: dict[str, Any] | None = None
+    if getattr(model, "retrain", False) and callable(getattr(model, "retrain_model", None)):
+        # a two-phase architecture (AdaShare): fix the searched policy, retrain a fresh model
+        model, trainer, fit_time, search_phase = _retrain_phase(
+            cfg, prepared, model, trainer, fit_time, run_dir=run_dir, ck_root=ck_root, main=main,
+            progress=progress, comps=comps, user_components=components, trainer_cls=tcls, resume=resume,
+            say=say)
     out_test = predict_raw(model, prepared.test)
     test_metrics, confusion, reports = evaluate_outputs(tasks, out_test, prepared.test)
     val_metrics = trainer.evaluate(prepared.val) if len(prepared.val) else {}
@@ -494,6 +501,8 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads(), "processes": world_size()},
     }
+    if search_phase is not None:
+        summary["search_phase"] = search_phase
     stl: dict[str, Any] | None = None
     baseline_models: dict[str, nn.Module] = {}
     if cfg.baselines and len(tasks) >= 1:
@@ -522,12 +531,18 @@ def _baseline_model(cfg: RunConfig, prepared: PreparedData, task: Task) -> nn.Mo
     """The single-task reference: the same trunk and head design, trained on one task.
 
     For architectures other than hard sharing the reference is the hard-sharing model with
-    the same trunk (a single task has nothing to share), as in the MTL literature."""
+    the same trunk (a single task has nothing to share), as in the MTL literature, unless the
+    architecture says otherwise (``single_task_config``: a siamese model reads pairs)."""
+    from mtlkit._registry import ARCHITECTURES
     from mtlkit.architectures import build_model
 
     trunk = dict(cfg.model.trunk) if cfg.model.trunk else dict(prepared.default_trunk)
-    params = cfg.model.architecture.params() if cfg.model.architecture.name == "hard_sharing" else {}
-    return build_model({"name": "hard_sharing", **params, "trunk": trunk}, [task], prepared.input_shape)
+    name, params = cfg.model.architecture.name, cfg.model.architecture.params()
+    own = getattr(ARCHITECTURES.get(name), "single_task_config", None) if name in ARCHITECTURES else None
+    spec = own(params, task) if own is not None else None
+    if spec is None:
+        spec = {"name": "hard_sharing", **(params if name == "hard_sharing" else {})}
+    return build_model({**spec, "trunk": trunk}, [task], prepared.input_shape)
 
 
 def model_meta(model: nn.Module, prepared: PreparedData) -> dict[str, Any] | None:
@@ -558,3 +573,66 @@ def _writable(path: Path) -> bool:
     import os
 
     return os.access(path, os.W_OK)
+
+
+def _retrain_phase(cfg: RunConfig, prepared: PreparedData, model: nn.Module, trainer: Trainer, search_fit_s: float,
+                   *, run_dir: Path | None, ck_root: Path | None, main: bool, progress: bool,
+                   comps: dict[str, Any], user_components: dict[str, Any] | None, trainer_cls: type[Trainer],
+                   resume: bool, say: Log) -> tuple[nn.Module, Trainer, float, dict[str, Any]]:
+    """The second phase of a two-phase architecture (AdaShare, Sun et al. 2020): the model
+    just trained is the search; its policy is fixed (``fix_policy``, seeded by ``cfg.seed``)
+    and a fresh model built with it (``retrain_model``) is trained with the same budget.
+
+    Layout: phase 1 keeps ``checkpoints/mtl`` and its records move to ``search/metrics.jsonl``
+    (with its weights in ``search/``); phase 2 is the run's model (``metrics.jsonl``,
+    ``model.safetensors``, ``checkpoints/mtl-retrain``). Returns the phase-2 model, trainer and
+    fit time (s) and the ``search_phase`` summary entry."""
+    tasks = prepared.tasks
+    contract = cast(Any, model)  # duck-typed: retrain_model / fix_policy / sharing_summary
+    search_test, _, _ = evaluate_outputs(tasks, predict_raw(model, prepared.test), prepared.test)
+    summary_fn = getattr(model, "sharing_summary", None)
+    learned = summary_fn() if callable(summary_fn) else {}
+    search_dir = run_dir / "search" if run_dir is not None else None
+    if search_dir is not None and main:
+        search_dir.mkdir(parents=True, exist_ok=True)
+        records = run_dir / "metrics.jsonl" if run_dir is not None else None
+        if records is not None and records.exists():  # metrics.jsonl is the final model's
+            import os
+
+            os.replace(records, search_dir / "metrics.jsonl")
+        meta = model_meta(model, prepared)
+        if meta is not None and meta.get("architecture") and meta["architecture"].get("trunk"):
+            save_model(search_dir, model, meta)
+    policy = contract.fix_policy(generator=torch.Generator().manual_seed(cfg.seed))
+    blocks = learned.get("policy_blocks")
+    say(f"Search phase done (test {_short_metrics(tasks, search_test)}). Fixed policy "
+        f"(1 = select, 0 = skip{f'; blocks {blocks}' if blocks else ''}): {policy}.")
+    seed_everything(cfg.seed)
+    final = contract.retrain_model(policy)
+    # fresh weighting/aggregator/schedule/sampler from the config; objects built in Python
+    # or holding single-task references are reused (the trainer's setup() runs again)
+    fresh = build_components(cfg)
+    for key, obj in comps.items():
+        if key in (user_components or {}) or getattr(obj, "needs_references", False):
+            fresh[key] = obj
+            if key == "aggregator" and obj is not None:
+                obj.reset()
+    say(f"Retraining a fresh multi-task model with the fixed policy ({count_parameters(final):,} parameters) ...")
+    final_trainer = make_trainer(cfg, final, tasks, run_dir=run_dir, progress=progress, components=fresh,
+                                 trainer_cls=trainer_cls,
+                                 checkpoint_dir=ck_root / "mtl-retrain" if ck_root is not None else None)
+    t0 = time.perf_counter()
+    final_trainer.fit(prepared.train, prepared.val, resume=resume)
+    if final_trainer.resumed_from:
+        say(f"Resumed the retrained model from checkpoint {final_trainer.resumed_from}.")
+    retrain_fit = time.perf_counter() - t0
+    search = {"test": search_test, "policy": policy, "probabilities": learned.get("policy"),
+              "policy_blocks": blocks, "policy_sampling": getattr(model, "policy_sampling", None),
+              "fit_time_s": round(search_fit_s, 3), "epochs_run": len(trainer.history.records),
+              "best_epoch": trainer.history.best_epoch}
+    return final, final_trainer, retrain_fit, search
+
+
+def _short_metrics(tasks: Sequence[Task], metrics: dict[str, dict[str, float]]) -> str:
+    """``task main_metric=value`` for the log."""
+    return ", ".join(f"{t.name} {t.main_metric}={metrics[t.name][t.main_metric]:.4f}" for t in tasks)

@@ -32,7 +32,14 @@ def primary_only(model: nn.Module, tasks: list[Task], input_shape: list[int] | t
     primary = [t for t in tasks if t.role == "primary"]
     if not primary:
         raise ValueError("No primary task: every task is auxiliary, nothing to export.")
-    small = build_model(dict(cfg), primary, input_shape)
+    from mtlkit._registry import ARCHITECTURES
+
+    cfg = dict(cfg)
+    if cfg.get("name") in ARCHITECTURES:  # drop the auxiliary tasks' entries of task-keyed parameters
+        restrict = getattr(ARCHITECTURES.get(cfg["name"]), "config_for_tasks", None)
+        if restrict is not None:
+            cfg = restrict(cfg, [t.name for t in primary])
+    small = build_model(cfg, primary, input_shape)
     full_state = model.state_dict()
     small_state = small.state_dict()
     missing = [k for k in small_state if k not in full_state or full_state[k].shape != small_state[k].shape]

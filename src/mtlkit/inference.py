@@ -69,6 +69,9 @@ def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) 
         if t.kind == "binary":
             cols[t.name] = (prob >= 0.5).astype(int)
             cols[f"{t.name}_proba"] = prob
+        elif t.kind == "contrastive":  # the pair's embedding distance and the "similar" decision
+            cols[f"{t.name}_distance"] = prob
+            cols[t.name] = (prob < float(t.margin or 1.0) / 2).astype(int)
         elif t.kind == "multiclass":
             cols[t.name] = prob.argmax(-1)
             cols[f"{t.name}_proba"] = prob.max(-1)

@@ -6,6 +6,7 @@ A :class:`Task` is a frozen dataclass. Targets are stored per task as tensors:
 kind                target tensor           mask shape          model output
 ==================  ======================  ==================  =========================
 binary              float (N,) in {0, 1}    (N,)                (N,) logit
+contrastive         float (N,) in {0, 1}    (N,)                (N,) distance
 multiclass          long (N,) in [0, C)     (N,)                (N, C) logits
 multilabel          float (N, L) in {0, 1}  (N, L)              (N, L) logits
 regression          float (N, D)            (N, D)              (N, D) values
@@ -15,7 +16,9 @@ dense_regression    float (N, *S)           (N, *S)             (N, *S) values
 ==================  ======================  ==================  =========================
 
 A ``False`` mask entry means "no label here": the entry is excluded from the loss and the
-metrics, never imputed. The dense kinds (the last three; ``S`` = ``out_shape``) keep their
+metrics, never imputed. A ``contrastive`` task's samples are pairs (1 = similar, 0 =
+dissimilar) and its output is the distance between the two embeddings; only the ``siamese``
+architecture computes it. The dense kinds (the last three; ``S`` = ``out_shape``) keep their
 losses and metrics in :mod:`mtlkit.tasks_dense`.
 """
 
@@ -34,9 +37,9 @@ from torch import Tensor
 from mtlkit import tasks_dense
 from mtlkit.tasks_dense import DENSE_CLASS_KINDS, DENSE_KINDS
 
-Kind = Literal["binary", "multiclass", "multilabel", "regression", "segmentation",
+Kind = Literal["binary", "multiclass", "multilabel", "regression", "contrastive", "segmentation",
                "dense_regression", "sequence_labelling"]
-KINDS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression", *DENSE_KINDS)
+KINDS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression", "contrastive", *DENSE_KINDS)
 REGRESSION_LOSSES = ("mse", "l1", "huber")
 ROLES = ("primary", "auxiliary")
 
@@ -56,8 +59,9 @@ class Task:
 
     Args:
         name: unique task name; it keys the model outputs and the label columns.
-        kind: ``binary``, ``multiclass``, ``multilabel``, ``regression``, or a dense kind:
-            ``segmentation``, ``sequence_labelling``, ``dense_regression``.
+        kind: ``binary``, ``multiclass``, ``multilabel``, ``regression``, ``contrastive`` (a
+            pair task of the ``siamese`` architecture), or a dense kind: ``segmentation``,
+            ``sequence_labelling``, ``dense_regression``.
         num_classes: number of classes (``multiclass``, ``segmentation``,
             ``sequence_labelling``).
         num_labels: number of labels (``multilabel`` only).
@@ -73,6 +77,8 @@ class Task:
         out_shape: the per-sample shape of a dense target: (H, W) for ``segmentation``,
             (T,) for ``sequence_labelling``, (C, H, W), (C, T) or (D,) for
             ``dense_regression``; ``None`` for the other kinds.
+        margin: the margin m of a ``contrastive`` task's loss (default 1.0; see
+            :func:`contrastive_loss`); ``None`` for the other kinds.
 
     >>> t = Task("digit", "multiclass", num_classes=10)
     >>> t.out_dim, t.main_metric, t.metric("accuracy").higher_is_better
@@ -93,6 +99,7 @@ class Task:
     missing_value: float | None = None
     columns: tuple[str, ...] | None = field(default=None)
     out_shape: tuple[int, ...] | None = field(default=None)
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -124,6 +131,7 @@ class Task:
         if self.kind == "regression" and self.dim < 1:
             raise ValueError(f"Task {self.name!r}: 'dim' must be >= 1. Got {self.dim!r}.")
         self._check_dense()
+        self._check_margin()
         if self.loss is not None:
             allowed = {"regression": REGRESSION_LOSSES,
                        "dense_regression": tasks_dense.DENSE_REGRESSION_LOSSES}.get(
@@ -142,6 +150,22 @@ class Task:
                     f"Task {self.name!r}: {n} label column(s) given but kind {self.kind!r} "
                     f"expects {expected}."
                 )
+
+    def _check_margin(self) -> None:
+        if self.kind != "contrastive":
+            if self.margin is not None:
+                raise ValueError(f"Task {self.name!r}: 'margin' is for the contrastive kind; kind "
+                                 f"{self.kind!r} takes no margin.")
+            return
+        m = 1.0 if self.margin is None else self.margin
+        try:
+            m = float(m)
+        except (TypeError, ValueError):
+            m = float("nan")
+        if not math.isfinite(m) or m <= 0:
+            raise ValueError(f"Task {self.name!r}: the 'margin' of a contrastive task must be a finite "
+                             f"positive float. Got {self.margin!r}.")
+        object.__setattr__(self, "margin", m)
 
     def _check_dense(self) -> None:
         shape = self.out_shape
@@ -175,7 +199,7 @@ class Task:
     @property
     def out_dim(self) -> int:
         """Width of the head's output layer (for dense kinds: the flattened output)."""
-        if self.kind == "binary":
+        if self.kind in ("binary", "contrastive"):
             return 1
         if self.kind == "multiclass":
             return int(self.num_classes or 0)
@@ -188,9 +212,9 @@ class Task:
     @property
     def output_shape(self) -> tuple[int, ...]:
         """Per-sample shape of the model's prediction: () binary, (C,) multiclass, (L,)
-        multilabel, (D,) regression, (C, *out_shape) dense class kinds, out_shape dense
-        regression."""
-        if self.kind == "binary":
+        multilabel, (D,) regression, () contrastive, (C, *out_shape) dense class kinds,
+        out_shape dense regression."""
+        if self.kind in ("binary", "contrastive"):
             return ()
         if self.kind in DENSE_CLASS_KINDS:
             return (int(self.num_classes or 0), *(self.out_shape or ()))
@@ -201,7 +225,7 @@ class Task:
     @property
     def target_shape(self) -> tuple[int, ...]:
         """Per-sample shape of the targets (and masks)."""
-        if self.kind in ("binary", "multiclass"):
+        if self.kind in ("binary", "multiclass", "contrastive"):
             return ()
         if self.kind in DENSE_KINDS:
             return tuple(self.out_shape or ())
@@ -217,7 +241,7 @@ class Task:
 
     def shape_output(self, out: Tensor) -> Tensor:
         """Bring a head's raw (N, out_dim) output to the task's prediction shape."""
-        if self.kind == "binary":
+        if self.kind in ("binary", "contrastive"):
             return out.reshape(out.shape[0])
         if self.kind in DENSE_KINDS:
             return out.reshape(out.shape[0], *self.output_shape)
@@ -228,6 +252,8 @@ class Task:
         """Mean loss over the labelled entries; 0 (with graph) when none is labelled."""
         if self.kind in DENSE_KINDS:
             return tasks_dense.compute_loss(self.kind, pred, target, mask, loss=self.loss)
+        if self.kind == "contrastive":
+            return contrastive_loss(pred, target, float(self.margin or 1.0), mask=mask)
         if mask.dtype != torch.bool:
             mask = mask.bool()
         n = mask.sum()
@@ -246,6 +272,8 @@ class Task:
     # ------------------------------------------------------------------ metrics
     @property
     def metrics(self) -> tuple[Metric, ...]:
+        if self.kind == "contrastive":
+            return _contrastive_metrics(float(self.margin or 1.0))
         return _METRICS[self.kind]
 
     def metric(self, name: str) -> Metric:
@@ -258,11 +286,12 @@ class Task:
 
     @property
     def main_metric(self) -> str:
-        return {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1",
+        return {"binary": "roc_auc", "contrastive": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1",
                 "regression": "mae", **tasks_dense.MAIN_METRIC}[self.kind]
 
     def predict_transform(self, out: Tensor) -> Tensor:
-        """Raw output -> probabilities (classification) or values (regression)."""
+        """Raw output -> probabilities (classification) or values (regression; the distance of
+        a contrastive task)."""
         if self.kind in DENSE_KINDS:
             return tasks_dense.predict_transform(self.kind, out)
         if self.kind == "binary" or self.kind == "multilabel":
@@ -280,7 +309,7 @@ class Task:
         prob = self.predict_transform(out_t).numpy()
         y = torch.as_tensor(target).detach().cpu().numpy()
         m = torch.as_tensor(mask).detach().cpu().numpy().astype(bool)
-        if self.kind in ("binary", "multiclass"):
+        if self.kind in ("binary", "multiclass", "contrastive"):
             prob, y = prob[m], y[m]
         elif self.kind == "multilabel":
             keep = m.all(axis=1)  # metrics over fully labelled rows
@@ -312,11 +341,13 @@ class Task:
             del d["out_shape"]
         else:
             d["out_shape"] = list(d["out_shape"])
+        if d["margin"] is None:  # only contrastive tasks have one
+            del d["margin"]
         return d
 
 
 _DEFAULT_LOSS = {"binary": "bce", "multiclass": "cross_entropy", "multilabel": "bce",
-                 "regression": "mse", **tasks_dense.DEFAULT_LOSS}
+                 "regression": "mse", "contrastive": "contrastive", **tasks_dense.DEFAULT_LOSS}
 
 
 def _binary_metrics() -> tuple[Metric, ...]:
@@ -332,6 +363,44 @@ def _binary_metrics() -> tuple[Metric, ...]:
         Metric("f1", lambda y, p: skm.f1_score(y, p >= 0.5, zero_division=0), True),
         Metric("roc_auc", auc, True),
     )
+
+
+def contrastive_loss(d: Tensor, same: Tensor, margin: float = 1.0, *, mask: Tensor | None = None) -> Tensor:
+    """Margin contrastive loss of Hadsell, Chopra & LeCun (2006), "Dimensionality Reduction by
+    Learning an Invariant Mapping", CVPR, averaged over the (unmasked) pairs:
+
+        L = same · ½ d² + (1 − same) · ½ max(0, margin − d)²
+
+    ``d``: embedding distances; ``same``: 1 for a similar pair, 0 for a dissimilar one.
+
+    >>> contrastive_loss(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), margin=1.0)
+    tensor(0.1250)
+    """
+    d = d.reshape(-1)
+    same = same.reshape(-1).to(d.dtype)
+    per = same * 0.5 * d.pow(2) + (1 - same) * 0.5 * torch.clamp(margin - d, min=0).pow(2)
+    if mask is None:
+        return per.mean()
+    m = mask.reshape(-1).bool()
+    per = torch.where(m, per, torch.zeros_like(per))
+    return per.sum() / m.sum().clamp_min(1).to(per.dtype)
+
+
+def _contrastive_metrics(margin: float) -> tuple[Metric, ...]:
+    """``roc_auc`` of −distance for "similar" (main metric), and ``accuracy`` of the rule
+    "similar ⇔ distance < margin / 2" (halfway between the loss's two targets, 0 and m)."""
+    from sklearn import metrics as skm
+
+    def auc(y: np.ndarray, d: np.ndarray) -> float:
+        y, d = np.asarray(y).reshape(-1), np.asarray(d).reshape(-1)
+        if len(np.unique(y)) < 2:
+            return float("nan")
+        return float(skm.roc_auc_score(y, -d))
+
+    def acc(y: np.ndarray, d: np.ndarray) -> float:
+        return float(((np.asarray(d).reshape(-1) < margin / 2) == (np.asarray(y).reshape(-1) > 0.5)).mean())
+
+    return (Metric("roc_auc", auc, True), Metric("accuracy", acc, True))
 
 
 def _multiclass_metrics() -> tuple[Metric, ...]:
@@ -369,6 +438,7 @@ _METRICS: dict[str, tuple[Metric, ...]] = {
     "multiclass": _multiclass_metrics(),
     "multilabel": _multilabel_metrics(),
     "regression": _regression_metrics(),
+    "contrastive": _contrastive_metrics(1.0),  # names and directions; Task.metrics uses its margin
     **{kind: tuple(Metric(name, fn, hib) for name, fn, hib in specs)
        for kind, specs in tasks_dense.METRICS.items()},
 }

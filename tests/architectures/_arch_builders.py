@@ -14,7 +14,7 @@ from mtlkit.architectures.deep_supervision import DeepSupervision
 from mtlkit.architectures.fusion import Fusion
 from mtlkit.architectures.mmoe import MMoE
 from mtlkit.architectures.ple import PLE
-from mtlkit.architectures.siamese import ContrastiveTask, Siamese
+from mtlkit.architectures.siamese import Siamese
 from mtlkit.architectures.soft_sharing import SoftSharing
 
 # family -> (trunk spec, per-sample input shape)
@@ -48,7 +48,7 @@ def build(arch: str, family: str, tasks: list[Task] | None = None, **extra: Any)
     if arch == "deep_supervision":
         return DeepSupervision(spec, tasks, input_shape=shape, **{"attach": {tasks[0].name: 0}, **extra})
     if arch == "siamese":
-        s_tasks = [ContrastiveTask("contrastive"), Task("left", "multiclass", num_classes=3),
+        s_tasks = [Task("contrastive", "contrastive"), Task("left", "multiclass", num_classes=3),
                    Task("right", "multiclass", num_classes=3)]
         return Siamese(spec, s_tasks, input_shape=(2, *shape), **extra)
     raise KeyError(arch)
@@ -67,4 +67,4 @@ def inputs(arch: str, family: str, n: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def expected_shape(task: Task, n: int) -> tuple[int, ...]:
-    return (n,) if task.kind == "binary" else (n, task.out_dim)
+    return (n, *task.output_shape)

@@ -20,7 +20,7 @@ from mtlkit.architectures.cross_stitch import CrossStitch
 from mtlkit.architectures.deep_supervision import DeepSupervision
 from mtlkit.architectures.fusion import Fusion
 from mtlkit.architectures.mmoe import MMoE
-from mtlkit.architectures.siamese import ContrastiveTask, contrastive_loss, make_pairs
+from mtlkit.architectures.siamese import contrastive_loss, make_pairs
 from mtlkit.architectures.soft_sharing import SoftSharing, l2_to_mean, trace_norm
 
 TWO = [Task("a", "binary"), Task("b", "binary")]
@@ -356,10 +356,14 @@ def test_contrastive_loss_hand_values():
     assert float(contrastive_loss(d, same, 2.0)) == pytest.approx(want)
     mask = torch.tensor([True, True, False, False])
     assert float(contrastive_loss(d, same, 2.0, mask=mask)) == pytest.approx(0.25)
-    t = ContrastiveTask("contrastive", margin=2.0)
-    r = t.evaluate(torch.tensor([[0.1], [0.2], [3.0], [2.5]]), torch.tensor([[1.0], [1.0], [0.0], [0.0]]),
-                   torch.ones(4, 1, dtype=torch.bool))
+    t = Task("contrastive", "contrastive", margin=2.0)
+    r = t.evaluate(torch.tensor([0.1, 0.2, 3.0, 2.5]), torch.tensor([1.0, 1.0, 0.0, 0.0]),
+                   torch.ones(4, dtype=torch.bool))
     assert r == {"roc_auc": 1.0, "accuracy": 1.0}
+    # the rule "similar ⇔ d < margin / 2": 0.9 < 1 is called similar, 1.2 is not
+    r = t.evaluate(torch.tensor([0.9, 1.2, 1.5, 0.5]), torch.tensor([1.0, 1.0, 0.0, 0.0]),
+                   torch.ones(4, dtype=torch.bool))
+    assert r["accuracy"] == pytest.approx(0.5) and r["roc_auc"] == pytest.approx(0.5)
 
 
 def test_siamese_distance_is_embedding_distance_and_pairs():
@@ -367,7 +371,7 @@ def test_siamese_distance_is_embedding_distance_and_pairs():
     x = inputs("siamese", "mlp", n=3)
     out = m(x)
     e0, e1 = m.embed(x[:, 0]), m.embed(x[:, 1])
-    torch.testing.assert_close(out["contrastive"][:, 0], (e0 - e1).norm(dim=1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["contrastive"], (e0 - e1).norm(dim=1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out["left"], m.heads["left"](e0))
     torch.testing.assert_close(out["right"], m.heads["right"](e1))
     p = make_pairs(np.arange(40).reshape(20, 2), np.repeat(np.arange(5), 4), 50, same_fraction=0.4, seed=3)

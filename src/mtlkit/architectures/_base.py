@@ -16,7 +16,7 @@ subclass :class:`MultiTaskModel` also expose what gradient-space methods need:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -24,11 +24,21 @@ from torch import Tensor, nn
 from mtlkit.tasks import Task
 
 
+def contrastive_needs_pairs(task: str) -> ValueError:
+    return ValueError(f"Task {task!r} is kind 'contrastive': its output is the distance between the "
+                      f"embeddings of the two inputs of a pair, which only the 'siamese' architecture "
+                      f"computes. Use model.architecture: {{name: siamese}}.")
+
+
 def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Sequential:
     """A task head: optional hidden ReLU layers then a linear layer of ``task.out_dim``.
 
     A dense task whose prediction is a map ((C, H, W) or (C, T)) ends in the small
-    conv decoder of :func:`mtlkit.architectures.decoders.dense_head` instead."""
+    conv decoder of :func:`mtlkit.architectures.decoders.dense_head` instead. A
+    ``contrastive`` task has no head: its output is the distance between the two embeddings
+    of a pair, which only the ``siamese`` architecture computes."""
+    if task.kind == "contrastive":
+        raise contrastive_needs_pairs(task.name)
     layers: list[nn.Module] = []
     prev = in_features
     for h in hidden:
@@ -48,6 +58,10 @@ class MultiTaskModel(nn.Module):
 
     paper: ClassVar[str] = ""
     has_representation: ClassVar[bool] = True
+    #: whether the model reads stacked pairs (N, 2, ...) and computes ``contrastive`` tasks
+    reads_pairs: ClassVar[bool] = False
+    #: config parameters that map task names to settings (restricted by :meth:`config_for_tasks`)
+    task_keyed_params: ClassVar[tuple[str, ...]] = ()
 
     tasks: list[Task]
     config: dict[str, Any]
@@ -77,6 +91,26 @@ class MultiTaskModel(nn.Module):
 
     def extra_losses(self) -> dict[str, Tensor]:
         return {}
+
+    @classmethod
+    def config_for_tasks(cls, config: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+        """``config`` for a model of the tasks ``names`` only (e.g. the primary tasks of a
+        primary-only export): the entries of task-keyed parameters for other tasks dropped."""
+        out = dict(config)
+        for key in cls.task_keyed_params:
+            value = out.get(key)
+            if isinstance(value, Mapping):
+                out[key] = {k: v for k, v in value.items() if k in names}
+        return out
+
+    @classmethod
+    def single_task_config(cls, params: dict[str, Any], task: Task) -> dict[str, Any] | None:
+        """The architecture config of the single-task reference model of ``task`` (the run's
+        baseline), given this architecture's config ``params`` (without name and trunk).
+        ``None`` (the default) means hard sharing with the same trunk: one task has nothing to
+        share, as in the MTL literature. An architecture whose inputs a plain trunk cannot
+        read (siamese pairs) returns its own config restricted to one task."""
+        return None
 
     def sharing_summary(self) -> dict[str, Any]:
         return {}

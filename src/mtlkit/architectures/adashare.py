@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +25,7 @@ from mtlkit.architectures._layers import (
     named_blocks,
     params_of,
     require_spec,
+    reset_parameters,
     single_trunk,
 )
 from mtlkit.tasks import Task, check_tasks
@@ -126,9 +130,17 @@ class AdaShare(MultiTaskModel):
     ``policy_lr_scale`` (default 10) so that under Adam their effective step is that many
     times the network's, as in the authors' settings.
 
-    After training, :meth:`fix_policy` samples (or takes the most probable) policy and fixes
-    it; the paper then retrains the network with that policy. ``sharing_summary()["policy"]``
-    is the task × block table of select probabilities (0/1 once fixed).
+    Two phases, as in the paper. Phase 1 (search) trains the network and the policy jointly;
+    :meth:`fix_policy` then samples each block's action from its select probability
+    (``policy_sampling="sample"``, the paper's choice) or takes the most probable one
+    (``"argmax"``) and fixes it. Phase 2 retrains a *fresh* network with the fixed policy:
+    :meth:`retrain_config` gives its architecture config (same parameters, ``policy`` set) and
+    :meth:`retrain_model` builds it. ``retrain=True`` asks the runner
+    (:func:`mtlkit.experiment.run`, so ``mtlkit train`` and :func:`mtlkit.fit`) to run both
+    phases; the run's model is then the retrained one. A model built with ``policy`` starts
+    with that policy fixed (no regulariser, no sampling); the policy is part of its config,
+    so a saved model is rebuilt with it. ``sharing_summary()["policy"]`` is the task × block
+    table of select probabilities (0/1 once fixed).
 
     Parameters: the trunk's blocks and the skip projections are ``shared_parameters()``; task
     t's logits and head are ``task_parameters(t)``. ``has_representation`` is False: each task
@@ -148,6 +160,13 @@ class AdaShare(MultiTaskModel):
         hard_sampling: straight-through hard Gumbel samples in training.
         skip: ``"pool"`` (parameter-free) or ``"projection"`` (learned) skip paths.
         head_hidden: hidden widths of each head.
+        policy: a fixed policy ``{task: [1 (select) or 0 (skip) per block]}`` given up front
+            (phase 2); every task needs one action per block.
+        retrain: ask the runner for the paper's second phase (fix the learned policy, retrain
+            a fresh network with it). Needs a learned policy, so not with ``policy``.
+        policy_sampling: how :meth:`fix_policy` fixes the learned policy by default:
+            ``"sample"`` (each action drawn from its select probability, as in the paper) or
+            ``"argmax"`` (the most probable action).
 
     >>> import torch
     >>> from mtlkit import Task
@@ -155,7 +174,14 @@ class AdaShare(MultiTaskModel):
     ...              input_shape=(4,))
     >>> tuple(m(torch.zeros(2, 4))["a"].shape), m.sharing_summary()["policy"]["a"]
     ((2,), [0.5, 0.5, 0.5])
-    >>> policy = m.fix_policy(sample=False)
+    >>> m.fix_policy(sample=False)
+    {'a': [1, 1, 1], 'b': [1, 1, 1]}
+    >>> fixed = AdaShare({"name": "mlp", "hidden": [8, 8, 8]}, [Task("a", "binary"), Task("b", "binary")],
+    ...                  input_shape=(4,), policy={"a": [1, 1, 0], "b": [1, 0, 1]})
+    >>> fixed.sharing_summary()["policy"], fixed.extra_losses()
+    ({'a': [1, 1, 0], 'b': [1, 0, 1]}, {})
+    >>> m.retrain_config({"a": [1, 0, 0], "b": [1, 1, 1]})["policy"]
+    {'a': [1, 0, 0], 'b': [1, 1, 1]}
     """
 
     paper = "Sun et al. 2020, AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning"
@@ -169,7 +195,9 @@ class AdaShare(MultiTaskModel):
                  temperature: float = 5.0, temperature_decay: float = 0.965, decay_every: int = 100,
                  warmup_steps: int = 0, curriculum_steps: int = 0, sparsity_weight: float = 0.05,
                  sharing_weight: float = 0.05, policy_lr_scale: float = 10.0, hard_sampling: bool = False,
-                 skip: str = "pool", head_hidden: Sequence[int] = ()) -> None:
+                 skip: str = "pool", head_hidden: Sequence[int] = (),
+                 policy: Mapping[str, Sequence[int]] | None = None, retrain: bool = False,
+                 policy_sampling: str = "sample") -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
         name = "AdaShare"
@@ -186,8 +214,13 @@ class AdaShare(MultiTaskModel):
             raise ValueError(f"The 'hard_sampling' parameter of {name} must be a bool. Got {hard_sampling!r}.")
         self.hard_sampling = hard_sampling
         self.skip = check_choice(skip, "skip", name, ("pool", "projection"))
+        if not isinstance(retrain, bool):
+            raise ValueError(f"The 'retrain' parameter of {name} must be a bool. Got {retrain!r}.")
+        self.retrain = retrain
+        self.policy_sampling = check_choice(policy_sampling, "policy_sampling", name, ("sample", "argmax"))
         if input_shape is None:
             raise ValueError("AdaShare needs 'input_shape' (to build the skip paths).")
+        self.input_shape = tuple(int(s) for s in input_shape)
         built, spec = single_trunk(trunk, input_shape, name)
         blocks = named_blocks(built, name)
         self.block_names = [n for n, _ in blocks]
@@ -202,13 +235,20 @@ class AdaShare(MultiTaskModel):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("policy_fixed", torch.zeros((), dtype=torch.bool))
         self.register_buffer("fixed_policy", torch.ones(len(self.tasks), nb))
+        self.policy = None if policy is None else self.check_policy(policy)
+        if self.policy is not None:
+            if retrain:
+                raise ValueError(f"The 'retrain' parameter of {name} needs a policy to learn; with 'policy' "
+                                 f"given the policy is already fixed. Set retrain to False.")
+            self.set_policy(self.policy)
         self.config: dict[str, Any] = {
             "name": "adashare", "trunk": spec, "temperature": self.temperature,
             "temperature_decay": self.temperature_decay, "decay_every": self.decay_every,
             "warmup_steps": self.warmup_steps, "curriculum_steps": self.curriculum_steps,
             "sparsity_weight": self.sparsity_weight, "sharing_weight": self.sharing_weight,
             "policy_lr_scale": self.policy_lr_scale, "hard_sampling": self.hard_sampling, "skip": self.skip,
-            "head_hidden": list(head_hidden)}
+            "head_hidden": list(head_hidden), "policy": self.policy, "retrain": self.retrain,
+            "policy_sampling": self.policy_sampling}
 
     @classmethod
     def from_config(cls, tasks: Sequence[Task], input_shape: Sequence[int], *, trunk: dict[str, Any] | None,
@@ -313,16 +353,45 @@ class AdaShare(MultiTaskModel):
                 "adashare_sharing": self.sharing_weight * self.sharing_loss()}
 
     # ------------------------------------------------------------------ policy
+    def check_policy(self, policy: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+        """Validate a ``{task: [0/1 per block]}`` policy; return it with int actions in task order."""
+        nb, names = len(self.blocks), [t.name for t in self.tasks]
+        where = "The 'policy' parameter of AdaShare"
+        if not isinstance(policy, Mapping):
+            raise ValueError(f"{where} must map each task to a list of 0 (skip) / 1 (select) per block. "
+                             f"Got {policy!r}.")
+        unknown = [k for k in policy if k not in names]
+        if unknown:
+            raise ValueError(f"{where} names unknown task(s) {unknown}; the tasks are {names}.")
+        out: dict[str, list[int]] = {}
+        for t in names:
+            if t not in policy:
+                raise ValueError(f"{where} has no entry for task {t!r}; give one action per block "
+                                 f"{self.block_names} for every task {names}.")
+            row = policy[t]
+            if isinstance(row, (str, bytes, Mapping)) or not isinstance(row, Sequence) or len(row) != nb:
+                raise ValueError(f"{where} must give task {t!r} a list of {nb} actions (one per block "
+                                 f"{self.block_names}). Got {row!r}.")
+            bad = [v for v in row if not (isinstance(v, (int, float)) and v in (0, 1))]
+            if bad:
+                raise ValueError(f"{where} must hold only 0 (skip) and 1 (select); task {t!r} has "
+                                 f"{bad[0]!r} in {list(row)!r}.")
+            out[t] = [int(v) for v in row]
+        return out
+
     @torch.no_grad()
-    def fix_policy(self, *, sample: bool = True, generator: torch.Generator | None = None
+    def fix_policy(self, *, sample: bool | None = None, generator: torch.Generator | None = None
                    ) -> dict[str, list[int]]:
         """Fix the policy: sample each block's action from its select probability
-        (``sample=True``, as the paper does before retraining) or take the most probable one.
-        Blocks whose policy the curriculum has not reached yet stay selected. Returns the
-        task × block table of 0 (skip) / 1 (select)."""
+        (``sample=True``, as the paper does before retraining) or take the most probable one
+        (``sample=False``); default from ``policy_sampling``. Blocks whose policy the
+        curriculum has not reached yet stay selected. Returns the task × block table of
+        0 (skip) / 1 (select)."""
         nb = len(self.blocks)
         k = self.learnable_blocks()
         alpha = self.select_probabilities().cpu()
+        if sample is None:
+            sample = self.policy_sampling == "sample"
         if sample:
             chosen = torch.bernoulli(alpha, generator=generator)
         else:
@@ -332,11 +401,11 @@ class AdaShare(MultiTaskModel):
         self.policy_fixed.fill_(True)
         return {t.name: [int(v) for v in chosen[i].tolist()] for i, t in enumerate(self.tasks)}
 
-    def set_policy(self, policy: dict[str, Sequence[int]] | Tensor) -> None:
+    def set_policy(self, policy: Mapping[str, Sequence[int]] | Tensor) -> None:
         """Fix a given (K, B) 0/1 policy (``{task: [0/1 per block]}`` or a tensor)."""
-        if isinstance(policy, dict):
-            rows = [list(policy[t.name]) for t in self.tasks]
-            tensor = torch.tensor(rows, dtype=self.fixed_policy.dtype)
+        if isinstance(policy, Mapping):
+            checked = self.check_policy(policy)
+            tensor = torch.tensor([checked[t.name] for t in self.tasks], dtype=self.fixed_policy.dtype)
         else:
             tensor = torch.as_tensor(policy, dtype=self.fixed_policy.dtype)
         if tuple(tensor.shape) != tuple(self.fixed_policy.shape):
@@ -349,6 +418,36 @@ class AdaShare(MultiTaskModel):
 
     def unfix_policy(self) -> None:
         self.policy_fixed.fill_(False)
+
+    def current_policy(self) -> dict[str, list[int]]:
+        """The fixed 0/1 policy as ``{task: [0/1 per block]}`` (an error while it is learned)."""
+        if not bool(self.policy_fixed):
+            raise ValueError("The AdaShare policy is not fixed yet; call fix_policy() or set_policy() first.")
+        table = self.fixed_policy.cpu()
+        return {t.name: [int(v) for v in table[i].tolist()] for i, t in enumerate(self.tasks)}
+
+    # ------------------------------------------------------------------ second phase
+    def retrain_config(self, policy: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+        """The architecture config of the phase-2 model: this model's parameters with
+        ``policy`` fixed (default: the currently fixed policy) and ``retrain`` off."""
+        chosen = self.check_policy(policy) if policy is not None else self.current_policy()
+        return {**self.config, "policy": chosen, "retrain": False}
+
+    def retrain_model(self, policy: Mapping[str, Sequence[int]] | None = None) -> AdaShare:
+        """A fresh network (new parameters, drawn from torch's global generator) with
+        ``policy`` fixed: built from :meth:`retrain_config`. A user-defined trunk (no stock
+        spec) is deep-copied and re-initialised with each sub-module's ``reset_parameters``."""
+        cfg = self.retrain_config(policy)
+        params = {k: v for k, v in cfg.items() if k not in ("name", "trunk")}
+        if cfg["trunk"] is not None:
+            return type(self).from_config(self.tasks, self.input_shape, trunk=cfg["trunk"], **params)
+        trunk = reset_parameters(copy.deepcopy(nn.Sequential(OrderedDict(zip(self.block_names, self.blocks)))))
+        stale = [n for n, m in trunk.named_modules() if not callable(getattr(m, "reset_parameters", None))
+                 and any(True for _ in m.parameters(recurse=False))]
+        if stale:
+            warnings.warn(f"AdaShare.retrain_model: trunk module(s) {stale} have no reset_parameters(); "
+                          f"they keep their phase-1 weights.", RuntimeWarning, stacklevel=2)
+        return type(self)(trunk, self.tasks, input_shape=self.input_shape, **params)
 
     # ------------------------------------------------------------------ contract
     def shared_parameters(self) -> Iterator[nn.Parameter]:
@@ -363,12 +462,15 @@ class AdaShare(MultiTaskModel):
         yield from self.heads[name].parameters()
 
     def sharing_summary(self) -> dict[str, Any]:
+        """``policy``: the select probabilities while the policy is learned (with the current
+        Gumbel temperature), the 0/1 actions once it is fixed (no temperature: nothing is
+        sampled any more)."""
+        if bool(self.policy_fixed):
+            return {"policy": self.current_policy(), "policy_blocks": list(self.block_names),
+                    "policy_fixed": True}
         with torch.no_grad():
-            if bool(self.policy_fixed):
-                table = self.fixed_policy.cpu()
-            else:
-                table = self.select_probabilities().cpu()
+            table = self.select_probabilities().cpu()
         return {"policy": {t.name: [round(float(v), 6) for v in table[i].tolist()]
                            for i, t in enumerate(self.tasks)},
-                "policy_blocks": list(self.block_names), "policy_fixed": bool(self.policy_fixed),
+                "policy_blocks": list(self.block_names), "policy_fixed": False,
                 "temperature": self.current_temperature()}

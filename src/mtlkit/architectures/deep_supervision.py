@@ -66,6 +66,7 @@ class DeepSupervision(MultiTaskModel):
     """
 
     paper = "Lee et al. 2015, Deeply-Supervised Nets; Søgaard & Goldberg 2016"
+    task_keyed_params = ("attach",)
 
     def __init__(self, trunk: TrunkArg, tasks: Sequence[Task], *, attach: Mapping[str, int | str] | None = None,
                  input_shape: Sequence[int], pool_size: int = 1, head_hidden: Sequence[int] = ()) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,85 +19,9 @@ from mtlkit.architectures._layers import (
     single_trunk,
     trunk_width,
 )
-from mtlkit.tasks import Metric, Task, check_tasks
+from mtlkit.tasks import Task, check_tasks, contrastive_loss
 
-
-def contrastive_loss(d: Tensor, same: Tensor, margin: float = 1.0, *, mask: Tensor | None = None) -> Tensor:
-    """Margin contrastive loss of Hadsell, Chopra & LeCun (2006), "Dimensionality Reduction by
-    Learning an Invariant Mapping", CVPR, averaged over the (unmasked) pairs:
-
-        L = same · ½ d² + (1 − same) · ½ max(0, margin − d)²
-
-    ``d``: embedding distances; ``same``: 1 for a similar pair, 0 for a dissimilar one.
-
-    >>> contrastive_loss(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), margin=1.0)
-    tensor(0.1250)
-    """
-    d = d.reshape(-1)
-    same = same.reshape(-1).to(d.dtype)
-    per = same * 0.5 * d.pow(2) + (1 - same) * 0.5 * torch.clamp(margin - d, min=0).pow(2)
-    if mask is None:
-        return per.mean()
-    m = mask.reshape(-1).bool()
-    per = torch.where(m, per, torch.zeros_like(per))
-    return per.sum() / m.sum().clamp_min(1).to(per.dtype)
-
-
-def _auc_of_distance(y: np.ndarray, d: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    y, d = np.asarray(y).reshape(-1), np.asarray(d).reshape(-1)
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y, -d))
-
-
-@dataclass(frozen=True)
-class ContrastiveTask(Task):
-    """A ``regression``-kind task (dim 1) whose loss is :func:`contrastive_loss`.
-
-    The target is 1.0 for a similar pair and 0.0 for a dissimilar one, shaped (N, 1) like any
-    regression target; the model's output is the embedding distance. Metrics: ``roc_auc`` of
-    −distance for "same" (main metric) and ``accuracy`` of "same" ⇔ ``d < margin / 2``.
-    The mtlkit task kinds have no ``contrastive`` kind: this subclass carries the loss, so the
-    unmodified :class:`~mtlkit.Trainer` (which calls ``task.compute_loss``) optimises it.
-    ``to_dict()`` drops ``margin`` (a plain regression task is rebuilt from it).
-
-    >>> t = ContrastiveTask("contrastive", margin=2.0)
-    >>> t.kind, t.main_metric, float(t.compute_loss(torch.tensor([[1.0]]), torch.tensor([[0.0]]),
-    ...                                              torch.tensor([[True]])))
-    ('regression', 'roc_auc', 0.5)
-    """
-
-    kind: str = "regression"
-    margin: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.kind != "regression" or self.dim != 1:
-            raise ValueError(f"ContrastiveTask {self.name!r} must be kind 'regression' with dim 1.")
-        check_float(self.margin, "margin", "ContrastiveTask", low_open=True)
-
-    def compute_loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        return contrastive_loss(pred, target, self.margin, mask=mask)
-
-    @property
-    def metrics(self) -> tuple[Metric, ...]:
-        half = self.margin / 2
-
-        def acc(y: np.ndarray, d: np.ndarray) -> float:
-            return float(((np.asarray(d).reshape(-1) < half) == (np.asarray(y).reshape(-1) > 0.5)).mean())
-
-        return (Metric("roc_auc", _auc_of_distance, True), Metric("accuracy", acc, True))
-
-    @property
-    def main_metric(self) -> str:
-        return "roc_auc"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d.pop("margin", None)
-        return d
+__all__ = ["Siamese", "contrastive_loss", "make_pairs"]
 
 
 @ARCHITECTURES.register()
@@ -112,11 +35,13 @@ class Siamese(MultiTaskModel):
     optionally followed by a linear projection to ``embedding_dim``) maps each half to an
     embedding e_0, e_1.
 
-    * the task named ``contrastive_task`` (regression, dim 1) outputs ``‖e_0 − e_1‖₂`` as
-      (N, 1). Make it a :class:`ContrastiveTask` to train it with the margin contrastive loss
-      (targets 1 = same, 0 = different). A plain regression task would get the MSE.
+    * the ``contrastive`` task (kind ``contrastive``; targets 1 = similar pair, 0 = dissimilar)
+      outputs ``‖e_0 − e_1‖₂`` as (N,) and is trained with the margin contrastive loss of
+      Hadsell et al. (2006) (:func:`mtlkit.tasks.contrastive_loss`, margin = the task's
+      ``margin``);
     * every other task is a head on one embedding: ``pair_index[task]`` (0 or 1; default: the
       first such task reads e_0, the second e_1, later ones e_0), e.g. the digit of each image.
+      These are usually ``role="auxiliary"``: the classifiers shape the embedding.
 
     ``has_representation`` is True: the representation is the stacked embeddings (N, 2, D);
     ``decode`` computes the distance and the heads from it. The encoder is
@@ -127,22 +52,23 @@ class Siamese(MultiTaskModel):
         trunk: stock trunk spec (built for ``input_shape[1:]``) or ``nn.Module``.
         tasks: the task specs.
         input_shape: per-sample shape ``(2, *sample_shape)``.
-        contrastive_task: name of the distance task (absent = only classifier tasks).
+        contrastive_task: name of the distance task; ``None`` (default) = the one task of kind
+            ``contrastive`` if there is one (a model may also hold only classifier tasks).
         pair_index: ``{task: 0 | 1}`` — which embedding each classifier reads.
         embedding_dim: width of a linear projection after the trunk (None = trunk output).
         head_hidden: hidden widths of each classifier head.
 
     >>> from mtlkit import Task
-    >>> tasks = [ContrastiveTask("contrastive"), Task("digit_a", "multiclass", num_classes=10)]
+    >>> tasks = [Task("same", "contrastive", margin=2.0), Task("digit_a", "multiclass", num_classes=10)]
     >>> m = Siamese({"name": "mlp", "hidden": [8]}, tasks, input_shape=(2, 6))
     >>> {k: tuple(v.shape) for k, v in m(torch.zeros(3, 2, 6)).items()}
-    {'contrastive': (3, 1), 'digit_a': (3, 10)}
+    {'same': (3,), 'digit_a': (3, 10)}
     """
 
     paper = "Bromley et al. 1993, Siamese networks; Hadsell, Chopra & LeCun 2006, contrastive loss"
 
     def __init__(self, trunk: TrunkArg, tasks: Sequence[Task], *, input_shape: Sequence[int],
-                 contrastive_task: str | None = "contrastive", pair_index: Mapping[str, int] | None = None,
+                 contrastive_task: str | None = None, pair_index: Mapping[str, int] | None = None,
                  embedding_dim: int | None = None, head_hidden: Sequence[int] = ()) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
@@ -150,15 +76,25 @@ class Siamese(MultiTaskModel):
             raise ValueError(f"Siamese needs input_shape (2, *sample_shape) for stacked pairs. Got {input_shape!r}.")
         sample_shape = tuple(int(s) for s in input_shape[1:])
         names = self.task_names
-        if contrastive_task is not None and contrastive_task not in names:
+        pair_tasks = [t.name for t in self.tasks if t.kind == "contrastive"]
+        if contrastive_task is None:
+            if len(pair_tasks) > 1:
+                raise ValueError(f"Siamese computes one embedding distance; tasks {pair_tasks} are all kind "
+                                 f"'contrastive'. Keep one, or name it with 'contrastive_task'.")
+            contrastive_task = pair_tasks[0] if pair_tasks else None
+        elif contrastive_task not in names:
             raise ValueError(f"The 'contrastive_task' parameter of Siamese names {contrastive_task!r}, which is "
                              f"not a task; the tasks are {names}.")
-        self.contrastive_task = contrastive_task
         if contrastive_task is not None:
             ct = next(t for t in self.tasks if t.name == contrastive_task)
-            if ct.kind != "regression" or ct.out_dim != 1:
-                raise ValueError(f"The contrastive task {contrastive_task!r} must be a regression task of dim 1 "
-                                 f"(use ContrastiveTask). Got kind {ct.kind!r}, out_dim {ct.out_dim}.")
+            if ct.kind != "contrastive":
+                raise ValueError(f"The contrastive task {contrastive_task!r} must be of kind 'contrastive' "
+                                 f"(the margin loss on the embedding distance). Got kind {ct.kind!r}.")
+        others = [n for n in pair_tasks if n != contrastive_task]
+        if others:
+            raise ValueError(f"Siamese computes one embedding distance, for task {contrastive_task!r}; task(s) "
+                             f"{others} are kind 'contrastive' too.")
+        self.contrastive_task = contrastive_task
         classifiers = [n for n in names if n != contrastive_task]
         given = dict(pair_index or {})
         unknown = sorted(set(given) - set(classifiers))
@@ -188,6 +124,28 @@ class Siamese(MultiTaskModel):
                     **params: Any) -> Siamese:
         return cls(require_spec(trunk, "Siamese"), tasks, input_shape=input_shape, **params)
 
+    task_keyed_params = ("pair_index",)
+    reads_pairs = True
+
+    @classmethod
+    def config_for_tasks(cls, config: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+        out = super().config_for_tasks(config, names)
+        if out.get("contrastive_task") not in names:
+            out["contrastive_task"] = None
+        return out
+
+    @classmethod
+    def single_task_config(cls, params: dict[str, Any], task: Task) -> dict[str, Any] | None:
+        """A siamese model of ``task`` alone (the same encoder over both inputs of a pair): the
+        distance alone for the contrastive task, one classifier reading the same embedding as
+        in the multi-task model for a classifier task."""
+        out = {k: v for k, v in params.items() if k not in ("contrastive_task", "pair_index")}
+        if task.kind == "contrastive":
+            return {"name": "siamese", **out, "contrastive_task": task.name}
+        side = dict(params.get("pair_index") or {}).get(task.name)
+        return {"name": "siamese", **out, "contrastive_task": None,
+                "pair_index": {task.name: int(side)} if side is not None else None}
+
     @property
     def has_representation(self) -> bool:  # type: ignore[override]
         return True
@@ -198,7 +156,7 @@ class Siamese(MultiTaskModel):
         return self.projection(h.reshape(h.shape[0], -1))
 
     def encode(self, x: Tensor) -> Tensor:
-        if x.dim() < 2 or x.shape[1] != 2:
+        if not torch.jit.is_tracing() and (x.dim() < 2 or x.shape[1] != 2):
             raise ValueError(f"Siamese expects stacked pairs (N, 2, ...). Got shape {tuple(x.shape)}.")
         n = x.shape[0]
         e = self.embed(x.reshape(n * 2, *x.shape[2:]))
@@ -209,7 +167,7 @@ class Siamese(MultiTaskModel):
         for t in self.tasks:
             if t.name == self.contrastive_task:
                 diff = rep[:, 0] - rep[:, 1]
-                out[t.name] = torch.sqrt(diff.pow(2).sum(1, keepdim=True) + 1e-12)
+                out[t.name] = torch.sqrt(diff.pow(2).sum(1) + 1e-12)
             else:
                 out[t.name] = t.shape_output(self.heads[t.name](rep[:, self.pair_index[t.name]]))
         return out

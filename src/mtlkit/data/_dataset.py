@@ -116,7 +116,7 @@ def check_targets(tasks: Sequence[Task], targets: Mapping[str, Tensor], masks: M
                     f"Task {t.name!r}: label {hi if hi >= (t.num_classes or 0) else lo} is outside "
                     f"[0, {t.num_classes}) (num_classes={t.num_classes})."
                 )
-        elif t.kind in ("binary", "multilabel"):
+        elif t.kind in ("binary", "multilabel", "contrastive"):
             bad = vals[(vals != 0) & (vals != 1)]
             if bad.numel():
                 raise ValueError(f"Task {t.name!r}: {t.kind} labels must be 0 or 1. Got {float(bad[0])}.")

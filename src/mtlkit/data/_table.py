@@ -78,7 +78,7 @@ def targets_from_frame(df: pd.DataFrame, tasks: Sequence[Task], *, source: str =
                 raise ValueError(f"Task {t.name!r}: multiclass labels must be integers.")
             targets[t.name] = torch.as_tensor(arr[:, 0], dtype=torch.long)
             masks[t.name] = torch.as_tensor(~miss[:, 0])
-        elif t.kind == "binary":
+        elif t.kind in ("binary", "contrastive"):
             targets[t.name] = torch.as_tensor(arr[:, 0], dtype=torch.float32)
             masks[t.name] = torch.as_tensor(~miss[:, 0])
         else:
@@ -174,12 +174,12 @@ def from_arrays(x: Any, labels: Mapping[str, Any], tasks: Sequence[Task]) -> Mul
                              f"{exc}") from None
         if a.ndim == 1:
             a = a[:, None]
-        if a.ndim != 2 and t.kind in ("binary", "multiclass", "multilabel", "regression"):
+        if a.ndim != 2 and t.kind in ("binary", "multiclass", "multilabel", "regression", "contrastive"):
             raise ValueError(f"The labels of task {t.name!r} must be 1-D or 2-D; got shape {a.shape}.")
         if a.shape[0] != xt.shape[0]:
             raise ValueError(f"Task {t.name!r} has {a.shape[0]} labels but x has {xt.shape[0]} rows.")
         want = t.out_dim if t.kind in ("multilabel", "regression") else 1
-        if a.shape[1] != want and t.kind in ("multilabel", "regression", "binary", "multiclass"):
+        if a.shape[1] != want and t.kind in ("multilabel", "regression", "binary", "multiclass", "contrastive"):
             raise ValueError(f"Task {t.name!r} ({t.kind}) expects {want} label column(s); "
                              f"the array has {a.shape[1]}.")
         cols = tuple(f"{t.name}[{i}]" for i in range(a.shape[1])) if a.shape[1] > 1 else (t.name,)

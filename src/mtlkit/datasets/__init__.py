@@ -15,6 +15,7 @@ from mtlkit._registry import DATASETS
 from mtlkit.datasets._bundle import DatasetBundle
 from mtlkit.datasets.adult import load_adult
 from mtlkit.datasets.basic_motions import load_basic_motions
+from mtlkit.datasets.mnist_pairs import load_mnist_pairs
 from mtlkit.datasets.multimnist import load_multimnist
 from mtlkit.datasets.sp500 import load_sp500
 from mtlkit.datasets.yeast import load_yeast
@@ -42,6 +43,7 @@ __all__ = [
     "load",
     "load_adult",
     "load_basic_motions",
+    "load_mnist_pairs",
     "load_multimnist",
     "load_sp500",
     "load_yeast",

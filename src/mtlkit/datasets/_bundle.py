@@ -21,7 +21,8 @@ class DatasetBundle:
         tasks: the task specs, in a fixed order.
         test: the dataset's own test set when it has one, else ``None`` (the caller then
             splits ``data`` at random).
-        input_kind: ``"table"`` (N, F), ``"image"`` (N, C, H, W) or ``"series"`` (N, C, T).
+        input_kind: ``"table"`` (N, F), ``"image"`` (N, C, H, W), ``"series"`` (N, C, T) or
+            ``"image_pair"`` (N, 2, C, H, W).
         default_trunk: a stock trunk spec that suits the inputs, e.g. ``{"name": "lenet"}``.
         feature_names: the column names of tabular inputs (``None`` for images and series).
         description: where the data comes from and how it was built.
@@ -55,7 +56,7 @@ class DatasetBundle:
             y, m = ds.targets[t.name], ds.masks[t.name]
             if t.kind == "multiclass":
                 out[t.name] = torch.bincount(y[m], minlength=int(t.num_classes or 0)).tolist()
-            elif t.kind == "binary":
+            elif t.kind in ("binary", "contrastive"):
                 pos = int(y[m].sum())
                 out[t.name] = [int(m.sum()) - pos, pos]
             elif t.kind == "multilabel":

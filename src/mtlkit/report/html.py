@@ -46,6 +46,7 @@ _KNOWN_SUMMARY_KEYS = {
     "delta_m_all_tasks", "stl_params_total", "stl_inference_ms_total", "confusion",
     "classification_report", "higher_is_better", "main_metric", "created", "sign_convention",
     "inference_unit", "source", "sizes", "environment", "nonfinite_skipped", "affinity", "sharing",
+    "search_phase",
 }
 _KNOWN_SHARING_KEYS = {"gates", "cross_stitch", "policy", "discriminator_accuracy"}
 
@@ -822,6 +823,35 @@ def _sharing(ctx: _Ctx) -> tuple[str, str, str] | None:
     return _sec("sharing", "Learned sharing", "".join(body))
 
 
+def _search_phase(ctx: _Ctx) -> tuple[str, str, str] | None:
+    """A two-phase architecture's search (AdaShare phase 1, ``summary["search_phase"]``): its
+    test metrics next to the retrained model's, the learned select probabilities and the
+    policy fixed from them."""
+    sp = ctx.summary.get("search_phase")
+    if not isinstance(sp, Mapping):
+        return None
+    body = [f'<p class="note">The run\'s model was retrained from scratch with the policy fixed after '
+            f"a search phase of {esc(fmt(sp.get('epochs_run')))} epochs ({esc(fmt(sp.get('fit_time_s')))} s; "
+            f"policy fixed by {esc(sp.get('policy_sampling') or 'n/a')}). The search phase's per-epoch "
+            "records are in <code>search/metrics.jsonl</code>.</p>"]
+    search_test, final_test = as_dict(sp.get("test")), as_dict(ctx.mtl.get("test"))
+    rows = []
+    for t in ctx.tasks:
+        a, b = as_dict(search_test.get(t)), as_dict(final_test.get(t))
+        for metric in list(a) + [k for k in b if k not in a]:
+            rows.append([esc(t), f"{esc(metric)} {arrow(higher_is_better(ctx.summary, t, metric))}",
+                         _num_td(a.get(metric)), _num_td(b.get(metric))])
+    if rows:
+        body.append("<h3>Test metrics</h3>" + _table(["task", "metric", "search model", "retrained model"],
+                                                     rows, "metrics"))
+    for key, title in (("probabilities", "Learned select probabilities (end of the search)"),
+                       ("policy", "Fixed policy used for retraining (1 = select, 0 = skip)")):
+        tbl = _policy_table(sp.get(key), ctx.tasks)
+        if tbl is not None:
+            body.append(f"<h3>{title}</h3>" + tbl)
+    return _sec("search", "Search phase", "".join(body))
+
+
 def _penalties(ctx: _Ctx) -> tuple[str, str, str] | None:
     recs = [r for r in ctx.records if isinstance(r.get("penalties"), Mapping)]
     if not recs:
@@ -998,7 +1028,8 @@ def render_report(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any
                config_text=config_text, config=config, tasks=task_names(summary, recs),
                warnings=list(warnings))
     builders = [_headline, _auxiliary, _training, _curves, _comparison, _confusion,
-                _classification_reports, _weights, _aggregator, _conflicts, _sharing, _penalties,
+                _classification_reports, _weights, _aggregator, _conflicts, _sharing, _search_phase,
+                _penalties,
                 _sampling, _affinity, _other, _config]
     sections: list[tuple[str, str, str]] = []
     for build in builders:
