@@ -463,7 +463,8 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         model = build_model_for(cfg, prepared, tasks)
     trainer = make_trainer(cfg, model, tasks, run_dir=run_dir, progress=progress, components=comps,
                            trainer_cls=tcls, checkpoint_dir=ck_root / "mtl" if ck_root is not None else None)
-    say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} parameters) ...")
+    phase = ", phase 1 of 2: the policy search" if getattr(model, "retrain", False) else ""
+    say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} parameters{phase}) ...")
     t0 = time.perf_counter()
     trainer.fit(prepared.train, prepared.val, resume=resume)
     if trainer.resumed_from:

@@ -198,12 +198,13 @@ def _header(ctx: _Ctx) -> str:
         kind = spec.get("kind", "?")
         out = (f"{spec.get('num_classes')} classes" if spec.get("num_classes") else
                f"{spec.get('num_labels')} labels" if spec.get("num_labels") else
-               f"dim {spec.get('dim')}" if kind == "regression" and spec.get("dim") else "")
+               f"dim {spec.get('dim')}" if kind == "regression" and spec.get("dim") else
+               f"pair distance (margin {fmt(spec.get('margin'))})" if kind == "contrastive" else "")
         role = task_role(s, t)
         mm = main_metric(s, t)
         rows.append([esc(t), esc(kind), f'<span class="role-{esc(role)}">{esc(role)}</span>',
                      esc(out), esc(fmt(spec.get("weight")) if "weight" in spec else NA),
-                     esc(spec.get("loss") or "default"),
+                     esc(spec.get("loss") or ("contrastive" if kind == "contrastive" else "default")),
                      esc(f"{mm} {arrow(higher_is_better(s, t, mm))}" if mm else NA)])
     tasks_tbl = _table(["task", "kind", "role", "output", "λ (static weight)", "loss", "main metric"],
                        rows) if rows else "<p>No task list in summary.json.</p>"
