@@ -42,10 +42,14 @@ def primary_only(model: nn.Module, tasks: list[Task], input_shape: list[int] | t
     small = build_model(cfg, primary, input_shape)
     full_state = model.state_dict()
     small_state = small.state_dict()
-    missing = [k for k in small_state if k not in full_state or full_state[k].shape != small_state[k].shape]
-    if missing:
-        raise ValueError(f"Cannot map weights for the primary-only model: {missing[:3]} ...")
-    small.load_state_dict({k: full_state[k] for k in small_state})
+    params = {name for name, _ in small.named_parameters()}
+    missing = [k for k in small_state if k not in full_state]
+    # a per-task buffer (e.g. AdaShare's fixed policy, one row per task) has another shape in
+    # the smaller model, which set it from its config; the output check below confirms it
+    reshaped = [k for k in small_state if k in full_state and full_state[k].shape != small_state[k].shape]
+    if missing or any(k in params for k in reshaped):
+        raise ValueError(f"Cannot map weights for the primary-only model: {(missing + reshaped)[:3]} ...")
+    small.load_state_dict({k: (small_state[k] if k in reshaped else full_state[k]) for k in small_state})
     small.eval()
     if check:
         was = model.training

@@ -266,3 +266,14 @@ def test_docs_python_examples_run():
     ns: dict = {}
     for code in blocks:
         exec(compile(code, str(doc), "exec"), ns)
+
+
+def test_primary_only_export_keeps_the_primary_tasks_policy():
+    from mtlkit.export import primary_only
+
+    tasks = [Task("y", "binary"), Task("aux", "regression", role="auxiliary")]
+    m = AdaShare({"name": "mlp", "hidden": [8, 8, 8]}, tasks, input_shape=(5,),
+                 policy={"y": [0, 1, 1], "aux": [1, 1, 0]})
+    small, primary = primary_only(m, tasks, (5,))  # checks the primary outputs are unchanged
+    assert [t.name for t in primary] == ["y"] and list(small.heads) == ["y"]
+    assert small.current_policy() == {"y": [0, 1, 1]}

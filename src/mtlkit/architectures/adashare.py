@@ -186,6 +186,7 @@ class AdaShare(MultiTaskModel):
 
     paper = "Sun et al. 2020, AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning"
     has_representation = False
+    task_keyed_params = ("policy",)
     # buffers (registered in __init__)
     step: Tensor
     policy_fixed: Tensor
