@@ -30,7 +30,8 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
         baselines: bool = True, split: Sequence[float] = (0.6, 0.25, 0.15),
         stratify: str | None = None, standardize: bool = True, seed: int = 0,
         out_dir: str | Path | None = None, progress: bool = False,
-        image_column: str | None = None, name: str = "fit", overwrite: bool = False) -> RunResult:
+        image_column: str | None = None, name: str = "fit", overwrite: bool = False,
+        device: str = "cpu") -> RunResult:
     """Train a multi-task model (and, by default, the single-task baselines) in one call.
 
     Args:
@@ -43,6 +44,8 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
             ``nn.Module`` (then the hard-sharing model is built around it).
         weighting / aggregator: a registry name (``"dwa"``, ``"pcgrad"``) or an object.
         out_dir: write the run folder (config, metrics, weights, summary, report) there.
+        device: where to train: ``cpu`` (default), ``cuda``, ``cuda:N``, ``mps`` or ``auto``;
+            the returned model is on the CPU.
 
     Returns a :class:`~mtlkit.experiment.RunResult` (``.model``, ``.summary``, ``.delta_m``,
     ``.predict(df)``).
@@ -77,7 +80,7 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
     user_model = None
     builder = None
     training: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "patience": patience,
-                                "level": level,
+                                "level": level, "device": device,
                                 "optimizer": {"name": optimizer, "lr": lr, "weight_decay": weight_decay}}
     objects: dict[str, Any] = {}
     for key, val in (("weighting", weighting), ("aggregator", aggregator)):

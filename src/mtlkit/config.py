@@ -120,6 +120,17 @@ class TrainingConfig(_Strict):
     max_nonfinite_steps: int = Field(default=20, ge=1)
     checkpoint_every: int | None = Field(default=None, ge=1, description="also checkpoint every N steps")
     keep_checkpoints: int = Field(default=2, ge=1)
+    device: str = Field(default="cpu", description="cpu, cuda, cuda:N, mps or auto (the first of cuda, mps, cpu "
+                                                   "that this torch build can use)")
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", v):
+            raise ValueError(f"must be cpu, cuda, cuda:N, mps or auto; got {v!r}")
+        return v
 
 
 class RunConfig(_Strict):
@@ -258,15 +269,21 @@ def flat_items(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: keys that say where a run computes, not what it computes: a run may resume on another device
+RUNTIME_KEYS = frozenset({"training.device"})
+
+
 def config_diff(a: RunConfig | dict[str, Any], b: RunConfig | dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two configs."""
+    """Dotted keys whose values differ between two configs (``RUNTIME_KEYS`` aside)."""
     fa = flat_items(a.model_dump(mode="json") if isinstance(a, RunConfig) else a)
     fb = flat_items(b.model_dump(mode="json") if isinstance(b, RunConfig) else b)
-    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and k not in RUNTIME_KEYS)
 
 
 def config_hash(cfg: RunConfig) -> str:
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    dumped = cfg.model_dump(mode="json")
+    dumped.get("training", {}).pop("device", None)  # a checkpoint may resume on another device
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]

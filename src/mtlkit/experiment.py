@@ -271,7 +271,32 @@ def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run
                    sampler=comps["sampler"], schedule=comps["schedule"],
                    max_nonfinite_steps=t.max_nonfinite_steps, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-                   config_hash=config_hash(cfg), **trainer_kwargs)
+                   config_hash=config_hash(cfg), device=resolve_device(t.device), **trainer_kwargs)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device named by ``training.device``; ``auto`` = cuda, else mps, else cpu. A
+    device this torch build cannot use is an error that says so (never a silent CPU run).
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"training.device is {name!r}, but this torch build sees no CUDA GPU "
+                             f"(torch {torch.__version__}, torch.cuda.is_available() is False); use 'cpu' or "
+                             f"'auto'.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"training.device is {name!r}, but there are only {torch.cuda.device_count()} "
+                             f"CUDA device(s).")
+    if dev.type == "mps" and not has_mps:
+        raise ValueError(f"training.device is {name!r}, but MPS is not available here; use 'cpu' or 'auto'.")
+    return dev
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -428,6 +453,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
                                     checkpoint_dir=ck_root / f"stl-{t.name}" if ck_root is not None else None)
             t1 = time.perf_counter()
             btrainer.fit(prepared.train, prepared.val, resume=resume)
+            bmodel.cpu()  # evaluation, timing and saving on the CPU
             bfit = time.perf_counter() - t1
             bout = predict_raw(bmodel, prepared.test)
             if bdir is not None and main:  # a baseline is a run folder too (a distillation teacher)
@@ -467,6 +493,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
     say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} parameters{phase}) ...")
     t0 = time.perf_counter()
     trainer.fit(prepared.train, prepared.val, resume=resume)
+    model.cpu()  # evaluation, timing and saving on the CPU, whatever training.device was
     if trainer.resumed_from:
         say(f"Resumed the multi-task model from checkpoint {trainer.resumed_from}.")
     fit_time = time.perf_counter() - t0
@@ -479,7 +506,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
             say=say)
     out_test = predict_raw(model, prepared.test)
     test_metrics, confusion, reports = evaluate_outputs(tasks, out_test, prepared.test)
-    val_metrics = trainer.evaluate(prepared.val) if len(prepared.val) else {}
+    val_metrics = evaluate_outputs(tasks, predict_raw(model, prepared.val), prepared.val)[0] if len(prepared.val) else {}
     mtl = {"test": test_metrics, "val": val_metrics, "params": count_parameters(model),
            "inference_ms": inference_ms(model, prepared.test.x), "fit_time_s": round(fit_time, 3),
            "best_epoch": trainer.history.best_epoch, "epochs_run": len(trainer.history.records)}
@@ -500,7 +527,8 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         "sizes": {"train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test)},
         "inference_unit": "ms per 1000 samples",
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads(), "processes": world_size()},
+                        "threads": torch.get_num_threads(), "processes": world_size(),
+                        "device": str(trainer.device)},
     }
     if search_phase is not None:
         summary["search_phase"] = search_phase
@@ -624,6 +652,7 @@ def _retrain_phase(cfg: RunConfig, prepared: PreparedData, model: nn.Module, tra
                                  checkpoint_dir=ck_root / "mtl-retrain" if ck_root is not None else None)
     t0 = time.perf_counter()
     final_trainer.fit(prepared.train, prepared.val, resume=resume)
+    final.cpu()
     if final_trainer.resumed_from:
         say(f"Resumed the retrained model from checkpoint {final_trainer.resumed_from}.")
     retrain_fit = time.perf_counter() - t0
