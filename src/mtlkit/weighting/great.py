@@ -136,8 +136,10 @@ class GREAT(Weighting):
         and present task, differentiable (``create_graph=True``)."""
         rep = ctx.representation
         if rep is None:
-            raise ValueError("GREAT needs the shared representation (ctx.representation): use a model "
-                             "with has_representation (every mtlkit architecture).")
+            raise ValueError("GREAT needs one shared representation (ctx.representation) that every task "
+                             "head reads; this model has none (has_representation is False, as for soft_sharing, "
+                             "cross_stitch, mmoe, ple, adashare, adversarial, and deep_supervision with heads on "
+                             "different blocks). Use hard_sharing, fusion or siamese.")
         k = losses.shape[0]
         present = ctx.present if ctx.present is not None else torch.ones(k, dtype=torch.bool)
         idx = [i for i in range(k) if bool(present[i]) and losses[i].requires_grad]
