@@ -1,4 +1,4 @@
-"""Every architecture trains with every registered loss weighting (one short epoch on a tiny
+"""Every architecture trains with every registered loss weighting and aggregator (one short epoch on a tiny
 MLP): the loss stays finite and every shared parameter moves, or the pair is refused with a
 message naming what is missing (e.g. a shared representation)."""
 
@@ -10,7 +10,7 @@ import torch
 from _arch_builders import build
 
 from mtlkit import Task, Trainer, from_arrays
-from mtlkit._registry import WEIGHTINGS
+from mtlkit._registry import AGGREGATORS, WEIGHTINGS
 
 ARCHS = ["hard_sharing", "soft_sharing", "cross_stitch", "mmoe", "ple", "adashare", "adversarial", "fusion",
          "deep_supervision"]
@@ -55,3 +55,20 @@ def test_architecture_trains_with_weighting(arch, weighting, data):
     assert all(np.isfinite(v) for v in losses.values()), (arch, weighting, losses)
     moved = [not torch.equal(b, p.detach()) for b, p in zip(before, shared)]
     assert not shared or any(moved), (arch, weighting)
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS.names())
+@pytest.mark.parametrize("arch", ARCHS)
+def test_architecture_trains_with_aggregator(arch, aggregator, data):
+    """Parameter level for every architecture; representation level where there is one."""
+    for level in ("parameters", "representation"):
+        model = _model(arch)
+        if level == "representation" and not model.has_representation:
+            with pytest.raises(ValueError, match="representation"):
+                Trainer(model, TASKS, aggregator=AGGREGATORS.build(aggregator), level=level, epochs=1,
+                        progress=False).fit(data)
+            continue
+        trainer = Trainer(model, TASKS, aggregator=AGGREGATORS.build(aggregator), level=level, epochs=1,
+                          batch_size=32, lr=1e-2, progress=False, seed=0)
+        losses = trainer.fit(data).records[-1]["train_loss"]
+        assert all(np.isfinite(v) for v in losses.values()), (arch, aggregator, level, losses)
