@@ -10,6 +10,7 @@ from report_fake_run import summary
 
 import mtlkit.report as report_pkg
 import mtlkit.report._format as fmt_mod
+import mtlkit.report._layout as layout_mod
 import mtlkit.report._table as table_mod
 import mtlkit.report.html as html_mod
 import mtlkit.report.plots as plots_mod
@@ -62,7 +63,7 @@ def test_table_of_an_empty_summary_does_not_fail():
 
 
 def test_doctests_of_the_report_package():
-    for mod in (fmt_mod, table_mod, html_mod, plots_mod, report_pkg):
+    for mod in (fmt_mod, table_mod, html_mod, plots_mod, layout_mod, report_pkg):
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0, mod.__name__
 
