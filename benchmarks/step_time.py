@@ -15,13 +15,21 @@ parameter level (whole step: forward, Jacobian, aggregation, head gradients, Ada
 ratio to the floor) and at representation level (ratio to equal weighting); "/ mean" is
 the ratio to Mean at the same level, i.e. the cost of the aggregation itself (Mean's step
 already pays the head gradients, the write of ``.grad`` and the Adam step). The step
-functions mirror :class:`mtlkit.Trainer` (with the per-task losses kept as a list). Times are
+functions mirror :class:`mtlkit.Trainer` (with the per-task losses kept as a list): the
+Gramian of :func:`mtlkit.aggregation._base.gramian`, not formed for Mean (whose weights do
+not read it), the weights, and the direction ``w @ J`` handed to ``.grad`` without a copy. Times are
 the best of ``--repeats`` runs after warm-up, in process CPU time by default (``--clock
 cpu``: with one intra-op thread it equals the elapsed time of an idle machine, and it is
 not inflated by other processes on a shared one; ``--clock wall`` for elapsed time);
 ``--threads`` sets torch's intra-op threads (default 1). Denormal floats are flushed to
 zero (``torch.set_flush_denormal``): without it, tiny values in the LeNet's backward passes
 made some methods' steps ~20 % slower than others' at random.
+
+``--breakdown``: where a step's time goes. For each K of ``--ks`` (default 2, 10, 40) and
+both levels, the best time of each phase of the step over ``--repeats`` rounds: forward,
+Jacobian (K ``autograd.grad`` calls), Gramian, weights (the K×K solve), ``w @ J`` and the
+write into ``.grad`` (parameter level) or the trunk backward of the direction
+(representation level), the head gradients, the Adam step.
 
 Peak memory at K = 40 (full run): for each method a fresh subprocess runs 3 steps and
 reports the growth of its peak resident set size (``VmHWM``) over the state
@@ -42,6 +50,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import gc
+import itertools
 import json
 import resource
 import subprocess
@@ -57,6 +66,7 @@ from torch import Tensor, nn
 
 from mtlkit import HardSharing, Task
 from mtlkit._registry import AGGREGATORS
+from mtlkit.aggregation._base import gramian
 from mtlkit.architectures.backbones import lenet, mlp
 from mtlkit.jacobian import assign_grads, jacobian, representation_jacobian
 
@@ -121,8 +131,11 @@ def _heads_backward(s: Setup, losses: list[Tensor]) -> None:
 
 
 def _direction(agg, j: Tensor) -> Tensor:
-    if getattr(agg, "gramian_based", False) and hasattr(agg, "weights_of"):
-        return agg.weights_of(j) @ j
+    """As ``Trainer._aggregate``: the Gramian (skipped when the weights do not read it, as
+    Mean's), the weights, their product with J."""
+    if getattr(agg, "gramian_based", False) and hasattr(agg, "weights_from"):
+        w = agg.weights_from(gramian(j)) if getattr(agg, "reads_gramian", True) else agg.weights_of(j)
+        return w.to(j.dtype) @ j
     return agg(j)
 
 
@@ -143,7 +156,8 @@ def step_parameters(s: Setup, agg, engine: str = "loop") -> None:
     rep = s.model.encode(s.x)
     losses = s.losses(s.model.decode(rep))
     j = jacobian(losses, s.shared, engine=engine, representation=rep)
-    assign_grads(s.shared, _direction(agg, j))
+    # as the trainer: a Gramian-based direction is written into .grad without a copy
+    assign_grads(s.shared, _direction(agg, j), copy=not getattr(agg, "gramian_based", False))
     _heads_backward(s, losses)
     s.optimizer.step()
 
@@ -193,17 +207,22 @@ def best_ms(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -
 def bench_setup(s: Setup, repeats: int, names: list[str], tjd: dict | None) -> list[str]:
     kind = "CPU" if clock is time.process_time else "wall"
     lines = [f"\n### {s.name} ({kind} ms, threads={torch.get_num_threads()}, best of {repeats})\n"]
-    fns: dict[str, Callable[[], None]] = {"equal": lambda: step_equal(s)}
-    engines = ("loop", "batched", "two-stage")
-    for e in engines:
-        fns[f"floor:{e}"] = lambda e=e: step_floor(s, e)
+    fns: dict[str, Callable[[], None]] = {"equal": lambda: step_equal(s), "floor:loop": lambda: step_floor(s)}
     for n in names:
         fns[f"{n}:parameters"] = lambda a=AGGREGATORS.build(n): step_parameters(s, a)
         fns[f"{n}:representation"] = lambda a=AGGREGATORS.build(n): step_representation(s, a)
-    for n, factory in (tjd or {}).items():
-        fns[f"{n}:torchjd"] = lambda a=factory(): step_parameters(s, a)
-        fns[f"{n}:torchjd-engine"] = lambda a=factory(): step_torchjd(s, a)
     t = best_ms(fns, repeats)
+    # timed in rounds of their own: the large temporaries of the batched engines and of
+    # TorchJD's engine leave the allocator in a state that slows whatever step runs next
+    # (measured: +10-15 % on the first method of a round)
+    engines = ("loop", "batched", "two-stage")
+    t.update(best_ms({f"floor:{e}": lambda e=e: step_floor(s, e) for e in engines[1:]}, repeats))
+    others: dict[str, Callable[[], None]] = {}
+    for n, factory in (tjd or {}).items():
+        others[f"{n}:torchjd"] = lambda a=factory(): step_parameters(s, a)
+        others[f"{n}:torchjd-engine"] = lambda a=factory(): step_torchjd(s, a)
+    if others:
+        t.update(best_ms(others, repeats))
     eq, floor = t["equal"], t["floor:loop"]
     lines.append(f"equal weighting: {eq:.1f} ms; floor (forward + K autograd.grad): {floor:.1f} ms "
                  f"= {floor / eq:.2f}x equal; Jacobian engines: "
@@ -245,6 +264,66 @@ def torchjd_factories(k: int) -> dict | None:
         except Exception:
             continue
     return usable
+
+
+# ------------------------------------------------------------------ breakdown
+def _phases(s: Setup, agg, level: str) -> dict[str, float]:
+    """One step of ``step_parameters`` / ``step_representation``, timed phase by phase (s)."""
+    marks = [("start", clock())]
+
+    def mark(name: str) -> None:
+        marks.append((name, clock()))
+
+    s.optimizer.zero_grad(set_to_none=True)
+    rep = s.model.encode(s.x)
+    losses = s.losses(s.model.decode(rep))
+    mark("forward")
+    j = jacobian(losses, s.shared) if level == "parameters" else representation_jacobian(losses, rep)
+    mark("jacobian")
+    if getattr(agg, "gramian_based", False):
+        g = gramian(j) if agg.reads_gramian else None
+        mark("gramian")
+        w = agg.weights_from(g) if g is not None else agg.weights_of(j)
+        mark("weights")
+        d = w.to(j.dtype) @ j
+    else:
+        d = agg(j)
+        mark("weights")  # the whole aggregation of a non-Gramian method
+    if level == "parameters":
+        assign_grads(s.shared, d, copy=not getattr(agg, "gramian_based", False))
+        mark("w@J + .grad")
+    else:
+        rep.backward(d.view_as(rep).to(rep.dtype), retain_graph=True)
+        mark("w@J + trunk backward")
+    _heads_backward(s, losses)
+    mark("heads")
+    s.optimizer.step()
+    mark("adam")
+    out = {name: t1 - t0 for (_, t0), (name, t1) in itertools.pairwise(marks)}
+    out["total"] = marks[-1][1] - marks[0][1]
+    return out
+
+
+def breakdown(ks: list[int], repeats: int, names: list[str]) -> None:
+    for k in ks:
+        s = mlp_setup(k)
+        for level in ("parameters", "representation"):
+            print(f"\n### MLP K={k}, {level} level: best ms per phase over {repeats} rounds\n", flush=True)
+            best: dict[str, dict[str, float]] = {}
+            aggs = {n: AGGREGATORS.build(n) for n in names}
+            for _ in range(2):
+                for agg in aggs.values():
+                    _phases(s, agg, level)
+            for _ in range(repeats):
+                for n, agg in aggs.items():
+                    gc.collect()
+                    for phase, v in _phases(s, agg, level).items():
+                        best.setdefault(n, {})[phase] = min(best.get(n, {}).get(phase, float("inf")), v)
+            cols = list(dict.fromkeys(c for row in best.values() for c in row))
+            print("| method | " + " | ".join(cols) + " |")
+            print("|---|" + "---:|" * len(cols))
+            for n, row in best.items():
+                print(f"| {n} | " + " | ".join(f"{1000 * row[c]:.2f}" if c in row else "" for c in cols) + " |")
 
 
 # ------------------------------------------------------------------ memory
@@ -312,6 +391,7 @@ def main() -> None:
     ap.add_argument("--no-torchjd", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-only", action="store_true", help="only the peak-memory table")
+    ap.add_argument("--breakdown", action="store_true", help="only the per-phase times of a step")
     ap.add_argument("--memory-child", nargs=3, metavar=("METHOD", "LEVEL", "K"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -332,6 +412,9 @@ def main() -> None:
     print(out[0], flush=True)
     if args.memory_only:
         print("\n".join(memory_table(40, names)))
+        return
+    if args.breakdown:
+        breakdown(args.ks or [2, 10, 40], args.repeats or 7, names)
         return
     for k in ks:
         tjd = None if args.no_torchjd or k > 10 else torchjd_factories(k)

@@ -73,14 +73,15 @@ def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool) -> Tensor:
             row.zero_()
             continue
         grads = torch.autograd.grad(loss, wrt, retain_graph=retain_graph or k < last, allow_unused=True)
-        offset = 0
-        for g, w in zip(grads, wrt):
-            n = w.numel()
+        if len(wrt) == 1:  # e.g. the representation: one copy, no concatenation
+            g = grads[0]
             if g is None:
-                row[offset:offset + n].zero_()
+                row.zero_()
             else:
-                row[offset:offset + n].copy_(g.reshape(-1))
-            offset += n
+                row.view_as(g).copy_(g)
+            continue
+        torch.cat([g.reshape(-1) if g is not None else w.new_zeros(w.numel()) for g, w in zip(grads, wrt)],
+                  out=row)
     return out
 
 
@@ -224,16 +225,32 @@ def task_gradients(losses: Tensor | Sequence[Tensor], wrt: Tensor, *, create_gra
     return torch.stack(rows) if rows else wrt.new_zeros((0, *wrt.shape))
 
 
-def assign_grads(params: Sequence[Tensor], vector: Tensor, *, accumulate: bool = True) -> None:
-    """Write a flat vector into ``.grad`` of ``params`` (adding to existing grads)."""
+def assign_grads(params: Sequence[Tensor], vector: Tensor, *, accumulate: bool = True,
+                 copy: bool = True) -> None:
+    """Write a flat vector into ``.grad`` of ``params`` (adding to existing grads).
+
+    With ``copy=False`` a parameter without a gradient gets a *view* of ``vector`` as its
+    gradient instead of a copy: the caller hands a freshly computed vector over (e.g. the
+    aggregated direction ``w @ J``) and saves a P-sized copy; it must not modify the vector
+    afterwards. A dtype conversion always copies.
+
+    >>> import torch
+    >>> w = torch.zeros(2, requires_grad=True)
+    >>> assign_grads([w], torch.tensor([1.0, 2.0]))
+    >>> w.grad
+    tensor([1., 2.])
+    """
     offset = 0
     for p in params:
         n = p.numel()
-        g = vector[offset:offset + n].view_as(p).to(p.dtype)
+        g = vector[offset:offset + n].view_as(p)
         if p.grad is None or not accumulate:
-            p.grad = g.clone()
+            if g.dtype != p.dtype:
+                p.grad = g.to(p.dtype)
+            else:
+                p.grad = g.clone() if copy else g
         else:
-            p.grad.add_(g)
+            p.grad.add_(g.to(p.dtype))
         offset += n
     if offset != vector.numel():
         raise ValueError(f"Vector of {vector.numel()} entries does not match {offset} parameter entries.")

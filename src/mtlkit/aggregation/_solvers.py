@@ -132,17 +132,32 @@ def min_norm_weights(g: np.ndarray, *, support: np.ndarray | None = None) -> np.
 
 
 def min_norm_weights_normalized(gn: np.ndarray, *, support: np.ndarray | None = None) -> np.ndarray:
-    """:func:`min_norm_weights` for a Gramian already scaled to O(1) entries."""
+    """:func:`min_norm_weights` for a Gramian already scaled to O(1) entries.
+
+    For K ≥ ``SCIPY_NNLS_MIN_K`` with SciPy installed the NNLS goes to ``scipy.optimize.nnls``
+    on ``[A; 1ᵀ]`` (``AᵀA = G``) and ``e_{K+1}`` (the same Lawson–Hanson method, compiled);
+    ``support`` is then not used.
+    """
     k = gn.shape[0]
-    u = nnls_gram(gn + 1.0, np.ones(k), support=support)
+    so = scipy_optimize("the min-norm solver", required=False) if k >= SCIPY_NNLS_MIN_K else None
+    if so is not None:
+        a = np.vstack([factor(gn), np.ones((1, k))])
+        rhs = np.zeros(k + 1)
+        rhs[k] = 1.0
+        u = so.nnls(a, rhs)[0]
+    else:
+        u = nnls_gram(gn + 1.0, np.ones(k), support=support)
     total = float(u.sum())
     if not np.isfinite(total) or total <= 0.0:
         return np.full(k, 1.0 / k)
     return u / total
 
 
-#: above this K, UPGrad's K NNLS problems go to SciPy's compiled solver when it is installed
-SCIPY_NNLS_MIN_K = 17
+#: from this K on, the NNLS problems (UPGrad's K projections, the min-norm point of MGDA,
+#: CAGrad and Nash-MTL's fallback) go to SciPy's compiled solver when it is installed: about
+#: 10× faster than the numpy one from K = 4 on (``benchmarks/step_time.py``); at K = 2 the
+#: numpy solver is as fast and is kept
+SCIPY_NNLS_MIN_K = 3
 
 
 def scipy_optimize(purpose: str, *, required: bool = True):
@@ -167,7 +182,7 @@ def dual_cone_weights(g: np.ndarray) -> np.ndarray:
     ``min_{μ≥0} ‖A μ + A e_i‖`` with ``AᵀA = G``.
     Exact either way: the NNLS problems are solved by :func:`nnls_gram`, or — for K ≥
     ``SCIPY_NNLS_MIN_K`` when SciPy is installed — by ``scipy.optimize.nnls`` on the factor
-    ``A`` (the same Lawson–Hanson method, compiled: about 10× faster at K = 40).
+    ``A`` (the same Lawson–Hanson method, compiled: about 10× faster from K = 4 on).
     """
     k = g.shape[0]
     gn, s = normalized(g)

@@ -70,26 +70,29 @@ class GradDrop(Aggregator):
 
     def aggregate(self, jacobian: Tensor, tasks: Sequence[int] | None = None) -> Tensor:
         k, p = jacobian.shape
-        u = torch.rand(p, generator=self._rng.generator, dtype=jacobian.dtype)
-        eps = torch.finfo(jacobian.dtype).eps
+        dtype = jacobian.dtype
+        u = torch.rand(p, generator=self._rng.generator, dtype=dtype)
+        eps = torch.finfo(dtype).eps
         u = u.clamp_(eps, 1.0 - eps).to(jacobian.device)
-        # one K×P temporary at a time: Σ max(g, 0), and the negative part as the difference
-        pos_sum = jacobian.clamp(min=0).sum(dim=0)
-        neg_sum = jacobian.sum(dim=0) - pos_sum
+        # Σ max(g, 0), and the negative part as the difference; the P-sized intermediates are
+        # updated in place (on a CPU each pass over P costs as much as the arithmetic)
+        pos_sum, neg_sum = _sign_sums(jacobian)
+        neg_sum.sub_(pos_sum)
         # P = ½(1 + Σg/Σ|g|) with Σg = pos + neg and Σ|g| = pos − neg (P = ½ where Σ|g| = 0)
-        mass = (pos_sum - neg_sum).clamp_min(torch.finfo(jacobian.dtype).tiny)
-        purity = 0.5 * (1.0 + (pos_sum + neg_sum) / mass)
-        # keep the positive entries where P > U, else the negative ones (P < U almost surely);
-        # 0/1 products instead of torch.where, which is several times slower on CPU
-        pick = (purity > u).to(jacobian.dtype)
+        mass = torch.sub(pos_sum, neg_sum).clamp_min_(torch.finfo(dtype).tiny)
+        purity = torch.add(pos_sum, neg_sum).div_(mass).add_(1.0).mul_(0.5)
+        # keep the positive entries where P > U, else the negative ones (P < U almost surely):
+        # the comparison writes 0/1 floats, and lerp(neg, pos, pick) is exactly neg at 0 and
+        # pos at 1 (torch.where and bool -> float conversions are several times slower on CPU)
+        pick = torch.gt(purity, u, out=mass)
         leak = self._leaks(k, tasks, jacobian)
         if bool((leak == 0).all()):
-            return pick * pos_sum + (1.0 - pick) * neg_sum
+            return torch.lerp(neg_sum, pos_sum, pick)
         # d = Σ ℓ_i g_i + Σ (1 − ℓ_i) M_i g_i, where M_i g_i keeps one sign per coordinate
         keep = 1.0 - leak
         kept_pos = (keep * jacobian.clamp(min=0)).sum(dim=0)
         kept_neg = (keep * jacobian).sum(dim=0) - kept_pos
-        return (leak * jacobian).sum(dim=0) + pick * kept_pos + (1.0 - pick) * kept_neg
+        return (leak * jacobian).sum(dim=0) + torch.lerp(kept_neg, kept_pos, pick)
 
     def reset(self) -> None:
         self._rng.reset()
@@ -100,3 +103,26 @@ class GradDrop(Aggregator):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state and "generator" in state:
             self._rng.load(state["generator"])
+
+
+#: elements of the K×block temporary of :func:`_sign_sums` (4 MB in float32: cache-sized),
+#: and the fewest columns per block
+_BLOCK_ELEMENTS = 1 << 20
+_MIN_BLOCK = 8192
+
+
+def _sign_sums(jacobian: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Σ_i max(g_i, 0), Σ_i g_i)`` per column, over blocks of columns whose clamped copy
+    stays in cache (so J is read from memory once; the same sums as unblocked)."""
+    k, p = jacobian.shape
+    block = max(_MIN_BLOCK, _BLOCK_ELEMENTS // k)
+    pos = jacobian.new_empty(p)
+    total = jacobian.new_empty(p)
+    buf = jacobian.new_empty(k, min(block, p))
+    for start in range(0, p, block):
+        cols = jacobian[:, start:start + block]
+        n = cols.shape[1]
+        clamped = torch.clamp(cols, min=0, out=buf[:, :n])
+        torch.sum(clamped, dim=0, out=pos[start:start + n])
+        torch.sum(cols, dim=0, out=total[start:start + n])
+    return pos, total

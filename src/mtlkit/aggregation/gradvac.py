@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,24 +67,35 @@ class GradVac(GramianWeightedAggregator):
         coef = np.eye(k)
         if s > 0.0:
             norms = np.sqrt(np.clip(np.diag(gn), 0.0, None))
-            for i in range(k):
-                ci = coef[i]
-                gci = gn[:, i].copy()  # G c_i: inner products of g_i' with every row
-                for j in orders[i]:
-                    if j == i or norms[j] <= 0.0:
-                        continue
-                    ni = math.sqrt(max(float(ci @ gci), 0.0))
-                    phi = float(gci[j]) / (ni * norms[j]) if ni > 0.0 else 0.0
-                    phi = min(max(phi, -1.0), 1.0)
-                    target = float(self._targets[ids[i], ids[j]])
-                    if phi < target:
-                        root_t = max(math.sqrt(max(1.0 - target * target, 0.0)), 1e-12)
-                        step = ni * (target * math.sqrt(max(1.0 - phi * phi, 0.0)) - phi * root_t) / (
-                            norms[j] * root_t)
-                        ci[j] += step
-                        gci += step * gn[:, j]
-                    self._targets[ids[i], ids[j]] = (1.0 - self.beta) * target + self.beta * phi
+            rows = np.arange(k)
+            task = np.asarray(ids)
+            gc = gn.T.copy()  # row i = G c_i: inner products of g_i' with every row
+            live = (orders != rows[:, None]) & (norms[orders] > 0.0)
+            # the K surgeries are independent (each pair (i, j) and its target is visited once
+            # per call), so step t performs the t-th visit of every task at once
+            with np.errstate(divide="ignore", invalid="ignore"):
+                for t in range(k):
+                    self._visit(t, rows[live[:, t]], orders, coef, gc, gn, norms, task)
         return torch.as_tensor(coef.sum(axis=0), dtype=gramian.dtype, device=gramian.device)
+
+    def _visit(self, t: int, ii: np.ndarray, orders: np.ndarray, coef: np.ndarray, gc: np.ndarray,
+               gn: np.ndarray, norms: np.ndarray, task: np.ndarray) -> None:
+        """The t-th visit of every task i in ``ii``: j = orders[i, t]; lift ⟨g_i', g_j⟩ to the
+        target where it is below, update the target (``coef`` and ``gc`` in place)."""
+        jj = orders[ii, t]
+        ni = np.sqrt(np.maximum(np.einsum("ij,ij->i", coef[ii], gc[ii]), 0.0))  # ‖g_i'‖
+        phi = np.clip(np.where(ni > 0.0, gc[ii, jj] / (ni * norms[jj]), 0.0), -1.0, 1.0)
+        ti, tj = task[ii], task[jj]
+        target = self._targets[ti, tj]
+        up = phi < target
+        if up.any():
+            iu, ju, tu, pu = ii[up], jj[up], target[up], phi[up]
+            root_t = np.maximum(np.sqrt(np.maximum(1.0 - tu * tu, 0.0)), 1e-12)
+            step = ni[up] * (tu * np.sqrt(np.maximum(1.0 - pu * pu, 0.0)) - pu * root_t) / (
+                norms[ju] * root_t)
+            coef[iu, ju] += step
+            gc[iu] += step[:, None] * gn[ju]  # gn is symmetric: row j = G e_j
+        self._targets[ti, tj] = (1.0 - self.beta) * target + self.beta * phi
 
     def _grow(self, n: int) -> None:
         if self._targets.shape[0] < n:

@@ -24,6 +24,7 @@ class Mean(GramianWeightedAggregator):
 
     paper = "Equal weighting of task gradients (reference)"
     permutation_invariant = True
+    reads_gramian = False
 
     def weights(self, gramian: Tensor) -> Tensor:
         k = gramian.shape[0]

@@ -57,14 +57,16 @@ class PCGrad(GramianWeightedAggregator):
         coef = np.eye(k)
         if s > 0.0:
             diag = np.diag(gn)
-            for i in range(k):
-                ci = coef[i]
-                for j in orders[i]:
-                    if j == i or diag[j] <= 0.0:
-                        continue
-                    dot = float(ci @ gn[:, j])
-                    if dot < 0.0:
-                        ci[j] -= dot / diag[j]
+            rows = np.arange(k)
+            live = (orders != rows[:, None]) & (diag[orders] > 0.0)
+            # row i of `coef` is g_i^PC in the basis of the rows; the K surgeries are
+            # independent, so step t performs the t-th projection of every task at once
+            for t in range(k):
+                js = orders[:, t]
+                dots = np.einsum("ij,ij->i", coef, gn[js])  # ⟨g_i^PC, g_j⟩ (gn is symmetric)
+                hit = live[:, t] & (dots < 0.0)
+                jj = js[hit]
+                coef[rows[hit], jj] -= dots[hit] / diag[jj]
         return torch.as_tensor(coef.sum(axis=0), dtype=gramian.dtype, device=gramian.device)
 
     def reset(self) -> None:

@@ -367,7 +367,8 @@ class Trainer:
         else:
             j = self._sync_jacobian(jacobian(weighted, shared, engine=self.jacobian_engine, representation=rep))
             d = self._aggregate(j, idx, weighted)
-            assign_grads(shared, d)
+            # a Gramian-based direction is the fresh product w @ J: handed over without a copy
+            assign_grads(shared, d, copy=not getattr(self.aggregator, "gramian_based", False))
         shared_ids = {id(p) for p in shared}
         others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         others += [p for p in self.weighting.parameters() if p.requires_grad]
@@ -396,7 +397,10 @@ class Trainer:
         if getattr(self.aggregator, "gramian_based", False):
             # a Gramian-based aggregator follows the GramianWeightedAggregator contract
             agg = cast(GramianWeightedAggregator, self.aggregator)
-            wts = agg.weights_from(self._gramian(j), **extras)
+            if getattr(agg, "reads_gramian", True):
+                wts = agg.weights_from(self._gramian(j), **extras)
+            else:  # weights that do not depend on J Jᵀ (Mean): the Gramian is not formed
+                wts = agg.weights_of(j, **extras)
             self._agg_weights_sum[idx] += wts.detach().to(self._agg_weights_sum)
             self._agg_weights_n[idx] += 1
             return wts.to(j.dtype) @ j
