@@ -101,16 +101,16 @@ def _entry(rank: int, world: int, port: int, out: str, fn: Callable[..., None], 
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "OMP_NUM_THREADS": "1"})
     torch.set_num_threads(1)
-    from mtlkit.training.distributed import init_from_env, shutdown
+    from mtlkit.training.distributed import exit_worker, init_from_env, shutdown
 
     try:
         init_from_env(timeout=TIMEOUT_S)
         fn(rank, Path(out), *args)
     except BaseException:
         (Path(out) / f"error-{rank}.txt").write_text(traceback.format_exc())
-        raise
-    finally:
         shutdown()
+        raise
+    exit_worker(0)  # as ``mtlkit train`` does: no runtime teardown after the work is done
 
 
 def run_job(fn: Callable[..., None], out: Path, *args: Any, world: int = 2) -> None:

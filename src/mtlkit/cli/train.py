@@ -47,9 +47,10 @@ def train(
     prepared = prepare_from_config(cfg)
     result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite,
                  resume=resume is not None, force=force)
-    from mtlkit.training.distributed import is_main_process
+    from mtlkit.training.distributed import exit_worker, is_distributed, is_main_process
 
-    if not is_main_process():  # distributed: rank 0 prints
-        return
-    print_summary(result.summary)
-    echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    if is_main_process():  # distributed: rank 0 prints
+        print_summary(result.summary)
+        echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    if is_distributed():  # a finished torchrun worker: leave without the runtime's teardown
+        exit_worker(0)

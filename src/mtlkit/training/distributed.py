@@ -41,6 +41,7 @@ How each part of a step is made global (``docs/scaling.md`` has the derivations)
 from __future__ import annotations
 
 import atexit
+import contextlib
 import inspect
 import json
 import os
@@ -48,7 +49,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import torch
 import torch.distributed as dist
@@ -166,9 +167,34 @@ def init_from_env(*, timeout: float | None = None, backend: str | None = None) -
 
 
 def shutdown() -> None:
-    """Destroy the default process group if one is running."""
+    """Destroy the default process group if one is running.
+
+    Unreachable DDP wrappers (their reducers hold the group and gloo work objects) are
+    collected first, while the interpreter is fully alive."""
     if dist.is_available() and dist.is_initialized():
+        import gc
+
+        gc.collect()
         dist.destroy_process_group()
+
+
+def exit_worker(code: int = 0) -> NoReturn:
+    """End a torchrun worker process that has finished its work: destroy the process group
+    (:func:`shutdown`), flush the standard streams and leave with ``os._exit(code)``.
+
+    Skipping the interpreter's and the C++ runtime's teardown is deliberate: with gloo, a
+    worker that left through the normal exit path was seen, rarely, to abort in that teardown
+    ("terminate called without an active exception", SIGABRT) after all its work was done,
+    which made torchrun report the whole job as failed. Everything the run writes is written
+    and closed (atomically) before this is called."""
+    try:
+        shutdown()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            # a closed or broken stream must not turn a finished run into a failure
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def torchrun_command(nproc_per_node: int, module_args: Sequence[str], *,
