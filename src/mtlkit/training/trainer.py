@@ -161,6 +161,7 @@ class Trainer:
                 f"level='representation' needs a model with a shared representation; "
                 f"{type(model).__name__} has none. Use level='parameters'."
             )
+        _check_gradients_at(model, weighting)
         if aggregator is not None and not weighting.aggregator_compatible:
             raise ValueError(f"The weighting {weighting} cannot be combined with a gradient-space "
                              f"aggregator ({aggregator}).")
@@ -807,3 +808,30 @@ class _Progress:
         if self._p is not None:
             self._p.update(self._id, completed=self._n)
             self._p.__exit__(*exc)
+
+
+_NO_REPRESENTATION = ("soft_sharing, cross_stitch, mmoe, ple, adashare, adversarial, and deep_supervision "
+                      "with heads on different blocks")
+
+
+def _check_gradients_at(model: nn.Module, weighting: Weighting) -> None:
+    """Refuse, before any training, a weighting whose gradients are taken at a part of the
+    model that this model does not have (``Weighting.gradients_at``)."""
+    where = getattr(weighting, "gradients_at", None)
+    name = type(weighting).__name__
+    arch = type(model).__name__
+    if where == "representation" and not getattr(model, "has_representation", False):
+        raise ValueError(f"{name} needs one shared representation that every task head reads; the model "
+                         f"{arch} has none (has_representation is False, as for {_NO_REPRESENTATION}). "
+                         f"Use hard_sharing, fusion or siamese.")
+    if where in ("shared_parameters", "last_shared_parameters"):
+        fn = getattr(model, where, None)
+        if fn is None and where == "last_shared_parameters":
+            fn = getattr(model, "shared_parameters", None)
+        params = [p for p in fn() if p.requires_grad] if callable(fn) else []
+        if not params:
+            what = "shared parameters" if where == "shared_parameters" else "last shared layer"
+            raise ValueError(f"{name} measures the task gradients on the model's {what} ({where}()); the "
+                             f"model {arch} has no shared parameters (e.g. soft_sharing keeps one column per "
+                             f"task). Use a loss weighting without gradients (uncertainty, dwa, famo ...) "
+                             f"or an architecture with a shared trunk.")

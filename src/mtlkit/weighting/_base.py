@@ -69,6 +69,10 @@ class Weighting(HasParams, nn.Module):
     stateful: ClassVar[bool] = False
     #: reads ``ctx.grad_fn`` / gradients each step (GradNorm, DB-MTL)
     needs_gradients: ClassVar[bool] = False
+    #: the part of the model the gradients are taken at: "shared_parameters" (DB-MTL),
+    #: "last_shared_parameters" (GradNorm) or "representation" (GREAT); the trainer refuses a
+    #: model without it when it is built, not at the first step
+    gradients_at: ClassVar[str | None] = None
     #: wants :meth:`after_step` with the losses re-evaluated after the update (FAMO)
     needs_post_step_losses: ClassVar[bool] = False
     #: can be combined with a gradient-space aggregator

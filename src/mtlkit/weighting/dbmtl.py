@@ -77,6 +77,7 @@ class DBMTL(Weighting):
     paper = "Lin et al. 2023, Dual-Balancing for Multi-Task Learning (arXiv:2308.12029)"
     stateful = True
     needs_gradients = True
+    gradients_at = "shared_parameters"
     aggregator_compatible = False
 
     def __init__(self, *, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8) -> None:

@@ -74,6 +74,7 @@ class GradNorm(Weighting):
              "Adaptive Loss Balancing in Deep Multitask Networks (ICML)")
     stateful = True
     needs_gradients = True
+    gradients_at = "last_shared_parameters"
 
     def __init__(self, *, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__()

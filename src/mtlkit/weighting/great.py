@@ -92,6 +92,7 @@ class GREAT(Weighting):
     paper = ("Sinha, Chen, Badrinarayanan & Rabinovich 2018, Gradient Adversarial Training of Neural "
              "Networks (arXiv:1806.08028), GREAT")
     needs_gradients = True
+    gradients_at = "representation"
     aggregator_compatible = False
 
     def __init__(self, *, reversal_coefficient: float = 1.0, hidden: int = 64,
