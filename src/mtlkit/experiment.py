@@ -259,6 +259,10 @@ def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run
                  **trainer_kwargs: Any) -> Trainer:
     t = cfg.training
     comps = components if components is not None else build_components(cfg)
+    from mtlkit.training.distributed import DistributedTrainer
+
+    if issubclass(trainer_cls, DistributedTrainer):
+        trainer_kwargs.setdefault("sync_batch_norm", t.sync_batch_norm)
     if baseline:  # single-task reference: same budget and optimiser, no balancing method
         comps = {"weighting": None, "aggregator": None, "schedule": None, "sampler": None}
     return trainer_cls(model, tasks, weighting=comps["weighting"], aggregator=comps["aggregator"],
@@ -530,6 +534,8 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
                         "threads": torch.get_num_threads(), "processes": world_size(),
                         "device": str(trainer.device)},
     }
+    if world_size() > 1:  # batch norm over the global batch, or per rank (docs/scaling.md)
+        summary["environment"]["sync_batch_norm"] = bool(getattr(trainer, "sync_batch_norm", False))
     if search_phase is not None:
         summary["search_phase"] = search_phase
     stl: dict[str, Any] | None = None

@@ -73,6 +73,14 @@ def components(case: str) -> dict[str, Any]:
         # Nash-MTL's weights scale with the Gramian (G w = 1/w), so it checks the 1/R² scaling
         "nash_mtl_representation": {"aggregator": NashMTL(), "level": "representation"},
         "sampler": {"sampler": Proportional()},
+        # a batch-norm trunk ("bn_" cases): the global batch's statistics (sync_batch_norm on
+        # by default where each step backpropagates once through the trunk) ... SGD, because
+        # the bias of a layer followed by batch norm has a gradient of zero up to rounding,
+        # which Adam's normalisation would blow up to steps of ~lr in either run
+        "bn_equal": {"optimizer": "sgd"},
+        "bn_mgda_representation": {"aggregator": MGDA(), "level": "representation", "optimizer": "sgd"},
+        # ... and, for contrast, each rank's own shard statistics
+        "bn_equal_unsynced": {"sync_batch_norm": False, "optimizer": "sgd"},
     }[case]
 
 
@@ -86,7 +94,8 @@ def train(case: str, *, distributed: bool, **extra: Any):
     cls: Any = DistributedTrainer if distributed else Trainer
     if not distributed:
         kwargs.pop("use_ddp", None)
-    t = cls(make_model(), TASKS, **kwargs)
+        kwargs.pop("sync_batch_norm", None)
+    t = cls(make_model(batch_norm=case.startswith("bn_")), TASKS, **kwargs)
     t.fit(make_data())
     return t
 
@@ -151,6 +160,9 @@ def equivalence_worker(rank: int, out: Path, cases: list[str]) -> None:
         np.save(out / f"{case}-rank{rank}.npy", flat_params(t))
         (out / f"{case}-rank{rank}.json").write_text(json.dumps(_records(t)))
         (out / f"{case}-comm-rank{rank}.json").write_text(json.dumps(t.comm_stats()))
+        # after fit the batch-norm layers have their own forward again
+        (out / f"{case}-patched-rank{rank}.txt").write_text(
+            str(sum("forward" in m.__dict__ for m in t.model.modules())))
 
 
 def rejection_worker(rank: int, out: Path) -> None:

@@ -11,7 +11,8 @@ from . import _harness as h
 
 #: the cases trained in 2 processes and compared with 1 process
 CASES = ["equal", "equal_no_ddp", "equal_conflicts", "uncertainty", "gradnorm", "mgda", "pcgrad", "cagrad",
-         "mgda_representation", "cagrad_representation", "nash_mtl_representation", "sampler"]
+         "mgda_representation", "cagrad_representation", "nash_mtl_representation", "sampler",
+         "bn_equal", "bn_mgda_representation", "bn_equal_unsynced"]
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,10 @@ import pytest
 import yaml
 
 
-@pytest.fixture
-def config(tmp_path):
+@pytest.fixture(params=["pcgrad", "batch_norm"])
+def config(tmp_path, request):
+    """The plain MLP with PCGrad, and an MLP with batch norm trained with equal weights and SGD
+    (its batch norm is synchronised by default: the baselines' too)."""
     r = np.random.default_rng(0)
     n = 150
     df = pd.DataFrame(r.normal(size=(n, 5)), columns=[f"f{i}" for i in range(5)])
@@ -29,12 +31,16 @@ def config(tmp_path):
            "model": {"trunk": {"name": "mlp", "hidden": [16, 8]}},
            "training": {"epochs": 2, "batch_size": 16, "optimizer": {"lr": 0.01}, "checkpoint_every": 4,
                         "aggregator": {"name": "pcgrad"}}}
+    if request.param == "batch_norm":
+        cfg["model"]["trunk"]["batch_norm"] = True
+        cfg["training"]["aggregator"] = None
+        cfg["training"]["optimizer"] = {"name": "sgd", "lr": 0.05}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def test_nproc_per_node_trains_like_one_process(tmp_path, config):
+def test_nproc_per_node_trains_like_one_process(tmp_path, config, request):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "mtlkit", "train", str(config), "--out", str(out),
@@ -44,6 +50,7 @@ def test_nproc_per_node_trains_like_one_process(tmp_path, config):
     assert res.stdout.count("Run folder:") == 1 and res.stdout.count("Training the multi-task model") == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["environment"]["processes"] == 2
+    assert summary["environment"]["sync_batch_norm"] is (request.node.callspec.params["config"] == "batch_norm")
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert sorted(p.name for p in (out / "baselines").iterdir()) == ["a", "b"]
 

@@ -63,7 +63,7 @@ from mtlkit.training.checkpoint import (
     flatten_state,
     unflatten_state,
 )
-from mtlkit.training.trainer import Batch, Trainer
+from mtlkit.training.trainer import Batch, History, Trainer
 
 if TYPE_CHECKING:
     from mtlkit.architectures._base import MultiTaskModel
@@ -309,6 +309,80 @@ def average_buffers(module: nn.Module, comm: _Comm) -> None:
             offset += b.numel()
 
 
+# ---------------------------------------------------------------------------- batch norm
+class _SumOverRanks(torch.autograd.Function):
+    """Forward: the sum of ``t`` over ranks. Backward: the sum over ranks of the incoming
+    gradient (each rank's loss depends on every rank's ``t`` through the sum)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor, comm: _Comm) -> Tensor:
+        ctx.comm = comm
+        return comm.all_reduce_(t.detach().contiguous().clone(), "batch-norm statistics")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return ctx.comm.all_reduce_(grad.contiguous().clone(), "batch-norm gradients"), None
+
+
+class _GlobalBatchNorm:
+    """Replaces the ``forward`` of one batch-norm module while a :class:`DistributedTrainer`
+    fits: in training mode it normalises with the mean and variance of the *global* batch
+    (the union of every rank's shard) and updates the running statistics with them, exactly
+    as one process would; in evaluation mode it is the module's own forward.
+
+    The per-channel sum, sum of squares and count travel in one all-reduce (float64) per
+    layer and forward, and their gradient in one all-reduce per layer and backward. This is
+    the synchronised batch norm of Peng et al. 2018 ("MegDet", CVPR; ``torch.nn.SyncBatchNorm``),
+    written for every device since PyTorch's needs a GPU. The variance is E[x²] − E[x]²
+    computed in float64; the running variance uses the unbiased estimate n/(n−1), as
+    PyTorch's batch norm does."""
+
+    def __init__(self, module: nn.modules.batchnorm._BatchNorm, comm: _Comm) -> None:
+        self.module = module
+        self.comm = comm
+
+    def __call__(self, x: Tensor) -> Tensor:
+        bn = self.module
+        if not bn.training:
+            return type(bn).forward(bn, x)
+        bn._check_input_dim(x)
+        c = x.shape[1]
+        dims = [0, *range(2, x.dim())]
+        xd = x.to(torch.float64)
+        count = torch.tensor([x.numel() / c if c else 0.0], dtype=torch.float64, device=x.device)
+        total = _SumOverRanks.apply(torch.cat([xd.sum(dims), (xd * xd).sum(dims), count]), self.comm)
+        n = float(total[-1].detach())
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training batch norm "
+                             f"({type(bn).__name__}), got {n:g} over all ranks: use a larger batch_size.")
+        mean = total[:c] / n
+        var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        y = (x - mean.to(x.dtype).view(shape)) * torch.rsqrt(var + bn.eps).to(x.dtype).view(shape)
+        if bn.affine:
+            y = y * bn.weight.view(shape) + bn.bias.view(shape)
+        if bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None:
+            with torch.no_grad():
+                assert bn.num_batches_tracked is not None
+                bn.num_batches_tracked.add_(1)
+                f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+                bn.running_mean.mul_(1 - f).add_(mean.detach().to(bn.running_mean.dtype), alpha=f)
+                unbiased = var.detach() * (n / (n - 1))
+                bn.running_var.mul_(1 - f).add_(unbiased.to(bn.running_var.dtype), alpha=f)
+        return y
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _GlobalBatchNorm:
+        import copy
+
+        return _GlobalBatchNorm(copy.deepcopy(self.module, memo), self.comm)
+
+
+def batch_norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The batch-norm modules of ``model`` (``BatchNorm1d/2d/3d`` and subclasses)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and not isinstance(m, nn.SyncBatchNorm)]
+
+
 # ---------------------------------------------------------------------------- losses
 class _GlobalValue(torch.autograd.Function):
     """Forward: the global loss values (bit-identical on every rank). Backward: the gradient
@@ -445,6 +519,14 @@ class DistributedTrainer(Trainer):
         find_unused_parameters: passed to DDP (True: models whose steps leave some
             parameters unused, e.g. skipped blocks, work; costs one graph traversal a step).
         group: the process group (default: the default group, see :func:`init_from_env`).
+        sync_batch_norm: batch norm with the statistics of the global batch
+            (:class:`_GlobalBatchNorm`), so that R processes compute what one process
+            computes. None (default): on for a model with batch-norm layers when each step
+            backpropagates through the trunk once (loss-space training, or a
+            representation-level aggregator), off otherwise (each rank normalises its shard
+            with the shard's statistics). True where a step backpropagates once per task
+            through the trunk (parameter-level aggregators, GradNorm, DB-MTL, GREAT) is
+            refused: a rank whose shard lacks a task would skip collectives the others run.
 
     >>> import torch
     >>> from mtlkit import Task, from_arrays
@@ -459,8 +541,23 @@ class DistributedTrainer(Trainer):
     """
 
     def __init__(self, model: nn.Module, tasks: Sequence[Any], *, use_ddp: bool = True,
-                 find_unused_parameters: bool = True, group: Any = None, **kwargs: Any) -> None:
+                 find_unused_parameters: bool = True, group: Any = None,
+                 sync_batch_norm: bool | None = None, **kwargs: Any) -> None:
         super().__init__(model, tasks, **kwargs)
+        if sync_batch_norm is not None and not isinstance(sync_batch_norm, bool):
+            raise ValueError(f"The 'sync_batch_norm' parameter of DistributedTrainer must be a bool or None. "
+                             f"Got {sync_batch_norm!r}.")
+        once = ((self.aggregator is None or self.level == "representation")
+                and not getattr(self.weighting, "needs_gradients", False))
+        if sync_batch_norm and not once:
+            what = (f"the parameter-level aggregator {self.aggregator}" if not (self.aggregator is None
+                    or self.level == "representation") else f"the weighting {type(self.weighting).__name__}")
+            raise ValueError(f"sync_batch_norm=True needs one backward pass through the trunk per step; {what} "
+                             f"backpropagates once per task. Use level='representation', a loss weighting "
+                             f"that reads no gradients, or sync_batch_norm=False (per-rank statistics).")
+        self.sync_batch_norm = (once and bool(batch_norm_layers(model))) if sync_batch_norm is None \
+            else sync_batch_norm
+        self._patched_bn: list[nn.Module] = []
         if not isinstance(use_ddp, bool):
             raise ValueError(f"The 'use_ddp' parameter of DistributedTrainer must be a bool. Got {use_ddp!r}.")
         if not isinstance(find_unused_parameters, bool):
@@ -516,6 +613,18 @@ class DistributedTrainer(Trainer):
             kwargs["device_ids"] = [self.device.index if self.device.index is not None
                                     else torch.cuda.current_device()]
         return DistributedDataParallel(_Forward(self.model), **kwargs)
+
+    def fit(self, train: MultiTaskData, val: MultiTaskData | None = None, *, resume: bool = False) -> History:
+        if self.world_size > 1 and self.sync_batch_norm:
+            for layer in batch_norm_layers(self.model):
+                setattr(layer, "forward", _GlobalBatchNorm(layer, self.comm))  # noqa: B010 (an instance attribute)
+                self._patched_bn.append(layer)
+        try:
+            return super().fit(train, val, resume=resume)
+        finally:  # the fitted model is a plain module again (its own batch-norm forward)
+            for patched in self._patched_bn:
+                patched.__dict__.pop("forward", None)
+            self._patched_bn = []
 
     # ------------------------------------------------------------------ hooks of the Trainer
     def _forward(self, x: Tensor, need_rep: bool) -> tuple[dict[str, Tensor], Tensor | None]:
