@@ -3,6 +3,7 @@ rank all-reduces per step, for Equal (DDP) and a gradient method (MGDA, paramete
 
     .venv/bin/python benchmarks/distributed.py            # K in {2, 10}, 40 steps each
     .venv/bin/python benchmarks/distributed.py --steps 80 --batch 512
+    .venv/bin/python benchmarks/distributed.py --methods equal_bn equal_bn_unsynced --ks 2
 
 Setup: synthetic regression data (64 features), hard sharing with an MLP trunk
 64 -> 256 -> 256 (82,432 shared parameters) and K linear heads, Adam, global batch ``--batch``
@@ -24,6 +25,10 @@ Communication is the payload each rank hands to all-reduce per step (what a ring
 moves is about 2 (R-1)/R times that per rank): for Equal, DDP's gradient buckets (counted by a
 communication hook) plus mtlkit's loss all-reduce; for MGDA, the loss all-reduce, the K x P
 Jacobian of the shared parameters and the flattened bucket of the heads' gradients.
+
+``equal_bn`` / ``equal_bn_unsynced``: Equal with batch norm after each trunk layer, with the
+global batch's statistics (``sync_batch_norm``, the default; two small all-reduces per layer
+and step) or with each rank's own (``sync_batch_norm=False``): the price of the former.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ def _data(k: int):
     return from_arrays(x, {t.name: y[:, i] for i, t in enumerate(tasks)}, tasks), tasks
 
 
+#: method name -> (aggregator, batch norm in the trunk, sync_batch_norm)
+METHODS = {"equal": (None, False, None), "mgda": ("mgda", False, None),
+           "equal_bn": (None, True, True), "equal_bn_unsynced": (None, True, False)}
+
+
 def _bench(k: int, method: str, steps: int, batch: int, warmup: int) -> dict[str, Any]:
     from mtlkit.aggregation import MGDA
     from mtlkit.architectures import build_model
@@ -70,7 +80,9 @@ def _bench(k: int, method: str, steps: int, batch: int, warmup: int) -> dict[str
 
     data, tasks = _data(k)
     seed_everything(0)
-    model = build_model({"name": "hard_sharing", "trunk": {"name": "mlp", "hidden": HIDDEN}}, tasks, (FEATURES,))
+    aggregator, batch_norm, sync = METHODS[method]
+    model = build_model({"name": "hard_sharing", "trunk": {"name": "mlp", "hidden": HIDDEN, "batch_norm": batch_norm}},
+                        tasks, (FEATURES,))
     ddp_traffic = {"bytes": 0, "calls": 0}
 
     class Timed(DistributedTrainer):
@@ -90,8 +102,8 @@ def _bench(k: int, method: str, steps: int, batch: int, warmup: int) -> dict[str
     times: list[float] = []
     cpu: list[float] = []
     epochs = max(1, -(-steps * batch // N))
-    t = Timed(model, tasks, aggregator=MGDA() if method == "mgda" else None, epochs=epochs, batch_size=batch,
-              lr=1e-3, seed=0, progress=False, monitor_conflicts=False)
+    t = Timed(model, tasks, aggregator=MGDA() if aggregator == "mgda" else None, epochs=epochs, batch_size=batch,
+              lr=1e-3, seed=0, progress=False, monitor_conflicts=False, sync_batch_norm=sync)
     step = t.train_step
 
     def timed_step(b):
@@ -131,7 +143,7 @@ def _worker(rank: int, world: int, port: int, threads: int, out: str, args: dict
     init_from_env(timeout=300)
     rows = []
     for k in args["ks"]:
-        for method in ("equal", "mgda"):
+        for method in args["methods"]:
             rows.append(_bench(k, method, args["steps"], args["batch"], args["warmup"]))
     if rank == 0:
         Path(out).write_text(json.dumps(rows))
@@ -160,9 +172,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--ks", type=int, nargs="+", default=[2, 10])
+    ap.add_argument("--methods", nargs="+", default=["equal", "mgda"], choices=sorted(METHODS))
     ap.add_argument("--repeats", type=int, default=3, help="jobs per setup, interleaved (median of medians)")
     a = ap.parse_args()
-    args = {"steps": a.steps, "warmup": a.warmup, "batch": a.batch, "ks": a.ks}
+    args = {"steps": a.steps, "warmup": a.warmup, "batch": a.batch, "ks": a.ks, "methods": a.methods}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     configs = [("1 proc x 1 thread", 1, 1), ("1 proc x 2 threads", 1, 2), ("2 procs x 1 thread", 2, 1)]
     runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name, _, _ in configs}
@@ -190,7 +203,7 @@ def main() -> None:
                   f"{r['cpu_ms']:.1f} | {r['samples_per_s']:,.0f} | {comm} | {r['calls_per_step']:.0f} |")
     print()
     for i, row in enumerate(results["2 procs x 1 thread"]):
-        if row["method"] != "mgda":
+        if row["method"] != "mgda" or i == 0 or results["2 procs x 1 thread"][i - 1]["method"] != "equal":
             continue
         eq = results["2 procs x 1 thread"][i - 1]
         print(f"K={row['k']}: MGDA moves {row['bytes_per_step'] / eq['bytes_per_step']:.1f}x the bytes of Equal "
