@@ -29,6 +29,10 @@ How each part of a step is made global (``docs/scaling.md`` has the derivations)
   matrix and takes the same step; at representation level each rank's Gramian J_r J_rᵀ is
   all-reduced (K×K numbers) and scaled by 1/R². The gradients that are still local (task
   heads, weighting parameters) are averaged in one flattened bucket.
+* **Batch norm.** Where each step backpropagates once through the trunk (loss-space
+  training, representation-level aggregators), batch-norm layers normalise with the
+  statistics of the global batch (:class:`_GlobalBatchNorm`, ``sync_batch_norm``), on every
+  device; elsewhere each rank uses its shard's statistics.
 * **Writes.** Rank 0 alone writes ``metrics.jsonl``, checkpoints and the run folder; every
   rank resumes from the checkpoint rank 0 chooses, broadcast as bytes (safetensors + JSON:
   no pickle, no shared file system needed). Buffers (batch-norm statistics) are averaged
