@@ -124,7 +124,7 @@ class TrainingConfig(_Strict):
                                                    "that this torch build can use)")
     sync_batch_norm: bool | None = Field(
         default=None, description="under torchrun: batch norm with the global batch's statistics, so that N "
-        "processes compute what one does (null: on where each step backpropagates once through the trunk)")
+        "processes compute what one does (null: on, except with GREAT)")
 
     @field_validator("device")
     @classmethod
@@ -134,15 +134,6 @@ class TrainingConfig(_Strict):
         if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", v):
             raise ValueError(f"must be cpu, cuda, cuda:N, mps or auto; got {v!r}")
         return v
-
-
-    @model_validator(mode="after")
-    def _sync_bn_needs_one_backward(self) -> TrainingConfig:
-        if self.sync_batch_norm and self.aggregator is not None and self.level == "parameters":
-            raise ValueError(f"sync_batch_norm: true needs one backward pass through the trunk per step; the "
-                             f"parameter-level aggregator {self.aggregator.name!r} backpropagates once per task "
-                             f"(use level: representation, or sync_batch_norm: false)")
-        return self
 
 
 class RunConfig(_Strict):

@@ -30,16 +30,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_data(*, missing: bool = True):
+def make_data(*, missing: bool = True, sparse: bool = False):
     """48 samples, 5 features, a binary, a regression and a 3-class task; task b lacks labels on
-    a third of the rows (so the two ranks' shards hold different label counts)."""
+    a third of the rows (so the two ranks' shards hold different label counts), or, with
+    ``sparse``, on all but 6 rows (so a rank's shard often has none while the other's has some)."""
     from mtlkit.data import from_arrays
 
     r = np.random.default_rng(0)
     x = r.normal(size=(N, F)).astype("float32")
     b = 2 * x[:, 0] - x[:, 2]
     if missing:
-        b[r.choice(N, N // 3, replace=False)] = np.nan
+        b[r.choice(N, N - 6 if sparse else N // 3, replace=False)] = np.nan
     labels = {"a": (x[:, 0] + x[:, 1] > 0).astype(float), "b": b, "c": r.integers(0, 3, N)}
     return from_arrays(x, labels, TASKS)
 
@@ -79,6 +80,10 @@ def components(case: str) -> dict[str, Any]:
         # which Adam's normalisation would blow up to steps of ~lr in either run
         "bn_equal": {"optimizer": "sgd"},
         "bn_mgda_representation": {"aggregator": MGDA(), "level": "representation", "optimizer": "sgd"},
+        # per-task backward passes through the synchronised batch norm (the loop engine)
+        "bn_pcgrad": {"aggregator": PCGrad(seed=5), "optimizer": "sgd"},
+        "bn_mgda_sparse": {"aggregator": MGDA(), "optimizer": "sgd"},
+        "bn_gradnorm": {"weighting": GradNorm(), "optimizer": "sgd"},
         # ... and, for contrast, each rank's own shard statistics
         "bn_equal_unsynced": {"sync_batch_norm": False, "optimizer": "sgd"},
     }[case]
@@ -96,7 +101,7 @@ def train(case: str, *, distributed: bool, **extra: Any):
         kwargs.pop("use_ddp", None)
         kwargs.pop("sync_batch_norm", None)
     t = cls(make_model(batch_norm=case.startswith("bn_")), TASKS, **kwargs)
-    t.fit(make_data())
+    t.fit(make_data(sparse=case.endswith("_sparse")))
     return t
 
 

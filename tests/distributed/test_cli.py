@@ -17,8 +17,8 @@ import yaml
 
 @pytest.fixture(params=["pcgrad", "batch_norm"])
 def config(tmp_path, request):
-    """The plain MLP with PCGrad, and an MLP with batch norm trained with equal weights and SGD
-    (its batch norm is synchronised by default: the baselines' too)."""
+    """The plain MLP with PCGrad, and an MLP with batch norm, PCGrad and SGD (its batch norm is
+    synchronised by default, through PCGrad's per-task backward passes; the baselines' too)."""
     r = np.random.default_rng(0)
     n = 150
     df = pd.DataFrame(r.normal(size=(n, 5)), columns=[f"f{i}" for i in range(5)])
@@ -33,7 +33,6 @@ def config(tmp_path, request):
                         "aggregator": {"name": "pcgrad"}}}
     if request.param == "batch_norm":
         cfg["model"]["trunk"]["batch_norm"] = True
-        cfg["training"]["aggregator"] = None
         cfg["training"]["optimizer"] = {"name": "sgd", "lr": 0.05}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -1,7 +1,7 @@
 """The global batch norm of ``DistributedTrainer(sync_batch_norm=...)``: its maths against
-PyTorch's batch norm (one rank: the sums over ranks are the local sums), and the refusal of
-steps that backpropagate once per task through the trunk. The two-process equivalence is in
-``test_equivalence.py`` (cases ``bn_*``)."""
+PyTorch's batch norm (one rank: the sums over ranks are the local sums), its default, and
+the refusal where a backward pass cannot hold a collective (vmapped Jacobians, GREAT's second
+differentiation). The two-process equivalence is in ``test_equivalence.py`` (cases ``bn_*``)."""
 
 from __future__ import annotations
 
@@ -75,27 +75,33 @@ def test_batch_norm_layers():
     assert batch_norm_layers(h.make_model()) == []
 
 
-def test_default_is_on_only_where_a_step_backpropagates_once():
+def test_default_is_on_except_where_a_backward_pass_cannot_hold_a_collective():
     from mtlkit.aggregation import MGDA, PCGrad
-    from mtlkit.weighting import GradNorm
+    from mtlkit.weighting import GREAT, GradNorm
 
     bn = h.make_model(batch_norm=True)
     assert DistributedTrainer(bn, h.TASKS).sync_batch_norm
     assert DistributedTrainer(bn, h.TASKS, aggregator=MGDA(), level="representation").sync_batch_norm
-    assert not DistributedTrainer(bn, h.TASKS, aggregator=PCGrad()).sync_batch_norm
-    assert not DistributedTrainer(bn, h.TASKS, weighting=GradNorm()).sync_batch_norm
+    assert DistributedTrainer(bn, h.TASKS, aggregator=PCGrad()).sync_batch_norm  # the loop engine
+    assert DistributedTrainer(bn, h.TASKS, weighting=GradNorm()).sync_batch_norm
+    assert not DistributedTrainer(bn, h.TASKS, aggregator=PCGrad(), jacobian_engine="batched").sync_batch_norm
+    assert not DistributedTrainer(bn, h.TASKS, weighting=GREAT()).sync_batch_norm
     assert not DistributedTrainer(h.make_model(), h.TASKS).sync_batch_norm  # no batch norm
-    with pytest.raises(ValueError, match=r"parameter-level aggregator PCGrad.*once per task"):
-        DistributedTrainer(bn, h.TASKS, aggregator=PCGrad(), sync_batch_norm=True)
-    with pytest.raises(ValueError, match="weighting GradNorm"):
-        DistributedTrainer(bn, h.TASKS, weighting=GradNorm(), sync_batch_norm=True)
+    # representation level: the per-task gradients stop at the representation, any engine
+    assert DistributedTrainer(bn, h.TASKS, aggregator=MGDA(), level="representation",
+                              jacobian_engine="batched").sync_batch_norm
+    with pytest.raises(ValueError, match=r"'batched' Jacobian engine vmaps.*jacobian_engine='loop'"):
+        DistributedTrainer(bn, h.TASKS, aggregator=PCGrad(), jacobian_engine="batched", sync_batch_norm=True)
+    with pytest.raises(ValueError, match=r"weighting GREAT differentiates"):
+        DistributedTrainer(bn, h.TASKS, weighting=GREAT(), sync_batch_norm=True)
     with pytest.raises(ValueError, match="bool or None"):
         DistributedTrainer(bn, h.TASKS, sync_batch_norm="yes")
 
 
-def test_config_refuses_sync_batch_norm_with_a_parameter_level_aggregator():
+def test_config_key():
     base = {"data": {"dataset": "yeast"}, "training": {"aggregator": {"name": "pcgrad"}, "sync_batch_norm": True}}
-    with pytest.raises(ConfigError, match=r"sync_batch_norm.*pcgrad"):
-        parse_config(base)
-    base["training"]["level"] = "representation"
     assert parse_config(base).training.sync_batch_norm is True
+    assert parse_config({"data": {"dataset": "yeast"}}).training.sync_batch_norm is None
+    base["training"]["sync_batch_norm"] = "sometimes"
+    with pytest.raises(ConfigError, match="sync_batch_norm"):
+        parse_config(base)

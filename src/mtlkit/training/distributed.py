@@ -29,10 +29,9 @@ How each part of a step is made global (``docs/scaling.md`` has the derivations)
   matrix and takes the same step; at representation level each rank's Gramian J_r J_rᵀ is
   all-reduced (K×K numbers) and scaled by 1/R². The gradients that are still local (task
   heads, weighting parameters) are averaged in one flattened bucket.
-* **Batch norm.** Where each step backpropagates once through the trunk (loss-space
-  training, representation-level aggregators), batch-norm layers normalise with the
-  statistics of the global batch (:class:`_GlobalBatchNorm`, ``sync_batch_norm``), on every
-  device; elsewhere each rank uses its shard's statistics.
+* **Batch norm.** Batch-norm layers normalise with the statistics of the global batch
+  (:class:`_GlobalBatchNorm`, ``sync_batch_norm``), on every device; not with GREAT or a
+  vmapped Jacobian engine, where each rank uses its shard's statistics.
 * **Writes.** Rank 0 alone writes ``metrics.jsonl``, checkpoints and the run folder; every
   rank resumes from the checkpoint rank 0 chooses, broadcast as bytes (safetensors + JSON:
   no pickle, no shared file system needed). Buffers (batch-norm statistics) are averaged
@@ -525,12 +524,10 @@ class DistributedTrainer(Trainer):
         group: the process group (default: the default group, see :func:`init_from_env`).
         sync_batch_norm: batch norm with the statistics of the global batch
             (:class:`_GlobalBatchNorm`), so that R processes compute what one process
-            computes. None (default): on for a model with batch-norm layers when each step
-            backpropagates through the trunk once (loss-space training, or a
-            representation-level aggregator), off otherwise (each rank normalises its shard
-            with the shard's statistics). True where a step backpropagates once per task
-            through the trunk (parameter-level aggregators, GradNorm, DB-MTL, GREAT) is
-            refused: a rank whose shard lacks a task would skip collectives the others run.
+            computes. None (default): on for a model with batch-norm layers, except with
+            GREAT (which differentiates gradients twice) and with a vmapped Jacobian engine
+            (``batched``, ``two-stage``) for per-task gradients; there each rank normalises
+            its shard with the shard's statistics, and True is refused.
 
     >>> import torch
     >>> from mtlkit import Task, from_arrays
@@ -551,15 +548,23 @@ class DistributedTrainer(Trainer):
         if sync_batch_norm is not None and not isinstance(sync_batch_norm, bool):
             raise ValueError(f"The 'sync_batch_norm' parameter of DistributedTrainer must be a bool or None. "
                              f"Got {sync_batch_norm!r}.")
-        once = ((self.aggregator is None or self.level == "representation")
-                and not getattr(self.weighting, "needs_gradients", False))
-        if sync_batch_norm and not once:
-            what = (f"the parameter-level aggregator {self.aggregator}" if not (self.aggregator is None
-                    or self.level == "representation") else f"the weighting {type(self.weighting).__name__}")
-            raise ValueError(f"sync_batch_norm=True needs one backward pass through the trunk per step; {what} "
-                             f"backpropagates once per task. Use level='representation', a loss weighting "
-                             f"that reads no gradients, or sync_batch_norm=False (per-rank statistics).")
-        self.sync_batch_norm = (once and bool(batch_norm_layers(model))) if sync_batch_norm is None \
+        # steps with one backward pass per task through the trunk (the parameter-level Jacobian,
+        # GradNorm's and DB-MTL's gradients) call the batch norm's gradient all-reduce once per
+        # task: every rank makes the same calls (a task's loss keeps its graph on a shard
+        # without its labels), but only the plain loop engine calls them outside vmap
+        per_task = ((self.aggregator is not None and self.level == "parameters")
+                    or bool(getattr(self.weighting, "needs_gradients", False)))
+        why = None
+        if getattr(self.weighting, "gradients_at", None) == "representation":
+            why = (f"the weighting {type(self.weighting).__name__} differentiates the representation "
+                   f"gradients a second time (create_graph)")
+        elif per_task and self.jacobian_engine != "loop":
+            why = (f"the {self.jacobian_engine!r} Jacobian engine vmaps the per-task backward passes, "
+                   f"which cannot hold a collective; use jacobian_engine='loop'")
+        if sync_batch_norm and why:
+            raise ValueError(f"sync_batch_norm=True is not available here: {why}. Pass sync_batch_norm=False "
+                             f"(per-rank statistics).")
+        self.sync_batch_norm = (why is None and bool(batch_norm_layers(model))) if sync_batch_norm is None \
             else sync_batch_norm
         self._patched_bn: list[nn.Module] = []
         if not isinstance(use_ddp, bool):
