@@ -26,9 +26,11 @@ moves is about 2 (R-1)/R times that per rank): for Equal, DDP's gradient buckets
 communication hook) plus mtlkit's loss all-reduce; for MGDA, the loss all-reduce, the K x P
 Jacobian of the shared parameters and the flattened bucket of the heads' gradients.
 
-``equal_bn`` / ``equal_bn_unsynced``: Equal with batch norm after each trunk layer, with the
-global batch's statistics (``sync_batch_norm``, the default; two small all-reduces per layer
-and step) or with each rank's own (``sync_batch_norm=False``): the price of the former.
+``equal_bn`` / ``equal_bn_unsynced`` (and ``mgda_bn`` / ``mgda_bn_unsynced``): Equal (MGDA at
+the parameter level) with batch norm after each trunk layer, with the global batch's
+statistics (``sync_batch_norm``, the default; small all-reduces per layer, one in the forward
+and one per backward pass) or with each rank's own (``sync_batch_norm=False``): the price of
+the former.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def _data(k: int):
 
 #: method name -> (aggregator, batch norm in the trunk, sync_batch_norm)
 METHODS = {"equal": (None, False, None), "mgda": ("mgda", False, None),
-           "equal_bn": (None, True, True), "equal_bn_unsynced": (None, True, False)}
+           "equal_bn": (None, True, True), "equal_bn_unsynced": (None, True, False),
+           "mgda_bn": ("mgda", True, True), "mgda_bn_unsynced": ("mgda", True, False)}
 
 
 def _bench(k: int, method: str, steps: int, batch: int, warmup: int) -> dict[str, Any]:
