@@ -4,6 +4,8 @@ message naming what is missing (e.g. a shared representation)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -69,7 +71,12 @@ def test_architecture_trains_with_aggregator(arch, aggregator, data):
                 Trainer(model, TASKS, aggregator=AGGREGATORS.build(aggregator), level=level, epochs=1,
                         progress=False).fit(data)
             continue
-        trainer = Trainer(model, TASKS, aggregator=AGGREGATORS.build(aggregator), level=level, epochs=1,
-                          batch_size=32, lr=1e-2, progress=False, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer = Trainer(model, TASKS, aggregator=AGGREGATORS.build(aggregator), level=level, epochs=1,
+                              batch_size=32, lr=1e-2, progress=False, seed=0)
+        # no shared parameters (soft sharing): the aggregator has nothing to combine, and says so
+        degenerate = any("has no shared parameters" in str(w.message) for w in caught)
+        assert degenerate == (level == "parameters" and not any(True for _ in model.shared_parameters())), arch
         losses = trainer.fit(data).records[-1]["train_loss"]
         assert all(np.isfinite(v) for v in losses.values()), (arch, aggregator, level, losses)

@@ -162,6 +162,13 @@ class Trainer:
                 f"{type(model).__name__} has none. Use level='parameters'."
             )
         _check_gradients_at(model, weighting)
+        shared_fn = getattr(model, "shared_parameters", None)
+        if aggregator is not None and level == "parameters" and callable(shared_fn) \
+                and not any(p.requires_grad for p in shared_fn()):
+            warnings.warn(f"The model {type(model).__name__} has no shared parameters, so the aggregator "
+                          f"{aggregator} has no task gradients to combine: every parameter gets its own "
+                          f"task's (weighted) gradient, which is plain loss-space training.",
+                          UserWarning, stacklevel=2)
         if aggregator is not None and not weighting.aggregator_compatible:
             raise ValueError(f"The weighting {weighting} cannot be combined with a gradient-space "
                              f"aggregator ({aggregator}).")
