@@ -91,6 +91,13 @@ def test_list_and_env():
         assert word in res.output
     res = runner.invoke(get_app(), ["env"])
     assert res.exit_code == 0 and "torch" in res.output
+    import torch
+
+    devices = next(line for line in res.output.splitlines() if line.startswith("devices"))
+    assert devices.split()[1].rstrip(",") == ("cuda:0" if torch.cuda.is_available() else "cpu") or \
+        "mps" in devices
+    backends = next(line for line in res.output.splitlines() if line.startswith("distributed"))
+    assert ("gloo" in backends) == (torch.distributed.is_available() and torch.distributed.is_gloo_available())
 
 
 def test_demo_quick(tmp_path):
