@@ -383,6 +383,45 @@ class RunResult:
         return predict_raw(self.model, x)
 
 
+class WarningLog:
+    """Collects the warnings shown while it is active (they are still shown as usual):
+    ``entries()`` gives one entry per distinct message, numbers folded (``Step 3: ...`` and
+    ``Step 7: ...`` are one entry with count 2), for ``summary.json`` and the report."""
+
+    def __init__(self, limit: int = 20) -> None:
+        self.limit = limit
+        self._seen: dict[tuple[str, str], dict[str, Any]] = {}
+        self._orig: Any = None
+
+    def __enter__(self) -> WarningLog:
+        import re
+        import warnings
+
+        self._orig = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+            text = str(message)
+            key = (category.__name__, re.sub(r"\d+(\.\d+)?", "#", text))
+            entry = self._seen.get(key)
+            if entry is None and len(self._seen) < self.limit:
+                self._seen[key] = {"category": category.__name__, "message": text, "count": 1}
+            elif entry is not None:
+                entry["count"] += 1
+            self._orig(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import warnings
+
+        warnings.showwarning = self._orig
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [dict(e) for e in self._seen.values()]
+
+
 def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool = True,
         log: Log | None = None, model: nn.Module | None = None,
         components: dict[str, Any] | None = None,
@@ -398,7 +437,20 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
 
     With ``resume``, every trainer (multi-task and baselines) continues from its newest good
     checkpoint in ``out_dir/checkpoints``; a config that differs from the run's is refused
-    (listing the differing keys) unless ``force``."""
+    (listing the differing keys) unless ``force``.
+
+    The warnings shown meanwhile are kept in ``summary["warnings"]`` (and the report)."""
+    with WarningLog() as warned:
+        return _run(cfg, prepared, out_dir=out_dir, progress=progress, log=log, model=model,
+                    components=components, baseline_builder=baseline_builder, overwrite=overwrite,
+                    resume=resume, force=force, report=report, warned=warned)
+
+
+def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool,
+         log: Log | None, model: nn.Module | None, components: dict[str, Any] | None,
+         baseline_builder: Callable[[Task], nn.Module] | None, overwrite: bool, resume: bool, force: bool,
+         report: bool, warned: WarningLog) -> RunResult:
+    """The body of :func:`run`; ``warned`` collects the warnings shown meanwhile."""
     from mtlkit.training.distributed import (
         DistributedTrainer,
         init_from_env,
@@ -555,6 +607,7 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         summary["stl_inference_ms_total"] = sum(v["inference_ms"] for v in stl.values())
         if summary["delta_m"] is not None and not math.isfinite(summary["delta_m"]):
             summary["delta_m"] = None
+    summary["warnings"] = warned.entries()  # what the console showed, kept with the run
     if run_dir is not None and main:
         write_json(run_dir / SUMMARY, summary)
         if report:

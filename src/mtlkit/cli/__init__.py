@@ -20,7 +20,16 @@ def _load_commands() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line: "Warning (UserWarning): ...", without the source line
+    (a user of the CLI did not write that line; library users keep Python's format)."""
+    return f"Warning ({category.__name__}): {message}\n"
+
+
 def main() -> None:
+    import warnings
+
+    warnings.formatwarning = _format_warning
     _load_commands()
     app()
 

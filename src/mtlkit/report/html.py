@@ -48,7 +48,7 @@ _KNOWN_SUMMARY_KEYS = {
     "delta_m_all_tasks", "stl_params_total", "stl_inference_ms_total", "confusion",
     "classification_report", "higher_is_better", "main_metric", "created", "sign_convention",
     "inference_unit", "source", "sizes", "environment", "nonfinite_skipped", "affinity", "sharing",
-    "search_phase",
+    "search_phase", "warnings",
 }
 _KNOWN_SHARING_KEYS = {"gates", "cross_stitch", "policy", "discriminator_accuracy"}
 
@@ -396,6 +396,13 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
     if skipped:
         body.append(f'<p class="warn">{skipped} step(s) were skipped because a loss or gradient '
                     "was not finite.</p>")
+    shown = [w for w in (ctx.summary.get("warnings") or []) if isinstance(w, Mapping)]
+    if shown:
+        items = "".join(
+            f"<li><b>{esc(w.get('category', 'Warning'))}</b>: {esc(w.get('message', ''))}"
+            + (f" (×{int(num(w.get('count')) or 1)})" if (num(w.get("count")) or 1) > 1 else "") + "</li>"
+            for w in shown)
+        body.append(f'<div class="warn"><p>Warnings shown while the run trained:</p><ul>{items}</ul></div>')
     lrs = [num(v) for v in _series(recs, "lr")]
     finite_lrs = {v for v in lrs if v is not None}
     figs = []
