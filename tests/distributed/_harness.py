@@ -45,13 +45,14 @@ def make_data(*, missing: bool = True, sparse: bool = False):
     return from_arrays(x, labels, TASKS)
 
 
-def make_model(*, batch_norm: bool = False) -> torch.nn.Module:
+def make_model(*, batch_norm: bool = False, arch: str = "hard_sharing") -> torch.nn.Module:
     from mtlkit.architectures import build_model
     from mtlkit.training import seed_everything
 
     seed_everything(SEED)
-    return build_model({"name": "hard_sharing", "trunk": {"name": "mlp", "hidden": [16, 8],
-                                                          "batch_norm": batch_norm}}, TASKS, (F,))
+    extra = {"num_experts": 2} if arch == "mmoe" else {}
+    return build_model({"name": arch, "trunk": {"name": "mlp", "hidden": [16, 8], "batch_norm": batch_norm},
+                        **extra}, TASKS, (F,))
 
 
 def components(case: str) -> dict[str, Any]:
@@ -64,6 +65,8 @@ def components(case: str) -> dict[str, Any]:
         "equal": {},
         "equal_no_ddp": {"use_ddp": False},
         "equal_conflicts": {"monitor_conflicts": True},  # the conflict statistics are global too
+        # ... also on the last shared layer of a model without one representation (MMoE)
+        "mmoe_conflicts": {"monitor_conflicts": True},
         "uncertainty": {"weighting": Uncertainty()},
         "gradnorm": {"weighting": GradNorm()},
         "mgda": {"aggregator": MGDA()},
@@ -100,7 +103,8 @@ def train(case: str, *, distributed: bool, **extra: Any):
     if not distributed:
         kwargs.pop("use_ddp", None)
         kwargs.pop("sync_batch_norm", None)
-    t = cls(make_model(batch_norm=case.startswith("bn_")), TASKS, **kwargs)
+    t = cls(make_model(batch_norm=case.startswith("bn_"), arch="mmoe" if case.startswith("mmoe_") else "hard_sharing"),
+            TASKS, **kwargs)
     t.fit(make_data(sparse=case.endswith("_sparse")))
     return t
 

@@ -10,7 +10,7 @@ import pytest
 from . import _harness as h
 
 #: the cases trained in 2 processes and compared with 1 process
-CASES = ["equal", "equal_no_ddp", "equal_conflicts", "uncertainty", "gradnorm", "mgda", "pcgrad", "cagrad",
+CASES = ["equal", "equal_no_ddp", "equal_conflicts", "mmoe_conflicts", "uncertainty", "gradnorm", "mgda", "pcgrad", "cagrad",
          "mgda_representation", "cagrad_representation", "nash_mtl_representation", "sampler",
          "bn_equal", "bn_mgda_representation", "bn_pcgrad", "bn_mgda_sparse", "bn_gradnorm",
          "bn_equal_unsynced"]

@@ -29,7 +29,7 @@ def test_two_processes_equal_one_process(job_dir, equal_reference, case):
     assert np.array_equal(p0, p1), "the ranks' parameters must be bit-identical"
     np.testing.assert_allclose(p0, ref_params, rtol=0, atol=1e-5)
     assert (job_dir / f"{case}-patched-rank0.txt").read_text() == "0"
-    if case not in ("equal", "equal_no_ddp", "equal_conflicts") and not case.startswith("bn_"):
+    if case not in ("equal", "equal_no_ddp", "equal_conflicts") and not case.startswith(("bn_", "mmoe_")):
         # the method changed the training
         assert np.abs(ref_params[:equal_reference.size] - equal_reference).max() > 1e-3
     # the logged epoch records are global: the same numbers as one process logs
@@ -42,7 +42,9 @@ def test_two_processes_equal_one_process(job_dir, equal_reference, case):
             if key in mine:  # e.g. a wrong Gramian scaling changes Nash-MTL's weights
                 for task, v in theirs[key].items():
                     assert mine[key][task] == pytest.approx(v, abs=1e-5), (key, task)
+        assert ("conflicts" in mine) == ("conflicts" in theirs) == case.endswith("_conflicts")
         if "conflicts" in theirs:
+            assert mine["conflicts"]["measured_on"] == theirs["conflicts"]["measured_on"]
             assert mine["conflicts"]["mean_cosine"] == pytest.approx(theirs["conflicts"]["mean_cosine"], abs=1e-5)
             for task, v in theirs["conflicts"]["norm_ratio"].items():
                 assert mine["conflicts"]["norm_ratio"][task] == pytest.approx(v, abs=1e-5)

@@ -697,10 +697,15 @@ def _conflicts(ctx: _Ctx) -> tuple[str, str, str] | None:
     mean = _mean_matrix(mats)
     if len(recs) > 1 and mean is not None:
         maps.append({"matrix": mean, "title": f"mean over {len(recs)} epochs", **common})
+    where = {"representation": " The gradients are taken with respect to the shared representation "
+                                 "(the trunk's output that every head reads).",
+             "last_shared_parameters": " The model has no single shared representation, so the gradients "
+                                       "are taken with respect to the parameters of its last shared layer "
+                                       "(as GradNorm does)."}.get(str(last.get("measured_on")), "")
     body = [f'<p class="legend">Cosine similarity between task gradients (red &lt; 0: the two '
             f"tasks pull the shared parameters in conflicting directions). Last epoch: mean "
             f"pairwise cosine {esc(fmt(last.get('mean_cosine'), 3))}, conflicting pairs "
-            f"{esc(fmt(last.get('conflict_fraction'), 3))}.</p>",
+            f"{esc(fmt(last.get('conflict_fraction'), 3))}.{esc(where)}</p>",
             _img(plots.heatmaps, "Pairwise cosine similarity of task gradients", maps,
                  alt="gradient conflict heatmap"),
             _img(plots.lines, "Gradient conflict over epochs", "epoch", "cosine / fraction",

@@ -426,7 +426,8 @@ class _GlobalConflicts:
     """The trainer's :class:`~mtlkit.training.ConflictMonitor`, fed with the global
     representation Jacobian's Gramian: cosines and norm ratios are functions of J Jᵀ, so the
     monitor receives a K×K square root of the all-reduced (1/R²) Σ_r J_r J_rᵀ and its
-    statistics equal those of one process on the global batch."""
+    statistics equal those of one process on the global batch. A parameter-level Jacobian
+    (:meth:`update_parameters`) is averaged over ranks instead."""
 
     def __init__(self, inner: Any, comm: _Comm) -> None:
         self.inner = inner
@@ -434,6 +435,12 @@ class _GlobalConflicts:
 
     def __getattr__(self, name: str) -> Any:  # epoch_summary, state_dict, load_state_dict ...
         return getattr(self.inner, name)
+
+    @torch.no_grad()
+    def update_parameters(self, jacobian: Tensor, idx: Sequence[int]) -> None:
+        """A parameter-level Jacobian: the global one is the mean over ranks (one all-reduce)."""
+        j = self.comm.all_reduce_(jacobian.detach().contiguous().clone(), "conflict statistics")
+        self.inner.update(j / self.comm.size, idx)
 
     @torch.no_grad()
     def update(self, jacobian: Tensor, idx: Sequence[int]) -> None:

@@ -57,6 +57,11 @@ class ConflictMonitor:
         self._ratio_sum[ix] += (norms / mean_norm) * valid
         self._ratio_n[ix] += valid
 
+    def update_parameters(self, jacobian: Tensor, idx: Sequence[int]) -> None:
+        """:meth:`update` with a Jacobian w.r.t. parameters (rather than the representation):
+        the same statistics in one process; a distributed trainer averages it over ranks."""
+        self.update(jacobian, idx)
+
     def epoch_summary(self, reset: bool = True) -> dict[str, Any]:
         k = len(self.task_names)
         cos = (self._cos_sum / self._pair_n.clamp_min(1))

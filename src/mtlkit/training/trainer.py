@@ -115,7 +115,9 @@ class Trainer:
             primary tasks' main metrics against epoch 1.
         seed: seeds parameters' init (when the model is built after), shuffling and methods.
         run_dir: when given, one JSON line per epoch is appended to ``metrics.jsonl`` there.
-        monitor_conflicts: log gradient-conflict statistics per epoch (representation level).
+        monitor_conflicts: log gradient-conflict statistics per epoch: on the shared
+            representation, or, for a model without one, on the parameters of its last shared
+            layer (``conflicts_at`` says which; a model without shared parameters has none).
         sampler: an object with ``batches(data, batch_size, generator, epoch)`` yielding
             batches (default: shuffled passes over the data).
         schedule: an object with ``select(step, present, ctx) -> bool (K,)`` choosing the
@@ -193,7 +195,14 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.conflicts = ConflictMonitor(self.task_names) if monitor_conflicts and has_rep else None
+        # where the conflict monitor reads the task gradients: the shared representation (cheap:
+        # the heads only) or, for a model without one (MMoE, PLE, cross-stitch ...), the
+        # parameters of its last shared layer (as GradNorm does); none without shared parameters
+        shared_fn = getattr(model, "shared_parameters", None)
+        has_shared = callable(shared_fn) and any(p.requires_grad for p in shared_fn())
+        self.conflicts_at = (None if not monitor_conflicts else "representation" if has_rep
+                             else "last_shared_parameters" if has_shared else None)
+        self.conflicts = ConflictMonitor(self.task_names) if self.conflicts_at else None
         self.sampler, self.schedule = sampler, schedule
         self.callbacks = list(callbacks)
         self.jacobian_engine = jacobian_engine
@@ -327,6 +336,12 @@ class Trainer:
             src = self._loss_list if self._loss_list is not None else list(losses.unbind())
             j_rep = representation_jacobian([src[k] for k in idx], rep)
             self.conflicts.update(j_rep.detach(), idx)
+        elif self.conflicts is not None and self.conflicts_at == "last_shared_parameters" and self._last_shared:
+            idx = present.nonzero()[:, 0].tolist()
+            src = self._loss_list if self._loss_list is not None else list(losses.unbind())
+            # the plain loop engine: one small backward pass per task, never vmapped
+            j_last = jacobian([src[k] for k in idx], self._last_shared, engine="loop")
+            self.conflicts.update_parameters(j_last.detach(), idx)
         if self.aggregator is None or (self.level == "parameters" and not shared):
             # no shared parameters (e.g. soft sharing): nothing to aggregate
             total = res.objective if extra_sum is None else res.objective + extra_sum
@@ -567,7 +582,7 @@ class Trainer:
                 aw = self._agg_weights_sum / self._agg_weights_n.clamp_min(1)
                 record["aggregator_weights"] = dict(zip(self.task_names, aw.tolist()))
             if self.conflicts is not None:
-                record["conflicts"] = self.conflicts.epoch_summary()
+                record["conflicts"] = {**self.conflicts.epoch_summary(), "measured_on": self.conflicts_at}
             for name, obj in (("sampling", self.sampler), ("schedule", self.schedule)):
                 fn = getattr(obj, "epoch_summary", None)
                 if callable(fn):
