@@ -115,6 +115,9 @@ class TrainingConfig(_Strict):
     weighting: Component | None = None
     aggregator: Component | None = None
     level: Literal["parameters", "representation"] = "parameters"
+    jacobian_engine: Literal["loop", "batched", "two-stage"] = Field(
+        default="loop", description="how the parameter-level Jacobian is computed: loop (K backward passes, "
+        "fastest on CPU), batched (vmapped) or two-stage (through the shared representation)")
     schedule: Component | None = None
     monitor_conflicts: bool = True
     max_nonfinite_steps: int = Field(default=20, ge=1)

@@ -275,7 +275,8 @@ def make_trainer(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], *, run
                    sampler=comps["sampler"], schedule=comps["schedule"],
                    max_nonfinite_steps=t.max_nonfinite_steps, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-                   config_hash=config_hash(cfg), device=resolve_device(t.device), **trainer_kwargs)
+                   config_hash=config_hash(cfg), device=resolve_device(t.device), jacobian_engine=t.jacobian_engine,
+                   **trainer_kwargs)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -155,6 +155,9 @@ class Trainer:
 
         if jacobian_engine not in ENGINES:
             raise ValueError(f"The 'jacobian_engine' must be one of {', '.join(ENGINES)}. Got {jacobian_engine!r}.")
+        if jacobian_engine == "two-stage" and not getattr(model, "has_representation", False):
+            raise ValueError(f"jacobian_engine='two-stage' pulls the task gradients back through one shared "
+                             f"representation; the model {type(model).__name__} has none. Use 'loop' or 'batched'.")
         if level not in ("parameters", "representation"):
             raise ValueError(f"The 'level' must be 'parameters' or 'representation'. Got {level!r}.")
         has_rep = bool(getattr(model, "has_representation", False))
