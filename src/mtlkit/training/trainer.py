@@ -201,7 +201,6 @@ class Trainer:
         # where the conflict monitor reads the task gradients: the shared representation (cheap:
         # the heads only) or, for a model without one (MMoE, PLE, cross-stitch ...), the
         # parameters of its last shared layer (as GradNorm does); none without shared parameters
-        shared_fn = getattr(model, "shared_parameters", None)
         has_shared = callable(shared_fn) and any(p.requires_grad for p in shared_fn())
         self.conflicts_at = (None if not monitor_conflicts else "representation" if has_rep
                              else "last_shared_parameters" if has_shared else None)
