@@ -23,6 +23,10 @@ from torch import Tensor, nn
 
 from mtlkit.tasks import Task
 
+#: the stock architectures without one representation that every head reads (for error messages)
+NO_REPRESENTATION = ("soft_sharing, cross_stitch, mmoe, ple, adashare, adversarial, and deep_supervision "
+                     "with heads on different blocks")
+
 
 def contrastive_needs_pairs(task: str) -> ValueError:
     return ValueError(f"Task {task!r} is kind 'contrastive': its output is the distance between the "

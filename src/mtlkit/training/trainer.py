@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.aggregation._base import Aggregator, GramianWeightedAggregator
+from mtlkit.architectures._base import NO_REPRESENTATION
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.jacobian import assign_grads, jacobian, representation_jacobian
 from mtlkit.tasks import Task, check_tasks
@@ -834,10 +835,6 @@ class _Progress:
             self._p.__exit__(*exc)
 
 
-_NO_REPRESENTATION = ("soft_sharing, cross_stitch, mmoe, ple, adashare, adversarial, and deep_supervision "
-                      "with heads on different blocks")
-
-
 def _check_gradients_at(model: nn.Module, weighting: Weighting) -> None:
     """Refuse, before any training, a weighting whose gradients are taken at a part of the
     model that this model does not have (``Weighting.gradients_at``)."""
@@ -846,7 +843,7 @@ def _check_gradients_at(model: nn.Module, weighting: Weighting) -> None:
     arch = type(model).__name__
     if where == "representation" and not getattr(model, "has_representation", False):
         raise ValueError(f"{name} needs one shared representation that every task head reads; the model "
-                         f"{arch} has none (has_representation is False, as for {_NO_REPRESENTATION}). "
+                         f"{arch} has none (has_representation is False, as for {NO_REPRESENTATION}). "
                          f"Use hard_sharing, fusion or siamese.")
     if where in ("shared_parameters", "last_shared_parameters"):
         fn = getattr(model, where, None)

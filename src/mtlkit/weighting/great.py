@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlkit._registry import WEIGHTINGS
+from mtlkit.architectures._base import NO_REPRESENTATION
 from mtlkit.architectures._layers import grad_reverse
 from mtlkit.jacobian import task_gradients
 from mtlkit.weighting._base import StepContext, Weighting, WeightingResult, masked
@@ -137,10 +138,9 @@ class GREAT(Weighting):
         and present task, differentiable (``create_graph=True``)."""
         rep = ctx.representation
         if rep is None:
-            raise ValueError("GREAT needs one shared representation (ctx.representation) that every task "
-                             "head reads; this model has none (has_representation is False, as for soft_sharing, "
-                             "cross_stitch, mmoe, ple, adashare, adversarial, and deep_supervision with heads on "
-                             "different blocks). Use hard_sharing, fusion or siamese.")
+            raise ValueError(f"GREAT needs one shared representation (ctx.representation) that every task "
+                             f"head reads; this model has none (has_representation is False, as for "
+                             f"{NO_REPRESENTATION}). Use hard_sharing, fusion or siamese.")
         k = losses.shape[0]
         present = ctx.present if ctx.present is not None else torch.ones(k, dtype=torch.bool)
         idx = [i for i in range(k) if bool(present[i]) and losses[i].requires_grad]
