@@ -44,7 +44,7 @@ from mtlkit.architectures.backbones import build_trunk
 from mtlkit.architectures.cross_stitch import CrossStitch
 from mtlkit.architectures.mmoe import MMoE
 from mtlkit.architectures.siamese import Siamese, make_pairs
-from mtlkit.experiment import prepare
+from mtlkit.run import prepare
 
 
 def _fmt(values: list[float], digits: int = 4) -> str:

@@ -78,7 +78,7 @@ METHODS = {"equal": (None, False, None), "mgda": ("mgda", False, None),
 def _bench(k: int, method: str, steps: int, batch: int, warmup: int) -> dict[str, Any]:
     from mtlkit.aggregation import MGDA
     from mtlkit.architectures import build_model
-    from mtlkit.training import seed_everything
+    from mtlkit.training import Callback, seed_everything
     from mtlkit.training.distributed import DistributedTrainer
 
     data, tasks = _data(k)
@@ -88,10 +88,12 @@ def _bench(k: int, method: str, steps: int, batch: int, warmup: int) -> dict[str
                         tasks, (FEATURES,))
     ddp_traffic = {"bytes": 0, "calls": 0}
 
-    class Timed(DistributedTrainer):
-        def setup(self, train):
-            super().setup(train)
-            if self._ddp is not None:  # count DDP's own gradient buckets
+    class CountDDP(Callback):
+        """Counts DDP's own gradient buckets (registered once the model is wrapped)."""
+
+        def on_fit_start(self, trainer):
+            ddp = getattr(trainer.comm, "_ddp", None)
+            if ddp is not None:
                 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
                 def hook(state, bucket):
@@ -100,12 +102,12 @@ def _bench(k: int, method: str, steps: int, batch: int, warmup: int) -> dict[str
                     ddp_traffic["calls"] += 1
                     return allreduce_hook(state, bucket)
 
-                self._ddp.register_comm_hook(None, hook)
+                ddp.register_comm_hook(None, hook)
 
     times: list[float] = []
     cpu: list[float] = []
     epochs = max(1, -(-steps * batch // N))
-    t = Timed(model, tasks, aggregator=MGDA() if aggregator == "mgda" else None, epochs=epochs, batch_size=batch,
+    t = DistributedTrainer(model, tasks, callbacks=[CountDDP()], aggregator=MGDA() if aggregator == "mgda" else None, epochs=epochs, batch_size=batch,
               lr=1e-3, seed=0, progress=False, monitor_conflicts=False, sync_batch_norm=sync)
     step = t.train_step
 

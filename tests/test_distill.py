@@ -179,7 +179,7 @@ def test_distill_with_module_teachers_reports_three_models():
     from mtlkit.api import fit
     from mtlkit.config import parse_config
     from mtlkit.distill import distill
-    from mtlkit.experiment import prepare_from_config
+    from mtlkit.run import prepare_from_config
 
     r = np.random.default_rng(0)
     df = pd.DataFrame(r.normal(size=(200, 3)), columns=["p", "q", "s"])
@@ -197,7 +197,7 @@ def test_distill_with_module_teachers_reports_three_models():
     prepared = prepare_from_config(cfg)
     tasks = prepared.tasks
     del fit
-    from mtlkit.experiment import run
+    from mtlkit.run import run
 
     base = run(cfg, prepared, out_dir=None, progress=False)  # its baselines are the teachers
     res = distill(cfg, base.baselines, prepared=prepared, alpha=0.5, temperature=2.0)

@@ -17,7 +17,7 @@ import torch
 from mtlkit import Trainer
 from mtlkit.architectures import build_model
 from mtlkit.datasets import load_multimnist
-from mtlkit.experiment import prepare
+from mtlkit.run import prepare
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from mtlkit.config import RunConfig, load_config
-from mtlkit.experiment import build_model_for, evaluate_outputs, make_trainer, prepare_from_config
+from mtlkit.run import build_model_for, evaluate_outputs, make_trainer, prepare_from_config
 from mtlkit.training.trainer import predict_raw, seed_everything
 
 CONFIG = Path(__file__).resolve().parent / "basic_motions.yaml"

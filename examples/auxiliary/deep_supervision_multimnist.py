@@ -34,7 +34,7 @@ import torch
 from mtlkit import MultiTaskData, Task
 from mtlkit.config import load_config
 from mtlkit.datasets import load
-from mtlkit.experiment import build_model_for, evaluate_outputs, make_trainer, prepare
+from mtlkit.run import build_model_for, evaluate_outputs, make_trainer, prepare
 from mtlkit.training.trainer import predict_raw, seed_everything
 
 CONFIG = Path(__file__).resolve().parent / "deep_supervision_multimnist.yaml"

@@ -29,7 +29,7 @@ import torch
 
 from mtlkit.config import load_config
 from mtlkit.evaluation import delta_m
-from mtlkit.experiment import prepare_from_config, run
+from mtlkit.run import prepare_from_config, run
 
 CONFIG = Path(__file__).resolve().parent / "sp500.yaml"
 

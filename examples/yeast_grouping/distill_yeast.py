@@ -20,7 +20,7 @@ from mtlkit.analysis._format import markdown_table
 from mtlkit.config import load_config
 from mtlkit.distill import distill
 from mtlkit.evaluation import delta_m
-from mtlkit.experiment import prepare_from_config, run
+from mtlkit.run import prepare_from_config, run
 
 CONFIG = Path(__file__).with_name("config.yaml")
 

@@ -32,8 +32,7 @@ from mtlkit.analysis._format import markdown_table
 from mtlkit.analysis.grouping import restrict_config, restrict_prepared
 from mtlkit.config import load_config
 from mtlkit.evaluation import delta_m
-from mtlkit.experiment import build_model_for, make_trainer, prepare_from_config, run
-from mtlkit.runs import write_json
+from mtlkit.run import build_model_for, make_trainer, prepare_from_config, run, write_json
 from mtlkit.training.trainer import seed_everything
 
 CONFIG = Path(__file__).with_name("config.yaml")

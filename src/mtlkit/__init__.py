@@ -23,7 +23,7 @@ _LAZY = {
     "MultiTaskData": "mtlkit.data", "from_arrays": "mtlkit.data", "from_dataframe": "mtlkit.data",
     "split": "mtlkit.data",
     "delta_m": "mtlkit.evaluation",
-    "RunResult": "mtlkit.experiment",
+    "RunResult": "mtlkit.run",
     "load_run": "mtlkit.inference",
     "Task": "mtlkit.tasks",
     "Trainer": "mtlkit.training",
@@ -39,7 +39,7 @@ def __getattr__(name: str) -> Any:
     if module is not None:
         value = getattr(importlib.import_module(module), name)
     elif not name.startswith("__"):
-        try:  # a submodule (mtlkit.tasks, mtlkit.runs ...) reached as an attribute
+        try:  # a submodule (mtlkit.tasks, mtlkit.run ...) reached as an attribute
             value = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{name}":
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from mtlkit.architectures import HardSharing, MultiTaskModel, build_model
     from mtlkit.data import MultiTaskData, from_arrays, from_dataframe, split
     from mtlkit.evaluation import delta_m  # type: ignore[no-redef]
-    from mtlkit.experiment import RunResult
     from mtlkit.inference import load_run
+    from mtlkit.run import RunResult
     from mtlkit.tasks import Task
     from mtlkit.training import Trainer

@@ -15,7 +15,7 @@ from mtlkit.aggregation._base import Aggregator
 from mtlkit.config import parse_config
 from mtlkit.data._dataset import MultiTaskData, from_torch_dataset
 from mtlkit.data._table import from_arrays, from_dataframe, read_table
-from mtlkit.experiment import RunResult, prepare, run
+from mtlkit.run import RunResult, prepare, run
 from mtlkit.tasks import Task, check_tasks
 from mtlkit.weighting._base import Weighting
 
@@ -47,7 +47,7 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
         device: where to train: ``cpu`` (default), ``cuda``, ``cuda:N``, ``mps`` or ``auto``;
             the returned model is on the CPU.
 
-    Returns a :class:`~mtlkit.experiment.RunResult` (``.model``, ``.summary``, ``.delta_m``,
+    Returns a :class:`~mtlkit.run.RunResult` (``.model``, ``.summary``, ``.delta_m``,
     ``.predict(df)``).
 
     >>> import numpy as np, pandas as pd

@@ -8,10 +8,20 @@ registry key plus keyword parameters, e.g. ``weighting: {name: dwa, temperature:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from mtlkit.kinds import KindName
 
 
 class ConfigError(ValueError):
@@ -34,8 +44,7 @@ class Component(BaseModel):
 
 class TaskConfig(_Strict):
     name: str
-    kind: Literal["binary", "multiclass", "multilabel", "regression", "contrastive", "segmentation",
-                  "dense_regression", "sequence_labelling"]
+    kind: KindName  # a name registered in mtlkit._registry.KINDS (one file of mtlkit/kinds each)
     num_classes: int | None = None
     num_labels: int | None = None
     dim: int = 1
@@ -97,39 +106,46 @@ class ModelConfig(_Strict):
         return v
 
 
-class OptimizerConfig(_Strict):
-    name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    momentum: float = Field(default=0.9, ge=0)
+def _optimizer_fields() -> dict[str, Any]:
+    """``optimizer:`` keys, from the optimiser fields of the trainer settings."""
+    from mtlkit.training.settings import yaml_fields
+
+    f = yaml_fields(include_hidden=True)
+    return {"name": f["optimizer"], "lr": f["lr"], "weight_decay": f["weight_decay"], "momentum": f["momentum"]}
 
 
-class TrainingConfig(_Strict):
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    scheduler: Literal["none", "cosine", "step"] = "none"
-    clip_grad_norm: float | None = Field(default=None, gt=0)
-    patience: int | None = Field(default=None, ge=1)
-    monitor: str | None = None
-    weighting: Component | None = None
-    aggregator: Component | None = None
-    level: Literal["parameters", "representation"] = "parameters"
-    jacobian_engine: Literal["loop", "batched", "two-stage"] = Field(
-        default="loop", description="how the parameter-level Jacobian is computed: loop (K backward passes, "
-        "fastest on CPU), batched (vmapped) or two-stage (through the shared representation)")
-    schedule: Component | None = None
-    monitor_conflicts: bool = True
-    max_nonfinite_steps: int = Field(default=20, ge=1)
-    checkpoint_every: int | None = Field(default=None, ge=1, description="also checkpoint every N steps")
-    keep_checkpoints: int = Field(default=2, ge=1)
-    device: str = Field(default="cpu", description="cpu, cuda, cuda:N, mps or auto (the first of cuda, mps, cpu "
-                                                   "that this torch build can use)")
-    sync_batch_norm: bool | None = Field(
-        default=None, description="under torchrun: batch norm with the global batch's statistics, so that N "
-        "processes compute what one does (null: on, except with GREAT)")
+if TYPE_CHECKING:
+    class OptimizerConfig(_Strict):
+        name: str
+        lr: float
+        weight_decay: float
+        momentum: float
+else:
+    OptimizerConfig = create_model("OptimizerConfig", __base__=_Strict, **_optimizer_fields())
 
-    @field_validator("device")
+
+def _training_fields() -> dict[str, Any]:
+    """The ``training:`` keys: every YAML field of :class:`~mtlkit.training.TrainerSettings`
+    (same types, defaults and bounds: a new trainer option is one field there) plus the
+    components and the nested optimizer, in the order configs show them."""
+    from mtlkit.training.settings import yaml_fields
+
+    settings = yaml_fields()
+    extra: dict[str, Any] = {
+        "optimizer": (OptimizerConfig, Field(default_factory=OptimizerConfig)),  # type: ignore[arg-type]
+        "weighting": (Component | None, None),
+        "aggregator": (Component | None, None),
+        "schedule": (Component | None, None),
+    }
+    order = ["epochs", "batch_size", "optimizer", "scheduler", "clip_grad_norm", "patience", "monitor",
+             "weighting", "aggregator", "level", "jacobian_engine", "schedule"]
+    out = {k: extra[k] if k in extra else settings.pop(k) for k in order}
+    out.update(settings)  # the rest, and any option added later, in declaration order
+    return out
+
+
+class _TrainingBase(_Strict):
+    @field_validator("device", check_fields=False)
     @classmethod
     def _device_name(cls, v: str) -> str:
         import re
@@ -137,6 +153,26 @@ class TrainingConfig(_Strict):
         if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", v):
             raise ValueError(f"must be cpu, cuda, cuda:N, mps or auto; got {v!r}")
         return v
+
+    def to_settings(self, **runtime: Any) -> Any:
+        """The :class:`~mtlkit.training.TrainerSettings` of this section (``runtime``: the
+        options that are not YAML keys, e.g. ``seed``, ``progress``)."""
+        from mtlkit.training.settings import TrainerSettings
+
+        names = TrainerSettings.__dataclass_fields__
+        values = {k: v for k, v in self.model_dump().items() if k in names}
+        opt: Any = getattr(self, "optimizer")  # noqa: B009 (a generated field)
+        values.update(optimizer=opt.name, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum)
+        return TrainerSettings(**{**values, **runtime})
+
+
+if TYPE_CHECKING:  # the fields are generated: type checkers see attribute access as Any
+    class TrainingConfig(_TrainingBase):
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
+else:
+    TrainingConfig = create_model("TrainingConfig", __base__=_TrainingBase, **_training_fields())
 
 
 class RunConfig(_Strict):

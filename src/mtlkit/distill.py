@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +35,12 @@ from torch import Tensor, nn
 
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.tasks import Task
+from mtlkit.training.callbacks import Callback
 from mtlkit.training.trainer import Trainer
 
 if TYPE_CHECKING:
     from mtlkit.config import RunConfig
-    from mtlkit.experiment import PreparedData
+    from mtlkit.run import PreparedData
 
 TEACHER_PREFIX = "__teacher__:"
 DISTILL_JSON = "distill.json"
@@ -81,11 +82,12 @@ def soft_target_loss(task: Task, student: Tensor, teacher: Tensor, *, temperatur
     """
     _check_alpha_temperature(0.0, temperature, "soft_target_loss")
     teacher = teacher.detach().to(student.dtype)
-    if task.kind == "multiclass":
+    kind = task.task_kind
+    if kind.has_classes and not kind.dense:  # one class per sample: softmax
         log_p = F.log_softmax(teacher / temperature, dim=-1)
         log_q = F.log_softmax(student / temperature, dim=-1)
         per = (log_p.exp() * (log_p - log_q)).sum(-1) * temperature**2
-    elif task.kind in ("binary", "multilabel"):
+    elif kind.is_classification and not kind.dense:  # independent sigmoids (binary, multilabel)
         per = _binary_kl(teacher / temperature, student / temperature) * temperature**2
     else:
         per = (student - teacher) ** 2
@@ -154,70 +156,94 @@ class DistillationTrainer(Trainer):
     def __init__(self, model: nn.Module, tasks: Sequence[Task], *, teacher_outputs: Mapping[str, Tensor],
                  alpha: float = 0.5, temperature: float = 2.0, anneal: bool = False, **kwargs: Any) -> None:
         super().__init__(model, tasks, **kwargs)
-        self._init_distill(teacher_outputs, alpha, temperature, anneal)
+        if self.sampler is not None:
+            raise ValueError("DistillationTrainer does not support data samplers: teacher outputs follow the "
+                             "default shuffled passes. Remove data.sampler.")
+        self.distillation = TeacherTerm(self, teacher_outputs, alpha=alpha, temperature=temperature, anneal=anneal)
+        self.add_callback(self.distillation)
 
     @classmethod
     def from_trainer(cls, trainer: Trainer, *, teacher_outputs: Mapping[str, Tensor], alpha: float = 0.5,
                      temperature: float = 2.0, anneal: bool = False) -> DistillationTrainer:
-        """A DistillationTrainer with every setting of an existing (not yet fitted)
-        ``trainer`` (e.g. from :func:`mtlkit.experiment.make_trainer`); use the returned
-        trainer, not the original."""
+        """A DistillationTrainer with the parts and settings of an existing (not yet fitted)
+        ``trainer`` (e.g. from :func:`mtlkit.run.make_trainer`), its communication object
+        included, so distillation runs under torchrun like any training."""
         if not isinstance(trainer, Trainer):
             raise TypeError(f"Expected a mtlkit Trainer. Got {type(trainer).__name__}.")
-        new = cls.__new__(cls)
-        new.__dict__.update(trainer.__dict__)
-        new._init_distill(teacher_outputs, alpha, temperature, anneal)
-        return new
+        return cls(trainer.model, trainer.tasks, teacher_outputs=teacher_outputs, alpha=alpha,
+                   temperature=temperature, anneal=anneal, **trainer.parts())
 
-    def _init_distill(self, teacher_outputs: Mapping[str, Tensor], alpha: float, temperature: float,
-                      anneal: bool) -> None:
-        _check_alpha_temperature(alpha, temperature, "DistillationTrainer")
-        if not isinstance(anneal, bool):
-            raise ValueError(f"The 'anneal' parameter of DistillationTrainer must be a bool. Got {anneal!r}.")
-        unknown = sorted(set(teacher_outputs) - set(self.task_names))
-        if unknown:
-            raise KeyError(f"Teacher outputs for unknown task(s) {unknown}; the tasks are {self.task_names}.")
-        if self.sampler is not None:
-            raise ValueError("DistillationTrainer does not support data samplers: teacher outputs follow the "
-                             "default shuffled passes. Remove data.sampler.")
-        by_name = {t.name: t for t in self.tasks}
-        self.teacher_outputs = {k: _check_teacher_shape(by_name[k], torch.as_tensor(v).detach().float(), None)
-                                for k, v in teacher_outputs.items()}
-        self.alpha, self.temperature, self.anneal = float(alpha), float(temperature), anneal
-        self._total_steps = 1
+    @property
+    def teacher_outputs(self) -> dict[str, Tensor]:
+        return self.distillation.teacher_outputs
+
+    @property
+    def alpha(self) -> float:
+        return self.distillation.alpha
+
+    @property
+    def temperature(self) -> float:
+        return self.distillation.temperature
+
+    @property
+    def anneal(self) -> bool:
+        return self.distillation.anneal
 
     def current_alpha(self) -> float:
         """α at the current step (constant, or step / total steps with annealing)."""
-        if not self.anneal:
-            return self.alpha
-        return min(1.0, self.step_count / max(1, self._total_steps))
+        return self.distillation.current_alpha(self)
 
     def fit(self, train: MultiTaskData, val: MultiTaskData | None = None, *, resume: bool = False):
         n = len(train)
         bad = {k: int(v.shape[0]) for k, v in self.teacher_outputs.items() if v.shape[0] != n}
         if bad:
             raise ValueError(f"Teacher outputs must have one row per training sample ({n}); got {bad}.")
-        self._total_steps = self.epochs * math.ceil(n / self.batch_size)
+        self.distillation.total_steps = self.epochs * math.ceil(n / self.batch_size)
         return super().fit(with_teacher_outputs(train, self.teacher_outputs), val, resume=resume)
 
-    def _losses(self, out: dict[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]
-                ) -> tuple[Tensor, Tensor]:
-        hard, present = super()._losses(out, ys, ms)
-        alpha = self.current_alpha()
+
+class TeacherTerm(Callback):
+    """The distillation hook: each task's loss becomes ``α · hard + (1 − α) · soft``, the soft
+    term against the teacher outputs that travel with the batch (:func:`with_teacher_outputs`).
+    A task is optimised at a step when it has a label or a teacher output there."""
+
+    def __init__(self, trainer: Trainer, teacher_outputs: Mapping[str, Tensor], *, alpha: float,
+                 temperature: float, anneal: bool) -> None:
+        _check_alpha_temperature(alpha, temperature, "DistillationTrainer")
+        if not isinstance(anneal, bool):
+            raise ValueError(f"The 'anneal' parameter of DistillationTrainer must be a bool. Got {anneal!r}.")
+        unknown = sorted(set(teacher_outputs) - set(trainer.task_names))
+        if unknown:
+            raise KeyError(f"Teacher outputs for unknown task(s) {unknown}; the tasks are {trainer.task_names}.")
+        by_name = {t.name: t for t in trainer.tasks}
+        self.teacher_outputs = {k: _check_teacher_shape(by_name[k], torch.as_tensor(v).detach().float(), None)
+                                for k, v in teacher_outputs.items()}
+        self.alpha, self.temperature, self.anneal = float(alpha), float(temperature), anneal
+        self.total_steps = 1
+
+    def current_alpha(self, trainer: Trainer) -> float:
+        if not self.anneal:
+            return self.alpha
+        return min(1.0, trainer.step_count / max(1, self.total_steps))
+
+    def transform_losses(self, trainer: Trainer, out: dict[str, Tensor], ys: dict[str, Tensor],
+                         ms: dict[str, Tensor], losses: list[Tensor], present: Tensor
+                         ) -> tuple[list[Tensor], Tensor]:
+        alpha = self.current_alpha(trainer)
         if alpha >= 1.0:
-            return hard, present
-        losses, pres = [], present.clone()
-        for k, t in enumerate(self.tasks):
+            return losses, present
+        mixed, pres = [], present.clone()
+        for k, t in enumerate(trainer.tasks):
             key = teacher_key(t.name)
             if key not in ys:
-                losses.append(hard[k])
+                mixed.append(losses[k])
                 continue
-            tm = ms[key].to(self.device)
-            soft = soft_target_loss(t, out[t.name], ys[key].to(self.device), temperature=self.temperature,
+            tm = ms[key].to(trainer.device)
+            soft = soft_target_loss(t, out[t.name], ys[key].to(trainer.device), temperature=self.temperature,
                                     mask=tm)
-            losses.append(alpha * hard[k] + (1.0 - alpha) * soft)
+            mixed.append(alpha * losses[k] + (1.0 - alpha) * soft)
             pres[k] = bool(present[k]) or bool(tm.any())
-        return torch.stack(losses), pres
+        return mixed, pres
 
 
 def with_teacher_outputs(data: MultiTaskData, teacher_outputs: Mapping[str, Tensor]) -> MultiTaskData:
@@ -265,7 +291,7 @@ def load_teachers(run_dirs: Sequence[str | Path], tasks: Sequence[Task], *,
     """Load run folders as teachers: each teaches the student tasks its model has (same
     name and kind). Returns ``({task: module}, {task: run folder})``; the modules take the
     student's inputs (``preprocessing`` = the student's standardisation)."""
-    from mtlkit.runs import load_model
+    from mtlkit.run import load_model
 
     names = {t.name: t for t in tasks}
     out: dict[str, nn.Module] = {}
@@ -301,11 +327,12 @@ def _out_dim(t: dict[str, Any]) -> int:
 
 
 def _check_teacher_shape(task: Task, y: Tensor, n: int | None) -> Tensor:
-    if task.kind in ("binary", "contrastive") and y.dim() == 2 and y.shape[1] == 1:
+    scalar = task.output_shape == ()  # one number per sample (binary, contrastive)
+    if scalar and y.dim() == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if task.kind == "regression" and y.dim() == 1 and task.out_dim == 1:
+    if task.task_kind.multi_column and not task.task_kind.is_classification and y.dim() == 1 and task.out_dim == 1:
         y = y[:, None]
-    want = (y.shape[0],) if task.kind in ("binary", "contrastive") else (y.shape[0], task.out_dim)
+    want = (y.shape[0],) if scalar else (y.shape[0], task.out_dim)
     if tuple(y.shape) != want or (n is not None and y.shape[0] != n):
         raise ValueError(f"The teacher of task {task.name!r} ({task.kind}) gives outputs of shape "
                          f"{tuple(y.shape)}; expected {want if n is None else (n, *want[1:])}.")
@@ -401,23 +428,24 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
 
     Returns a :class:`DistillResult` (``.student``, ``.summary``, ``.table()``).
     """
+    from mtlkit._io import write_json
     from mtlkit.evaluation.delta_m import delta_m
-    from mtlkit.experiment import (
+    from mtlkit.run import (
+        RunFolder,
         build_model_for,
         count_parameters,
-        evaluate_outputs,
-        make_trainer,
-        model_meta,
         prepare_from_config,
         run,
+        train_into,
+        validate,
     )
-    from mtlkit.runs import atomic_write, save_model, write_json
-    from mtlkit.training.trainer import predict_raw, seed_everything
+    from mtlkit.training.trainer import seed_everything
 
     _check_alpha_temperature(alpha, temperature, "distill")
     say = log or (lambda s: None)
     if cfg.data.sampler is not None:
         raise ValueError("Distillation does not support data.sampler (teacher outputs follow shuffled passes).")
+    validate(cfg)  # every problem of the config at once, before the data loads
     prepared = prepared if prepared is not None else prepare_from_config(cfg)
     tasks = prepared.tasks
     modules: dict[str, nn.Module] = {}
@@ -452,6 +480,9 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
     if out is not None and (out / DISTILL_JSON).exists() and not overwrite:
         raise FileExistsError(f"{str(out)!r} already holds a distillation result; choose another --out "
                               f"or pass --overwrite.")
+    if out is not None:  # before any training
+        for sub in ("student", "plain") if compare else ("student",):
+            RunFolder(out / sub).check_new(overwrite=overwrite)
 
     say(f"Teacher outputs on {len(prepared.train)} training samples ({len(modules)} teacher(s)) ...")
     t_train = teacher_predictions(modules, tasks, prepared.train.x)
@@ -465,24 +496,17 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
 
     seed_everything(cfg.seed)
     student = build_model_for(cfg, prepared, tasks)
-    sdir = out / "student" if out is not None else None
-    if sdir is not None:
-        sdir.mkdir(parents=True, exist_ok=True)
-        (sdir / "metrics.jsonl").unlink(missing_ok=True)
-        from mtlkit.config import dump_config
+    sfolder = RunFolder(out / "student") if out is not None else None
+    if sfolder is not None:  # a loadable run folder: config, metrics, weights
+        sfolder.start(cfg, overwrite=overwrite)
 
-        atomic_write(sdir / "config.yaml", dump_config(cfg))
-    base = make_trainer(cfg, student, tasks, run_dir=sdir, progress=progress)
-    trainer = DistillationTrainer.from_trainer(base, teacher_outputs=t_train, alpha=alpha,
-                                               temperature=temperature, anneal=anneal)
+    def wrap(base: Trainer) -> Trainer:
+        return DistillationTrainer.from_trainer(base, teacher_outputs=t_train, alpha=alpha,
+                                                temperature=temperature, anneal=anneal)
+
     say(f"Training the student ({len(tasks)} tasks, {count_parameters(student):,} parameters) ...")
-    trainer.fit(prepared.train, prepared.val)
-    s_out = predict_raw(student, prepared.test)
-    s_test, _, _ = evaluate_outputs(tasks, s_out, prepared.test)
-    if sdir is not None:
-        meta = model_meta(student, prepared)
-        if meta is not None:
-            save_model(sdir, student, meta)
+    done = train_into(cfg, student, tasks, prepared, folder=sfolder, progress=progress, wrap=wrap)
+    trainer, s_test = cast(DistillationTrainer, done.trainer), done.test
 
     plain_row = None
     if compare:

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlkit.runs import atomic_write, save_model, write_json
+from mtlkit._io import atomic_write, write_json
+from mtlkit.run.folder import save_model
 from mtlkit.tasks import Task
 
 FORMATS = ("safetensors", "torchscript", "onnx")

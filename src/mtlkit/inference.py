@@ -13,7 +13,7 @@ from torch import nn
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data._preprocess import Standardizer
 from mtlkit.data._table import features_from_frame, load_images, targets_from_frame
-from mtlkit.runs import load_model
+from mtlkit.run.folder import load_model
 from mtlkit.tasks import Task, task_from_dict
 from mtlkit.training.trainer import predict_raw
 
@@ -59,30 +59,11 @@ def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) 
     x = inputs_from_frame(run, df)
     out = predict_raw(run.model, x)
     cols: dict[str, Any] = {}
-    from mtlkit.tasks_dense import DENSE_KINDS
-
     for t in (run.tasks if all_tasks else run.primary_tasks):
-        if t.kind in DENSE_KINDS:  # maps do not fit a table: use the Python API (predict_raw)
+        if t.task_kind.dense:  # maps do not fit a table: use the Python API (predict_raw)
             continue
-        raw = out[t.name]
-        prob = t.predict_transform(raw).numpy()
-        if t.kind == "binary":
-            cols[t.name] = (prob >= 0.5).astype(int)
-            cols[f"{t.name}_proba"] = prob
-        elif t.kind == "contrastive":  # the pair's embedding distance and the "similar" decision
-            cols[f"{t.name}_distance"] = prob
-            cols[t.name] = (prob < float(t.margin or 1.0) / 2).astype(int)
-        elif t.kind == "multiclass":
-            cols[t.name] = prob.argmax(-1)
-            cols[f"{t.name}_proba"] = prob.max(-1)
-        elif t.kind == "multilabel":
-            for j, c in enumerate(t.label_columns if t.columns else [f"{t.name}[{i}]" for i in range(t.out_dim)]):
-                cols[c] = (prob[:, j] >= 0.5).astype(int)
-        else:
-            names = t.label_columns if t.columns else ([t.name] if t.out_dim == 1 else
-                                                       [f"{t.name}[{i}]" for i in range(t.out_dim)])
-            for j, c in enumerate(names):
-                cols[c] = prob[:, j]
+        # class and probability, the pair distance and decision, or the values, by kind
+        cols.update(t.task_kind.prediction_columns(t, out[t.name]))
     return pd.DataFrame(cols, index=df.index)
 
 

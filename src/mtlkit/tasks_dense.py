@@ -18,7 +18,12 @@ labelled). Metrics are computed over **all labelled entries of a split at once**
 accumulates one confusion matrix over every labelled pixel of the split (as segmentation
 benchmarks do), not a mean of per-image IoUs.
 
-This module imports nothing from :mod:`mtlkit.tasks`, so ``tasks.py`` can import it.
+The kind objects :mod:`mtlkit.kinds.segmentation`, :mod:`mtlkit.kinds.sequence_labelling`
+and :mod:`mtlkit.kinds.dense_regression` own what depends on the kind (default loss, metric
+list, main metric, shapes); this module holds their math and imports nothing from
+:mod:`mtlkit.tasks` or :mod:`mtlkit.kinds` at import time. The kind-named helpers at the end
+(:func:`compute_loss`, :func:`evaluate` ...) and the older constants (``DENSE_KINDS``,
+``METRICS`` ...) are read from the registered dense kinds.
 
 >>> import torch
 >>> logits = torch.tensor([[[[4.0, -4.0]], [[-4.0, 4.0]]]])   # (N=1, C=2, H=1, W=2)
@@ -32,6 +37,7 @@ This module imports nothing from :mod:`mtlkit.tasks`, so ``tasks.py`` can import
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,17 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DENSE_KINDS: tuple[str, ...] = ("segmentation", "dense_regression", "sequence_labelling")
-#: kinds whose targets are class indices per position (the class axis of the output is 1)
-DENSE_CLASS_KINDS: tuple[str, ...] = ("segmentation", "sequence_labelling")
-#: spatial rank of the target of each class kind: (H, W) and (T,)
-SPATIAL_RANK: dict[str, int] = {"segmentation": 2, "sequence_labelling": 1}
-DEFAULT_LOSS: dict[str, str] = {"segmentation": "cross_entropy",
-                                "sequence_labelling": "cross_entropy",
-                                "dense_regression": "l1"}
 DENSE_REGRESSION_LOSSES: tuple[str, ...] = ("l1", "mse", "huber")
-MAIN_METRIC: dict[str, str] = {"segmentation": "miou", "dense_regression": "abs_err",
-                               "sequence_labelling": "macro_f1"}
 
 
 # ---------------------------------------------------------------------------- losses
@@ -128,18 +124,9 @@ def dense_regression_loss(pred: Tensor, target: Tensor, mask: Tensor, *, loss: s
     return _masked_mean(per, mask)
 
 
-LOSSES: dict[str, Callable[..., Tensor]] = {"segmentation": segmentation_loss,
-                                            "sequence_labelling": sequence_labelling_loss,
-                                            "dense_regression": dense_regression_loss}
-
-
 def compute_loss(kind: str, pred: Tensor, target: Tensor, mask: Tensor, *, loss: str | None = None) -> Tensor:
     """Dispatch to the loss of a dense ``kind`` (``loss`` only applies to dense regression)."""
-    if kind == "dense_regression":
-        return dense_regression_loss(pred, target, mask, loss=loss or "l1")
-    if kind not in LOSSES:
-        raise ValueError(f"Unknown dense kind {kind!r}. Known: {', '.join(DENSE_KINDS)}.")
-    return LOSSES[kind](pred, target, mask)
+    return _dense_kind(kind).compute_loss(SimpleNamespace(loss=loss), pred, target, mask)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -259,27 +246,43 @@ def _reg(fn: Callable[[Any, Any, Any], float]) -> Callable[[np.ndarray, np.ndarr
     return lambda y, p: fn(p, np.nan_to_num(y), ~np.isnan(y))
 
 
-METRICS: dict[str, tuple[tuple[str, Callable[[np.ndarray, np.ndarray], float], bool], ...]] = {
-    "segmentation": (("miou", _cls(mean_iou), True), ("pixel_accuracy", _cls(pixel_accuracy), True)),
-    "sequence_labelling": (("accuracy", _cls(pixel_accuracy), True), ("macro_f1", _cls(macro_f1), True)),
-    "dense_regression": (("abs_err", _reg(absolute_error), False), ("rel_err", _reg(relative_error), False)),
-}
+def encode_class_mask(target: Any, mask: Any) -> np.ndarray:
+    """Class targets with the mask written in-band: −1 where unlabelled."""
+    y = _np(target)
+    m = np.broadcast_to(_np(mask).astype(bool), y.shape)
+    return np.where(m, y.astype(np.int64), -1)
+
+
+def encode_value_mask(target: Any, mask: Any) -> np.ndarray:
+    """Value targets with the mask written in-band: NaN where unlabelled."""
+    y = _np(target)
+    m = np.broadcast_to(_np(mask).astype(bool), y.shape)
+    return np.where(m, y.astype(np.float64), np.nan)
+
+
+# ---------------------------------------------------------------------------- by kind name
+def _dense_kinds() -> list[Any]:
+    from mtlkit.kinds import get_kind, kind_names
+
+    return [k for k in (get_kind(n) for n in kind_names()) if k.dense]
+
+
+def _dense_kind(kind: str) -> Any:
+    """The registered dense kind object named ``kind``."""
+    for k in _dense_kinds():
+        if k.name == kind:
+            return k
+    raise ValueError(f"Unknown dense kind {kind!r}. Known: {', '.join(k.name for k in _dense_kinds())}.")
 
 
 def encode_mask(kind: str, target: Any, mask: Any) -> np.ndarray:
     """Targets with the mask written in-band: −1 (class kinds) or NaN (regression)."""
-    y = _np(target)
-    m = np.broadcast_to(_np(mask).astype(bool), y.shape)
-    if kind in DENSE_CLASS_KINDS:
-        return np.where(m, y.astype(np.int64), -1)
-    return np.where(m, y.astype(np.float64), np.nan)
+    return _dense_kind(kind).encode_mask(target, mask)
 
 
 def predict_transform(kind: str, out: Tensor) -> Tensor:
     """Raw output -> class probabilities over axis 1 (class kinds) or values."""
-    if kind in DENSE_CLASS_KINDS:
-        return torch.softmax(out, dim=1)
-    return out
+    return _dense_kind(kind).predict_transform(None, out)
 
 
 def evaluate(kind: str, out: Any, target: Any, mask: Any) -> dict[str, float]:
@@ -289,8 +292,21 @@ def evaluate(kind: str, out: Any, target: Any, mask: Any) -> dict[str, float]:
     >>> evaluate("sequence_labelling", out, np.array([[0, 0]]), np.array([[True, False]]))
     {'accuracy': 1.0, 'macro_f1': 1.0}
     """
-    if kind not in METRICS:
-        raise ValueError(f"Unknown dense kind {kind!r}. Known: {', '.join(DENSE_KINDS)}.")
-    prob = predict_transform(kind, torch.as_tensor(out).detach().float().cpu()).numpy()
-    y = encode_mask(kind, target, mask)
-    return {name: float(fn(y, prob)) for name, fn, _ in METRICS[kind]}
+    return _dense_kind(kind).evaluate(None, out, target, mask)
+
+
+def __getattr__(name: str) -> Any:
+    """The older kind-keyed constants, read from the registered dense kinds."""
+    if name == "DENSE_KINDS":
+        return tuple(k.name for k in _dense_kinds())
+    if name == "DENSE_CLASS_KINDS":
+        return tuple(k.name for k in _dense_kinds() if k.has_classes)
+    if name == "SPATIAL_RANK":
+        return {k.name: k.spatial_rank for k in _dense_kinds() if k.has_classes}
+    if name == "DEFAULT_LOSS":
+        return {k.name: k.default_loss for k in _dense_kinds()}
+    if name == "MAIN_METRIC":
+        return {k.name: k.main_metric for k in _dense_kinds()}
+    if name == "METRICS":
+        return {k.name: k.metric_specs for k in _dense_kinds()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -134,3 +134,17 @@ def assert_permutation_invariant(name: str, j: Tensor, seed: int = 0) -> None:
 def constructor_params(name: str) -> list[str]:
     sig = inspect.signature(AGGREGATORS.get(name).__init__)
     return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+def nearly_weakly_stationary(seed: int = 0, *, eps: float = 1e-8, dtype=torch.float64) -> Tensor:
+    """K ∈ {3, 4, 5} rows in P > K dimensions, the last one a negative combination of some of
+    the others plus ``eps`` times a random vector: 0 is within ``eps`` of their convex hull (the
+    dual cone of the rows is a thin wedge, UPGrad's dual weights grow like 1/eps)."""
+    g = _gen(1000 + seed)
+    k = 3 + seed % 3
+    p = k + 1 + seed % 4
+    j = torch.randn(k, p, generator=g, dtype=torch.float64)
+    m = 1 + seed % (k - 1)
+    w = 0.2 + torch.rand(m, generator=g, dtype=torch.float64)
+    j[-1] = -(w @ j[:m]) + eps * torch.randn(p, generator=g, dtype=torch.float64)
+    return j.to(dtype)

@@ -12,7 +12,7 @@ import torch
 from mtlkit import Task, Trainer
 from mtlkit.architectures import build_model
 from mtlkit.config import ConfigError, parse_config
-from mtlkit.experiment import prepare_from_config, run
+from mtlkit.run import prepare_from_config, run
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def test_aggregator_from_yaml(data, component, level):
     import yaml
 
     from mtlkit.config import parse_config
-    from mtlkit.experiment import build_components, make_trainer
+    from mtlkit.run import build_components, make_trainer
 
     train, tasks = data
     cfg = parse_config(yaml.safe_load(YAML % (component, level)))

@@ -17,7 +17,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _no_html_report(monkeypatch):
     """The HTML report (tested elsewhere) dominates the run time of these tiny runs."""
-    monkeypatch.setattr("mtlkit.experiment.write_report_safely", lambda run_dir, say: None)
+    monkeypatch.setattr("mtlkit.run.execute.write_report_safely", lambda run_dir, say: None)
 
 
 @pytest.fixture

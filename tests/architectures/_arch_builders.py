@@ -11,8 +11,11 @@ from mtlkit.architectures.adashare import AdaShare
 from mtlkit.architectures.adversarial import AdversarialSharedPrivate
 from mtlkit.architectures.cross_stitch import CrossStitch
 from mtlkit.architectures.deep_supervision import DeepSupervision
+from mtlkit.architectures.dselect_k import DSelectK
 from mtlkit.architectures.fusion import Fusion
+from mtlkit.architectures.learning_to_branch import LearningToBranch
 from mtlkit.architectures.mmoe import MMoE
+from mtlkit.architectures.mtan import MTAN
 from mtlkit.architectures.ple import PLE
 from mtlkit.architectures.siamese import Siamese
 from mtlkit.architectures.soft_sharing import SoftSharing
@@ -51,6 +54,12 @@ def build(arch: str, family: str, tasks: list[Task] | None = None, **extra: Any)
         s_tasks = [Task("contrastive", "contrastive"), Task("left", "multiclass", num_classes=3),
                    Task("right", "multiclass", num_classes=3)]
         return Siamese(spec, s_tasks, input_shape=(2, *shape), **extra)
+    if arch == "mtan":
+        return MTAN(spec, tasks, input_shape=shape, **extra)
+    if arch == "dselect_k":
+        return DSelectK(spec, tasks, input_shape=shape, **{"num_experts": 3, "k": 2, **extra})
+    if arch == "learning_to_branch":
+        return LearningToBranch(spec, tasks, input_shape=shape, **extra)
     raise KeyError(arch)
 
 

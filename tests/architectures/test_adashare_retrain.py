@@ -16,7 +16,7 @@ from mtlkit import Task
 from mtlkit.architectures import build_model
 from mtlkit.architectures.adashare import AdaShare
 from mtlkit.cli import get_app
-from mtlkit.runs import load_model, save_model
+from mtlkit.run import load_model, save_model
 
 SPEC = {"name": "mlp", "hidden": [8, 8, 8]}
 TASKS = [Task("a", "binary"), Task("b", "multiclass", num_classes=3)]
@@ -236,7 +236,7 @@ def test_retrain_run_with_argmax_fixes_the_most_probable_policy(table):
 def test_fit_and_a_passed_in_model_run_both_phases(two_task_data):
     from mtlkit import fit
     from mtlkit.config import parse_config
-    from mtlkit.experiment import prepare, run
+    from mtlkit.run import prepare, run
 
     data, tasks = two_task_data
     res = fit(data, tasks, trunk={"name": "mlp", "hidden": [8, 8]}, architecture="adashare",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mtlkit import Task, fit
 from mtlkit.cli import get_app
-from mtlkit.runs import load_model
+from mtlkit.run import load_model
 
 runner = CliRunner()
 TRUNK = {"name": "mlp", "hidden": [16, 12, 8]}

@@ -16,7 +16,7 @@ from mtlkit.cli import get_app
 from mtlkit.config import ConfigError, load_config
 from mtlkit.data import MultiTaskData
 from mtlkit.datasets import load
-from mtlkit.runs import load_model
+from mtlkit.run import load_model
 from mtlkit.tasks import task_from_dict
 
 runner = CliRunner()

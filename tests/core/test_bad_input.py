@@ -11,7 +11,7 @@ from mtlkit import HardSharing, Task, fit, from_dataframe, split
 from mtlkit.config import ConfigError, load_config, parse_config
 from mtlkit.data import MultiTaskData
 from mtlkit.inference import load_run
-from mtlkit.runs import RunFolderError
+from mtlkit.run import RunFolderError
 
 
 def _df(n=60):
@@ -97,7 +97,7 @@ def test_unknown_and_mistyped_config_keys_all_reported(tmp_path):
 
 
 def test_unknown_weighting_name_suggests(tmp_path):
-    from mtlkit.experiment import build_components
+    from mtlkit.run import build_components
 
     cfg = parse_config({"data": {"dataset": "yeast"}, "training": {"weighting": {"name": "equl"}}})
     with pytest.raises(ValueError, match=r"training\.weighting.*Did you mean 'equal'"):

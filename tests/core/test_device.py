@@ -8,7 +8,7 @@ import torch
 
 from mtlkit import Task, fit
 from mtlkit.config import ConfigError, config_diff, config_hash, parse_config
-from mtlkit.experiment import resolve_device
+from mtlkit.run import resolve_device
 
 
 def _cfg(device):

@@ -150,9 +150,44 @@ def job_worker(rank: int, out: Path, cases: list[str]) -> None:
     equivalence case, the rejection of non-Gramian aggregators at representation level, the
     rank-0-only writing and resume, and last the crash of a worker."""
     equivalence_worker(rank, out, cases)
+    hooks_worker(rank, out)
     rejection_worker(rank, out)
     writing_worker(rank, out)
     crash_worker(rank, out)
+
+
+def teacher_outputs() -> dict[str, torch.Tensor]:
+    """Fixed teacher outputs for every training row (a distillation target per task)."""
+    g = torch.Generator().manual_seed(7)
+    return {"a": torch.randn(N, generator=g), "c": torch.randn(N, 3, generator=g)}
+
+
+def hooked(kind: str, *, distributed: bool):
+    """A DistillationTrainer / AffinityTrainer built from a (Distributed)Trainer with
+    ``from_trainer``, as the run package builds them, and fitted on the full-label data."""
+    from mtlkit.analysis import AffinityTrainer
+    from mtlkit.distill import DistillationTrainer
+    from mtlkit.training import Trainer
+    from mtlkit.training.distributed import DistributedTrainer
+
+    cls: Any = DistributedTrainer if distributed else Trainer
+    base = cls(make_model(), TASKS, epochs=EPOCHS, batch_size=BATCH, lr=0.01, seed=SEED, progress=False)
+    if kind == "distill":
+        t: Any = DistillationTrainer.from_trainer(base, teacher_outputs=teacher_outputs(), alpha=0.3)
+    else:
+        t = AffinityTrainer.from_trainer(base, every=1)
+    t.fit(make_data(missing=False))
+    return t
+
+
+def hooks_worker(rank: int, out: Path) -> None:
+    """Distillation and TAG affinity under torchrun: the trainers built from a
+    DistributedTrainer keep its communication object."""
+    for kind in ("distill", "affinity"):
+        t = hooked(kind, distributed=True)
+        np.save(out / f"hook-{kind}-rank{rank}.npy", flat_params(t))
+        if kind == "affinity":
+            np.save(out / f"hook-affinity-matrix-rank{rank}.npy", t.affinity().matrix)
 
 
 def _records(trainer) -> list[dict[str, Any]]:

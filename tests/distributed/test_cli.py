@@ -54,7 +54,7 @@ def test_nproc_per_node_trains_like_one_process(tmp_path, config, request):
     assert sorted(p.name for p in (out / "baselines").iterdir()) == ["a", "b"]
 
     from mtlkit.config import load_config
-    from mtlkit.experiment import prepare_from_config, run
+    from mtlkit.run import prepare_from_config, run
 
     cfg = load_config(config, [])
     single = run(cfg, prepare_from_config(cfg), out_dir=None, progress=False, report=False).summary

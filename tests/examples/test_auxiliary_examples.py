@@ -39,7 +39,7 @@ def table_rows(out: str) -> list[list[str]]:
 
 
 def test_yaml_auxiliary_tasks_are_auxiliary_with_their_lambda():
-    from mtlkit.experiment import prepare_from_config
+    from mtlkit.run import prepare_from_config
 
     p = prepare_from_config(load_config(EX / "basic_motions_all.yaml"))
     roles = {t.name: (t.role, t.weight, t.out_dim) for t in p.tasks}
@@ -55,11 +55,11 @@ def test_yaml_auxiliary_tasks_are_auxiliary_with_their_lambda():
 
 def test_deep_supervision_config_attaches_the_auxiliary_head_early():
     from mtlkit.datasets import load
-    from mtlkit.experiment import build_model_for, prepare
+    from mtlkit.run import build_model_for, prepare
 
     cfg = load_config(EX / "deep_supervision_multimnist.yaml", ["data.options={n_train: 20, n_test: 10}"])
     b = load(cfg.data.dataset, **cfg.data.options)
-    from mtlkit.experiment import resolve_tasks
+    from mtlkit.run import resolve_tasks
 
     tasks = resolve_tasks(cfg.tasks, b.tasks)
     p = prepare(b.data, tasks, test=b.test, fractions=(0.8, 0.2, 0.0), seed=0)
@@ -101,8 +101,8 @@ def test_ship_step_and_readme_onnx_snippet(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from mtlkit.cli import get_app
-    from mtlkit.experiment import prepare_from_config, run
     from mtlkit.inference import load_run
+    from mtlkit.run import prepare_from_config, run
 
     monkeypatch.chdir(tmp_path)
     cfg = load_config(EX / "basic_motions_fourier.yaml", ["training.epochs=2", "training.monitor_conflicts=false"])

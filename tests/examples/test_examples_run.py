@@ -26,7 +26,7 @@ def test_there_are_example_configs():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS)
 def test_example_config_trains_one_epoch(path):
-    from mtlkit.experiment import prepare_from_config, run
+    from mtlkit.run import prepare_from_config, run
 
     cfg = load_config(ROOT / path, ["training.epochs=1", "baselines=false"])
     prepared = prepare_from_config(cfg)

@@ -1,4 +1,4 @@
-"""A realistic fake run folder in the format the runner writes (see mtlkit.experiment.run).
+"""A realistic fake run folder in the format the runner writes (see mtlkit.run.run).
 
 Three tasks: ``digit`` (multiclass, 10 classes), ``parity`` (binary), ``size`` (regression,
 auxiliary); 8 epochs; every optional part present unless switched off.
@@ -188,8 +188,8 @@ def make_fake_run(root: Path, *, baselines: bool = True, conflicts: bool = True,
             d.mkdir(parents=True, exist_ok=True)
             (d / "metrics.jsonl").write_text(
                 "".join(json.dumps(rec) + "\n" for rec in stl_records(t)), encoding="utf-8")
-    # NaN written as null, the way mtlkit.runs.write_json does it
-    from mtlkit.runs import to_jsonable
+    # NaN written as null, the way mtlkit.run.write_json does it
+    from mtlkit.run import to_jsonable
 
     (run / "summary.json").write_text(json.dumps(to_jsonable(summary(baselines=baselines)),
                                                  indent=2), encoding="utf-8")

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from mtlkit.config import parse_config
-from mtlkit.experiment import WarningLog, prepare_from_config, run
 from mtlkit.report.html import render_report
+from mtlkit.run import WarningLog, prepare_from_config, run
 
 
 def test_warning_log_folds_numbers_counts_and_still_shows():

@@ -31,7 +31,7 @@ from torch import nn
 from mtlkit import HardSharing, Task, Trainer, fit, from_arrays, from_dataframe
 from mtlkit.config import ConfigError, load_config, parse_config
 from mtlkit.data.multi import MultiTaskDataset
-from mtlkit.experiment import build_components
+from mtlkit.run import build_components
 from mtlkit.weighting.static import Static
 
 

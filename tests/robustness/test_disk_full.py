@@ -20,7 +20,7 @@ from _robust import TASKS, tiny_frame
 
 from mtlkit import Task, Trainer, from_arrays, load_run
 from mtlkit.architectures import build_model
-from mtlkit.runs import save_model
+from mtlkit.run import save_model
 from mtlkit.training.checkpoint import CheckpointManager
 
 
@@ -232,14 +232,14 @@ def test_cli_unwritable_run_folder_is_reported(tmp_path, monkeypatch, no_report)
     import yaml
     from typer.testing import CliRunner
 
-    import mtlkit.experiment
+    import mtlkit.run.folder
     from mtlkit.cli import get_app
 
     tiny_frame(60).to_csv(tmp_path / "d.csv", index=False)
     cfg = {"data": {"path": str(tmp_path / "d.csv")}, "tasks": [t.to_dict() for t in TASKS],
            "training": {"epochs": 1}, "baselines": False}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    monkeypatch.setattr(mtlkit.experiment, "_writable", lambda p: False)
+    monkeypatch.setattr(mtlkit.run.folder, "_writable", lambda p: False)
     res = CliRunner().invoke(get_app(), ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "ro"),
                                          "--no-progress"])
     assert res.exit_code == 2

@@ -26,7 +26,7 @@ from _robust import TASKS, payload_bytes, tiny_frame
 
 from mtlkit import Task, Trainer, from_arrays, load_run
 from mtlkit.architectures import build_model
-from mtlkit.runs import RunFolderError
+from mtlkit.run import RunFolderError
 from mtlkit.training.checkpoint import CheckpointError, CheckpointManager
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mtlkit"

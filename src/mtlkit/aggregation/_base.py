@@ -2,7 +2,14 @@
 
 Most methods are a weighting of the K×K Gramian G = J Jᵀ: they subclass
 :class:`GramianWeightedAggregator` and implement only ``weights(gramian)``; the
-"weights · Jacobian" half lives here, once.
+"weights · Jacobian" half lives here, once. The others subclass :class:`Aggregator` and
+implement ``direction(jacobian)``.
+
+One public entry point serves every method: ``aggregate(jacobian, gramian=None, ...)``
+returns an :class:`Aggregation` (the direction, and the weights of a Gramian-weighted
+method). A caller that already holds the Gramian (the trainer, e.g. one all-reduced over
+processes) passes it and it is not formed again; ``aggregator(jacobian)`` is
+``aggregate(jacobian).direction``.
 
 Two optional, keyword-only inputs extend the contract without changing it for methods that
 do not need them:
@@ -13,7 +20,7 @@ do not need them:
   them, so a step where some task is absent does not scramble the state). Default
   ``0..K-1``.
 
-A subclass receives them only if its ``aggregate`` / ``weights`` accepts a parameter of that
+A subclass receives them only if its ``direction`` / ``weights`` accepts a parameter of that
 name, so ``weights(self, gramian)`` stays the whole contract of a simple method.
 """
 
@@ -21,8 +28,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -31,8 +38,24 @@ from torch import Tensor
 from mtlkit._params import HasParams
 
 
+@dataclass(frozen=True)
+class Aggregation:
+    """What :meth:`Aggregator.aggregate` returns.
+
+    ``direction``: the (P,) vector to descend along, in the Jacobian's dtype and on its device.
+    ``weights``: the (K,) weights of the rows (``direction == weights @ J``) for a
+    Gramian-weighted method, in the Gramian's dtype and on its device (the Jacobian's when the
+    Gramian was not given); ``None`` for a method that is not a weighting (GradDrop).
+    """
+
+    direction: Tensor
+    weights: Tensor | None = None
+
+
 class Aggregator(HasParams):
-    """Base class: ``aggregator(jacobian) -> direction``.
+    """Base class: ``aggregator(jacobian) -> direction``; :meth:`aggregate` also returns the
+    weights. Subclasses implement :meth:`direction` (or, for a weighting of the Gramian,
+    subclass :class:`GramianWeightedAggregator` and implement ``weights``).
 
     Pure and immutable unless ``stateful`` is set (then ``reset()``, ``state_dict()`` and
     ``load_state_dict()`` carry the state for resume). Shape is checked here, once.
@@ -55,11 +78,35 @@ class Aggregator(HasParams):
 
     def __call__(self, jacobian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
                  tasks: Sequence[int] | None = None) -> Tensor:
-        _check_jacobian(self, jacobian)
-        extras = _extras(self, jacobian, losses, tasks)
-        return _call_with(self.aggregate, jacobian, extras)
+        return self.aggregate(jacobian, losses=losses, tasks=tasks).direction
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def aggregate(self, jacobian: Tensor, *, gramian: Tensor | None = None,
+                  losses: Tensor | Sequence[float] | None = None,
+                  tasks: Sequence[int] | None = None) -> Aggregation:
+        """The direction for ``jacobian`` (K×P), and the row weights where the method is a
+        weighting of the Gramian.
+
+        ``gramian``: the K×K ``J Jᵀ`` when the caller already has it — possibly of a Jacobian
+        held elsewhere, e.g. the sum over processes of their local Gramians — so a
+        Gramian-weighted method does not form it again; its weights then come from this
+        matrix and are applied to ``jacobian``. A method that is not a weighting of the
+        Gramian (``gramian_based`` false) does not read it: a given Gramian is checked
+        (a square K×K matrix, K the rows of ``jacobian``) and otherwise ignored, so a caller
+        may pass one whatever the method. ``losses`` / ``tasks``: see the module docstring.
+        """
+        _check_jacobian(self, jacobian)
+        if gramian is not None:
+            _check_gramian(self, gramian, rows=jacobian.shape[0])
+        extras = _extras(self, jacobian, losses, tasks)
+        return self._aggregate(jacobian, gramian, extras)
+
+    def _aggregate(self, jacobian: Tensor, gramian: Tensor | None, extras: dict[str, Any]) -> Aggregation:
+        """:meth:`aggregate` on checked inputs (the Gramian, if any, is unused here)."""
+        return Aggregation(_call_with(self.direction, jacobian, extras), None)
+
+    def direction(self, jacobian: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """The method itself, for a checked Jacobian (may accept ``losses`` / ``tasks``).
+        Call the aggregator or :meth:`aggregate` rather than this."""
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -77,8 +124,8 @@ class GramianWeightedAggregator(Aggregator):
 
     gramian_based = True
     #: :meth:`weights` reads the entries of the Gramian. False when it reads only its size
-    #: (Mean): a caller holding the Jacobian may then skip forming ``J Jᵀ`` and call
-    #: :meth:`weights_of`, which such a method implements without it.
+    #: (Mean): then the Gramian is not formed when none is given, and :meth:`weights`
+    #: receives a K×K zero placeholder (a stride-0 view) in the Jacobian's dtype and device.
     reads_gramian: ClassVar[bool] = True
 
     def weights(self, gramian: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -88,24 +135,38 @@ class GramianWeightedAggregator(Aggregator):
                    tasks: Sequence[int] | None = None) -> Tensor:
         """The (K,) weights this method gives the rows of ``jacobian`` (same dtype/device)."""
         _check_jacobian(self, jacobian)
-        return self.weights_from(gramian(jacobian), losses=losses, tasks=tasks)
+        extras = _extras(self, jacobian, losses, tasks)
+        return self._weights(self._gramian_of(jacobian), extras)
 
     def weights_from(self, gramian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
                      tasks: Sequence[int] | None = None) -> Tensor:
         """:meth:`weights` of a precomputed K×K Gramian, with the optional ``losses`` /
-        ``tasks`` checked and passed on when the method accepts them (the trainer's entry
-        point: it computes the Gramian itself, e.g. of a Jacobian averaged over processes)."""
-        if not isinstance(gramian, Tensor) or gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
-            shape = tuple(gramian.shape) if isinstance(gramian, Tensor) else type(gramian).__name__
-            raise ValueError(f"{type(self).__name__} expects a square K×K Gramian. Got {shape}.")
+        ``tasks`` checked and passed on when the method accepts them (same dtype/device as
+        the Gramian). :meth:`aggregate` with ``gramian=`` also gives the direction."""
+        _check_gramian(self, gramian)
         extras = _extras(self, gramian, losses, tasks)
+        return self._weights(gramian, extras)
+
+    def direction(self, jacobian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
+                  tasks: Sequence[int] | None = None) -> Tensor:
+        """``weights(J Jᵀ) @ J``; the same as calling the aggregator."""
+        return self.aggregate(jacobian, losses=losses, tasks=tasks).direction
+
+    def _aggregate(self, jacobian: Tensor, gramian: Tensor | None, extras: dict[str, Any]) -> Aggregation:
+        w = self._weights(self._gramian_of(jacobian) if gramian is None else gramian, extras)
+        # the fresh product w @ J (no copy of J; the weights are cast only when they differ)
+        d = w.to(dtype=jacobian.dtype, device=jacobian.device) @ jacobian
+        return Aggregation(d, w)
+
+    def _gramian_of(self, jacobian: Tensor) -> Tensor:
+        if self.reads_gramian:
+            return gramian(jacobian)
+        k = jacobian.shape[0]
+        return jacobian.new_zeros(()).expand(k, k)
+
+    def _weights(self, gramian: Tensor, extras: dict[str, Any]) -> Tensor:
         w = _call_with(self.weights, gramian, extras)
         return w.to(dtype=gramian.dtype, device=gramian.device)
-
-    def aggregate(self, jacobian: Tensor, *, losses: Tensor | None = None,
-                  tasks: Sequence[int] | None = None) -> Tensor:
-        w = self.weights_of(jacobian, losses=losses, tasks=tasks)
-        return w @ jacobian
 
 
 #: rows per group of the grouped Gramian product (see :func:`gramian`)
@@ -149,6 +210,17 @@ def _check_jacobian(owner: Aggregator, jacobian: Any) -> None:
         raise ValueError(f"{type(owner).__name__} expects a floating-point Jacobian. Got {jacobian.dtype}.")
 
 
+def _check_gramian(owner: Aggregator, gramian: Any, rows: int | None = None) -> None:
+    if not isinstance(gramian, Tensor) or gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
+        shape = tuple(gramian.shape) if isinstance(gramian, Tensor) else type(gramian).__name__
+        raise ValueError(f"{type(owner).__name__} expects a square K×K Gramian. Got {shape}.")
+    if rows is not None and gramian.shape[0] != rows:
+        raise ValueError(f"{type(owner).__name__} got a {gramian.shape[0]}×{gramian.shape[1]} Gramian "
+                         f"for a Jacobian of {rows} rows: it must be K×K, K = {rows}.")
+    if not gramian.is_floating_point():
+        raise ValueError(f"{type(owner).__name__} expects a floating-point Gramian. Got {gramian.dtype}.")
+
+
 def _extras(owner: Aggregator, jacobian: Tensor, losses: Any, tasks: Any) -> dict[str, Any]:
     k = jacobian.shape[0]
     out: dict[str, Any] = {}
@@ -181,27 +253,3 @@ def _call_with(method: Callable[..., Any], arg: Tensor, extras: dict[str, Any]) 
     accepted = _accepted(fn)
     return method(arg, **{k: v for k, v in extras.items() if k in accepted})
 
-
-def check_choice(owner: str, name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ValueError(f"The '{name}' parameter of {owner} must be one of "
-                         f"{', '.join(repr(c) for c in choices)}. Got {value!r}.")
-
-
-def check_real(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False, high_open: bool = False, what: str = "float") -> float:
-    """Validate a real hyperparameter; the error names the owner, the parameter and the value."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        raise ValueError(f"The '{name}' parameter of {owner} must be {what}. Got {value!r}.")
-    return float(value)
-
-
-def check_seed(owner: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"The 'seed' parameter of {owner} must be a non-negative int. Got {value!r}.")
-    return value

@@ -7,9 +7,22 @@ non-negative least-squares solver (:func:`nnls`); on top of it:
 * :func:`min_norm_weights` — the minimum-norm point of the convex hull of the rows
   (MGDA), through Lawson & Hanson's least-distance-programming reduction to NNLS;
 * :func:`dual_cone_weights` — the projection of each row onto the dual cone of all rows
-  (UPGrad), one NNLS per row;
+  (UPGrad), one NNLS per row; :class:`DualCone` projects any combination of the rows
+  (CAGrad's degenerate case);
 * :func:`factor` — a K×K matrix ``A`` with ``Aᵀ A = G`` (columns = the rows of J in an
   orthonormal basis of their span), so each problem is solved in K dimensions.
+
+Conditioning. The dual-cone problems depend only on the directions of the rows, so they are
+solved on the row-normalised Gramian ``Ĝ = D⁻¹ G D⁻¹`` (unit diagonal; rows scaled from
+1e-15 to 1e15 are as easy as equal ones), in a canonical row order (so the arithmetic, and
+the result, do not depend on the order of the tasks), and with the eigenvalues of ``Ĝ``
+floored at the Gramian's own precision (:func:`eigenvalue_floor`). Where every eigenvalue is
+above the floor this changes nothing: the solution is exact. Below it, the Gramian does not
+determine the geometry (the rows are nearly weakly stationary: a positive combination of
+them almost vanishes, and ``G`` computed in floating point cannot tell how nearly): the
+floor then picks, among the solutions the Gramian cannot tell apart, the one with bounded
+weights, which makes the result a stable, order-independent function of ``G`` instead of a
+round-off-driven one (dual weights of 1e8 and O(1) changes under a row permutation).
 """
 
 from __future__ import annotations
@@ -37,11 +50,74 @@ def normalized(g: np.ndarray) -> tuple[np.ndarray, float]:
     return g / s, s
 
 
-def factor(g: np.ndarray) -> np.ndarray:
-    """A K×K matrix ``A`` with ``Aᵀ A = G`` (negative round-off eigenvalues clipped)."""
+def factor(g: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """A K×K matrix ``A`` with ``Aᵀ A = G``, the eigenvalues of ``G`` raised to ``floor``
+    (negative round-off eigenvalues clipped to it)."""
     lam, v = np.linalg.eigh(g)
-    lam = np.clip(lam, 0.0, None)
+    lam = np.clip(lam, floor, None)
     return np.sqrt(lam)[:, None] * v.T
+
+
+def eigenvalue_floor(dtype: torch.dtype | None = None) -> float:
+    """The smallest eigenvalue of a row-normalised Gramian (unit diagonal) that its entries
+    resolve: ``1000 · eps`` of the dtype the Gramian was computed in (2.2e-13 in float64,
+    1.2e-4 in float32). Round-off in ``G_ij`` is about ``eps · √P``; below this level an
+    eigenvalue is noise."""
+    eps = float(torch.finfo(dtype).eps) if dtype is not None and dtype.is_floating_point else float(
+        np.finfo(np.float64).eps)
+    return 1e3 * eps
+
+
+def row_normalized(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Ĝ, n)``: the row norms ``n_i = √G_ii`` and ``Ĝ_ij = G_ij / (n_i n_j)`` (unit diagonal,
+    entries clipped to [−1, 1]); rows and columns of zero rows are 0 in ``Ĝ``. Only exact zeros
+    count as zero: a row 1e-30 times smaller than another keeps its direction."""
+    d = np.diag(g)
+    n = np.sqrt(np.where(np.isfinite(d) & (d > 0.0), d, 0.0))
+    inv = np.where(n > 0.0, 1.0 / np.where(n > 0.0, n, 1.0), 0.0)
+    gh = (g * inv[:, None]) * inv[None, :]  # divided in turn: n_i n_j may underflow
+    gh = np.clip(0.5 * (gh + gh.T), -1.0, 1.0)
+    np.fill_diagonal(gh, (n > 0.0).astype(np.float64))
+    return gh, n
+
+
+def canonical_order(g: np.ndarray) -> np.ndarray:
+    """A row order that depends on the matrix only up to a simultaneous permutation of its rows
+    and columns: rows sorted by their entries sorted in decreasing order (ties, e.g. duplicated
+    rows, are interchangeable). Solving in this order makes the floating-point arithmetic, not
+    only the mathematics, independent of the order of the tasks."""
+    keys = -np.sort(-g, axis=1)
+    return np.lexsort(keys.T[::-1])
+
+
+class DualCone:
+    """Projections onto the dual cone ``C = {x : ⟨ĝ_j, x⟩ ≥ 0 ∀j}`` of unit rows with Gramian
+    ``gh`` (unit diagonal, no zero rows): for a combination ``Ĵᵀ b`` (``b ≥ 0``),
+    :meth:`project` returns ``μ ≥ 0`` with ``π_C(Ĵᵀ b) = Ĵᵀ(b + μ)``, i.e.
+    ``μ = argmin_{μ≥0} ‖Ĵᵀ(b + μ)‖²`` — an NNLS on the factor ``A`` (``AᵀA = Ĝ``).
+
+    Solved in a canonical row order with the eigenvalues of ``Ĝ`` floored at ``floor`` (see the
+    module docstring): exact when ``Ĝ`` is resolved above the floor.
+    """
+
+    def __init__(self, gh: np.ndarray, floor: float) -> None:
+        k = gh.shape[0]
+        self.perm = canonical_order(gh)
+        gc = gh[np.ix_(self.perm, self.perm)]
+        self.so = scipy_optimize("the dual-cone solver", required=False) if k >= SCIPY_NNLS_MIN_K else None
+        self.a = factor(gc, floor)
+        self.q = self.a.T @ self.a if self.so is None else None
+
+    def project(self, b: np.ndarray) -> np.ndarray:
+        bc = b[self.perm]
+        if self.so is not None:
+            mu_c = self.so.nnls(self.a, -(self.a @ bc))[0]
+        else:
+            assert self.q is not None
+            mu_c = nnls_gram(self.q, -(self.q @ bc))
+        mu = np.empty_like(mu_c)
+        mu[self.perm] = mu_c
+        return mu
 
 
 def nnls(a: np.ndarray, b: np.ndarray, *, max_iter: int | None = None) -> np.ndarray:
@@ -174,29 +250,36 @@ def scipy_optimize(purpose: str, *, required: bool = True):
     return so
 
 
-def dual_cone_weights(g: np.ndarray) -> np.ndarray:
+def dual_cone_weights(g: np.ndarray, *, floor: float | None = None) -> np.ndarray:
     """(K, K) matrix whose row i holds the weights ``v_i`` of the projection of row ``i`` of
     J onto the dual cone ``{x : J x ≥ 0}``: ``v_i = argmin_{v ≥ e_i} vᵀ G v``.
 
-    With ``v = e_i + μ`` this is the NNLS (Gram form) ``min_{μ≥0} ½ μᵀGμ + μᵀG e_i``, i.e.
-    ``min_{μ≥0} ‖A μ + A e_i‖`` with ``AᵀA = G``.
-    Exact either way: the NNLS problems are solved by :func:`nnls_gram`, or — for K ≥
-    ``SCIPY_NNLS_MIN_K`` when SciPy is installed — by ``scipy.optimize.nnls`` on the factor
-    ``A`` (the same Lawson–Hanson method, compiled: about 10× faster from K = 4 on).
+    The cone depends on the directions of the rows only, so each row is projected as a unit
+    vector, ``π(g_i) = n_i π(ĝ_i)`` with ``π(ĝ_i) = Ĵᵀ(e_i + μ)`` (:class:`DualCone`: NNLS on
+    the row-normalised Gramian, canonical row order, eigenvalues floored at ``floor``, by
+    default :func:`eigenvalue_floor` of float64), and ``v_ij = n_i (δ_ij + μ_j) / n_j``.
+    Zero rows constrain nothing and keep ``v_i = e_i``; a row that conflicts with no other is
+    already in the cone and needs no solve. The NNLS runs in
+    :func:`nnls_gram`, or — for K ≥ ``SCIPY_NNLS_MIN_K`` when SciPy is installed — in
+    ``scipy.optimize.nnls`` (the same Lawson–Hanson method, compiled: about 10× faster from
+    K = 4 on).
     """
     k = g.shape[0]
-    gn, s = normalized(g)
     out = np.eye(k)
-    if s == 0.0:
+    gh, n = row_normalized(g)
+    idx = np.flatnonzero(n > 0.0)
+    if idx.size == 0:
         return out
-    so = scipy_optimize("UPGrad", required=False) if k >= SCIPY_NNLS_MIN_K else None
-    a = factor(gn) if so is not None else None
-    for i in range(k):
-        # rows already in the cone (no conflict with any other row) need no solve
-        if (gn[i] >= 0).all():
+    sub = gh[np.ix_(idx, idx)]
+    if (sub >= 0.0).all():
+        return out
+    cone = DualCone(sub, eigenvalue_floor() if floor is None else floor)
+    e = np.zeros(idx.size)
+    for a, i in enumerate(idx):
+        if (sub[a] >= 0.0).all():
             continue
-        if so is not None and a is not None:
-            out[i] += so.nnls(a, -a[:, i])[0]
-        else:
-            out[i] += nnls_gram(gn, -gn[:, i])
+        e[a] = 1.0
+        mu = cone.project(e)
+        e[a] = 0.0
+        out[i, idx] += n[i] * mu / n[idx]
     return out

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_choice
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import GramianWeightedAggregator, check_choice
+from mtlkit.aggregation._base import GramianWeightedAggregator
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -40,7 +41,7 @@ class AlignedMTL(GramianWeightedAggregator):
     permutation_invariant = True
 
     def __init__(self, *, scale_mode: str = "min") -> None:
-        check_choice("AlignedMTL", "scale_mode", scale_mode, SCALE_MODES)
+        check_choice("AlignedMTL", "scale_mode", scale_mode, options=SCALE_MODES)
         self.scale_mode = scale_mode
 
     def weights(self, gramian: Tensor) -> Tensor:

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_choice, check_float
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import GramianWeightedAggregator, check_choice, check_real
+from mtlkit.aggregation._base import GramianWeightedAggregator
 from mtlkit.aggregation._solvers import min_norm_weights, normalized, to_numpy
 
 RESCALES = ("none", "1+c^2", "1+c")
@@ -46,8 +47,8 @@ class CAGrad(GramianWeightedAggregator):
     permutation_invariant = True
 
     def __init__(self, *, c: float = 0.5, rescale: str = "1+c^2") -> None:
-        self.c = check_real("CAGrad", "c", c, low=0.0, what="a non-negative float")
-        check_choice("CAGrad", "rescale", rescale, RESCALES)
+        self.c = check_float("CAGrad", "c", c, low=0.0)
+        check_choice("CAGrad", "rescale", rescale, options=RESCALES)
         self.rescale = rescale
 
     def weights(self, gramian: Tensor) -> Tensor:

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float, check_int, fail
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import Aggregator, check_real, check_seed
+from mtlkit.aggregation._base import Aggregator
 from mtlkit.aggregation._rng import SeededGenerator
 
 
@@ -47,17 +48,15 @@ class GradDrop(Aggregator):
     permutation_invariant = True  # given the same draws: P and U do not depend on task order
 
     def __init__(self, *, leak: float | Sequence[float] = 0.0, seed: int = 0) -> None:
+        what = "a float in [0, 1] or a non-empty sequence of them"
         if isinstance(leak, (list, tuple)):
             if not leak:
-                raise ValueError("The 'leak' parameter of GradDrop must be a float in [0, 1] or a "
-                                 "non-empty sequence of them. Got [].")
-            for v in leak:
-                check_real("GradDrop", "leak", v, low=0.0, high=1.0, what="a float in [0, 1] (or a sequence of them)")
-            self.leak: float | list[float] = [float(v) for v in leak]
+                raise fail("GradDrop", "leak", leak, what)
+            self.leak: float | list[float] = [
+                check_float("GradDrop", "leak", v, low=0.0, high=1.0, what=what) for v in leak]
         else:
-            self.leak = check_real("GradDrop", "leak", leak, low=0.0, high=1.0,
-                                   what="a float in [0, 1] (or a sequence of them)")
-        self.seed = check_seed("GradDrop", seed)
+            self.leak = check_float("GradDrop", "leak", leak, low=0.0, high=1.0, what=what)
+        self.seed = check_int("GradDrop", "seed", seed, low=0)
         self._rng = SeededGenerator(seed)
 
     def _leaks(self, k: int, tasks: Sequence[int] | None, ref: Tensor) -> Tensor:
@@ -68,7 +67,7 @@ class GradDrop(Aggregator):
             raise ValueError(f"GradDrop has {len(self.leak)} per-task leaks but got task index {max(ids)}.")
         return torch.tensor([self.leak[t] for t in ids], dtype=ref.dtype, device=ref.device).unsqueeze(1)
 
-    def aggregate(self, jacobian: Tensor, tasks: Sequence[int] | None = None) -> Tensor:
+    def direction(self, jacobian: Tensor, tasks: Sequence[int] | None = None) -> Tensor:
         k, p = jacobian.shape
         dtype = jacobian.dtype
         u = torch.rand(p, generator=self._rng.generator, dtype=dtype)

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float, check_int
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import GramianWeightedAggregator, check_real, check_seed
+from mtlkit.aggregation._base import GramianWeightedAggregator
 from mtlkit.aggregation._rng import SeededGenerator
 from mtlkit.aggregation._solvers import normalized, to_numpy
 
@@ -52,8 +53,8 @@ class GradVac(GramianWeightedAggregator):
     permutation_invariant = False
 
     def __init__(self, *, beta: float = 0.01, seed: int = 0) -> None:
-        self.beta = check_real("GradVac", "beta", beta, low=0.0, high=1.0, what="a float in [0, 1]")
-        self.seed = check_seed("GradVac", seed)
+        self.beta = check_float("GradVac", "beta", beta, low=0.0, high=1.0)
+        self.seed = check_int("GradVac", "seed", seed, low=0)
         self._rng = SeededGenerator(seed)
         self._targets = np.zeros((0, 0))
 

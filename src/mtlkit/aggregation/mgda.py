@@ -6,8 +6,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_choice
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import GramianWeightedAggregator, check_choice
+from mtlkit.aggregation._base import GramianWeightedAggregator
 from mtlkit.aggregation._solvers import min_norm_weights, to_numpy
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
@@ -56,7 +57,7 @@ class MGDA(GramianWeightedAggregator):
     permutation_invariant = True
 
     def __init__(self, *, normalization: str = "none") -> None:
-        check_choice("MGDA", "normalization", normalization, NORMALIZATIONS)
+        check_choice("MGDA", "normalization", normalization, options=NORMALIZATIONS)
         self.normalization = normalization
 
     @property

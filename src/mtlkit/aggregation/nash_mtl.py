@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_choice, check_float, check_int
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import GramianWeightedAggregator, check_choice, check_real
+from mtlkit.aggregation._base import GramianWeightedAggregator
 from mtlkit.aggregation._solvers import min_norm_weights, normalized, scipy_optimize, to_numpy
 
 SOLVERS = ("newton", "ccp")
@@ -69,16 +70,9 @@ class NashMTL(GramianWeightedAggregator):
 
     def __init__(self, *, solver: str = "newton", max_iterations: int | None = None,
                  tolerance: float | None = None) -> None:
-        check_choice("NashMTL", "solver", solver, SOLVERS)
-        if max_iterations is not None and (not isinstance(max_iterations, int)
-                                           or isinstance(max_iterations, bool) or max_iterations < 1):
-            raise ValueError(f"The 'max_iterations' parameter of NashMTL must be a positive int. "
-                             f"Got {max_iterations!r}.")
-        if tolerance is not None:
-            check_real("NashMTL", "tolerance", tolerance, low=0.0, low_open=True, what="a positive float")
-        self.solver = solver
-        self.max_iterations = max_iterations
-        self.tolerance = tolerance
+        self.solver = check_choice("NashMTL", "solver", solver, options=SOLVERS)
+        self.max_iterations = check_int("NashMTL", "max_iterations", max_iterations, low=1, none_ok=True)
+        self.tolerance = check_float("NashMTL", "tolerance", tolerance, low=0.0, low_open=True, none_ok=True)
         if solver == "ccp":
             _import_minimize()
         self._alpha: dict[int, float] = {}

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import GramianWeightedAggregator, check_seed
+from mtlkit.aggregation._base import GramianWeightedAggregator
 from mtlkit.aggregation._rng import SeededGenerator
 from mtlkit.aggregation._solvers import normalized, to_numpy
 
@@ -46,7 +47,7 @@ class PCGrad(GramianWeightedAggregator):
     permutation_invariant = False
 
     def __init__(self, *, seed: int = 0) -> None:
-        self.seed = check_seed("PCGrad", seed)
+        self.seed = check_int("PCGrad", "seed", seed, low=0)
         self._rng = SeededGenerator(seed)
 
     def weights(self, gramian: Tensor) -> Tensor:

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from mtlkit.jacobian import jacobian
 from mtlkit.tasks import Task, check_tasks
+from mtlkit.training.callbacks import Callback
 from mtlkit.training.trainer import Trainer
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class AffinityResult:
         return {n: float(self.matrix[i, j]) for i, n in enumerate(self.task_names) if i != j}
 
     def to_dict(self) -> dict[str, Any]:
-        from mtlkit.runs import to_jsonable
+        from mtlkit._io import to_jsonable
 
         return {"method": self.method, "convention": CONVENTION, "task_names": self.task_names,
                 "matrix": to_jsonable(self.matrix), "counts": to_jsonable(self.counts),
@@ -153,7 +154,7 @@ class AffinityResult:
         ``mtlkit group OUT_DIR --train`` finds it). Returns the paths written."""
         import yaml
 
-        from mtlkit.runs import atomic_write, write_json
+        from mtlkit._io import atomic_write, write_json
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -334,22 +335,51 @@ class AffinityTrainer(Trainer):
     def __init__(self, model: nn.Module, tasks: Sequence[Task], *, every: int = 1,
                  lookahead_lr: float | None = None, **kwargs: Any) -> None:
         super().__init__(model, tasks, **kwargs)
-        self._init_affinity(every, lookahead_lr)
+        self.lookahead = Lookahead(self, every=every, lookahead_lr=lookahead_lr)
+        self.add_callback(self.lookahead)
 
     @classmethod
     def from_trainer(cls, trainer: Trainer, *, every: int = 1, lookahead_lr: float | None = None
                      ) -> AffinityTrainer:
-        """An AffinityTrainer with every setting of an existing (not yet fitted) ``trainer``,
-        e.g. one built by :func:`mtlkit.experiment.make_trainer`. It takes over the
-        trainer's state objects: use the returned trainer, not the original."""
+        """An AffinityTrainer with the parts and settings of an existing (not yet fitted)
+        ``trainer``, e.g. one built by :func:`mtlkit.run.make_trainer`, its communication
+        object included (so it runs under torchrun like any training)."""
         if not isinstance(trainer, Trainer):
             raise TypeError(f"Expected a mtlkit Trainer. Got {type(trainer).__name__}.")
-        new = cls.__new__(cls)
-        new.__dict__.update(trainer.__dict__)
-        new._init_affinity(every, lookahead_lr)
-        return new
+        return cls(trainer.model, trainer.tasks, every=every, lookahead_lr=lookahead_lr, **trainer.parts())
 
-    def _init_affinity(self, every: int, lookahead_lr: float | None) -> None:
+    @property
+    def every(self) -> int:
+        return self.lookahead.every
+
+    @property
+    def lookahead_lr(self) -> float | None:
+        return self.lookahead.lookahead_lr
+
+    @property
+    def affinity_steps(self) -> int:
+        return self.lookahead.steps
+
+    def affinity(self, meta: dict[str, Any] | None = None) -> AffinityResult:
+        """The average look-ahead affinity over the measured steps so far."""
+        look = self.lookahead
+        mat = torch.where(look.z_n > 0, look.z_sum / look.z_n.clamp_min(1), torch.full_like(look.z_sum, math.nan))
+        info = {"every": look.every, "lookahead_lr": look.lookahead_lr, "steps_measured": look.steps,
+                "steps_total": self.step_count}
+        info.update(meta or {})
+        return AffinityResult(mat.numpy(), list(self.task_names), "tag", look.z_n.numpy(), info)
+
+
+class Lookahead(Callback):
+    """TAG's look-ahead as a trainer hook: before every ``every``-th step,
+    :func:`lookahead_affinity` on the step's batch is accumulated. Its sums are checkpointed
+    (``state_key = "affinity"``), so a resumed run continues the average. Under torchrun each
+    rank measures its shard of the batch and the sums are averaged over ranks (the comm's
+    Jacobian average)."""
+
+    state_key = "affinity"
+
+    def __init__(self, trainer: Trainer, *, every: int, lookahead_lr: float | None) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"The 'every' parameter of AffinityTrainer must be a positive int. Got {every!r}.")
         if lookahead_lr is not None and not (isinstance(lookahead_lr, (int, float))
@@ -357,43 +387,30 @@ class AffinityTrainer(Trainer):
                                              and math.isfinite(lookahead_lr) and lookahead_lr > 0):
             raise ValueError(f"The 'lookahead_lr' parameter of AffinityTrainer must be a positive float "
                              f"or None. Got {lookahead_lr!r}.")
-        shared_parameters_of(self.model)
-        self.every = every
-        self.lookahead_lr = lookahead_lr
-        k = len(self.tasks)
-        self._z_sum = torch.zeros(k, k, dtype=torch.float64)
-        self._z_n = torch.zeros(k, k, dtype=torch.float64)
-        self.affinity_steps = 0
+        shared_parameters_of(trainer.model)
+        self.every, self.lookahead_lr = every, lookahead_lr
+        k = len(trainer.tasks)
+        self.z_sum = torch.zeros(k, k, dtype=torch.float64)
+        self.z_n = torch.zeros(k, k, dtype=torch.float64)
+        self.steps = 0
 
-    def train_step(self, batch):  # type: ignore[override]
-        if self.optimizer is not None and self.step_count % self.every == 0:
-            lr = self.lookahead_lr if self.lookahead_lr is not None else float(self.optimizer.param_groups[0]["lr"])
-            z = lookahead_affinity(self.model, self.tasks, batch, lr=lr)
-            ok = torch.isfinite(z)
-            self._z_sum += torch.where(ok, z, torch.zeros_like(z))
-            self._z_n += ok.double()
-            self.affinity_steps += 1
-        return super().train_step(batch)
-
-    def affinity(self, meta: dict[str, Any] | None = None) -> AffinityResult:
-        """The average look-ahead affinity over the measured steps so far."""
-        mat = torch.where(self._z_n > 0, self._z_sum / self._z_n.clamp_min(1), torch.full_like(self._z_sum, math.nan))
-        info = {"every": self.every, "lookahead_lr": self.lookahead_lr, "steps_measured": self.affinity_steps,
-                "steps_total": self.step_count}
-        info.update(meta or {})
-        return AffinityResult(mat.numpy(), list(self.task_names), "tag", self._z_n.numpy(), info)
+    def before_step(self, trainer: Trainer, batch: Any) -> None:
+        if trainer.optimizer is None or trainer.step_count % self.every != 0:
+            return
+        lr = self.lookahead_lr if self.lookahead_lr is not None else float(trainer.optimizer.param_groups[0]["lr"])
+        z = lookahead_affinity(trainer.model, trainer.tasks, batch, lr=lr)
+        z = trainer.comm.sync_jacobian(z, "affinity")  # the mean over ranks (identity in one process)
+        ok = torch.isfinite(z)
+        self.z_sum += torch.where(ok, z, torch.zeros_like(z))
+        self.z_n += ok.double()
+        self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["affinity"] = {"z_sum": self._z_sum.clone(), "z_n": self._z_n.clone(), "steps": self.affinity_steps}
-        return state
+        return {"z_sum": self.z_sum.clone(), "z_n": self.z_n.clone(), "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        aff = state.get("affinity")
-        if aff is not None:
-            self._z_sum, self._z_n = aff["z_sum"].clone(), aff["z_n"].clone()
-            self.affinity_steps = int(aff["steps"])
+        self.z_sum, self.z_n = state["z_sum"].clone(), state["z_n"].clone()
+        self.steps = int(state["steps"])
 
 
 # ---------------------------------------------------------------------------- cosine
@@ -428,7 +445,7 @@ def cosine_from_records(records: Sequence[dict[str, Any]], task_names: Sequence[
 def affinity_from_run(run_dir: str | Path) -> AffinityResult:
     """The gradient-cosine affinity of a finished run folder (from its ``metrics.jsonl``),
     or the matrix saved in it (``affinity.json``) when there is one."""
-    from mtlkit.runs import SUMMARY, read_json
+    from mtlkit.run import SUMMARY, read_json
 
     d = Path(run_dir)
     if (d / MATRIX_JSON).exists():
@@ -497,7 +514,7 @@ def compute_affinity(source: RunConfig | str | Path | Trainer, data: MultiTaskDa
         meta: dict[str, Any] = {"source": "trainer"}
     else:
         from mtlkit.config import RunConfig, load_config
-        from mtlkit.experiment import build_model_for, make_trainer, prepare_from_config
+        from mtlkit.run import build_model_for, make_trainer, prepare_from_config
         from mtlkit.training.trainer import seed_everything
 
         cfg = source if isinstance(source, RunConfig) else load_config(source)

@@ -46,7 +46,7 @@ from mtlkit.analysis.affinity import AffinityResult
 
 if TYPE_CHECKING:
     from mtlkit.config import RunConfig
-    from mtlkit.experiment import PreparedData, RunResult
+    from mtlkit.run import PreparedData, RunResult
 
 AGGREGATES = ("mean", "sum")
 SEARCHES = ("auto", "exact", "beam")
@@ -79,7 +79,7 @@ class Grouping:
         return [t for t, g in self.serving.items() if g == k]
 
     def to_dict(self) -> dict[str, Any]:
-        from mtlkit.runs import to_jsonable
+        from mtlkit._io import to_jsonable
 
         return to_jsonable({
             "groups": [list(g) for g in self.groups], "serving": self.serving,
@@ -99,7 +99,7 @@ class Grouping:
 
     def save(self, path: str | Path) -> Path:
         """Write the grouping as JSON (a folder gets ``grouping.json``)."""
-        from mtlkit.runs import write_json
+        from mtlkit._io import write_json
 
         p = Path(path)
         if p.suffix.lower() != ".json":
@@ -483,13 +483,13 @@ def train_groups(cfg: RunConfig, grouping: Grouping, *, prepared: PreparedData |
     evaluate each task with the network that serves it and report Δm against the baselines
     and against all-in-one.
 
-    ``all_in_one``: a finished :func:`mtlkit.experiment.run` of the same config and
+    ``all_in_one``: a finished :func:`mtlkit.run.run` of the same config and
     ``prepared`` data, with baselines, to reuse instead of training it again.
     Run folders go to ``out_dir/all_in_one`` and ``out_dir/group_<k>`` when ``out_dir`` is
     given; the comparison to ``out_dir/groups_comparison.json``."""
+    from mtlkit._io import write_json
     from mtlkit.evaluation.delta_m import delta_m, delta_m_per_task
-    from mtlkit.experiment import prepare_from_config, run
-    from mtlkit.runs import write_json
+    from mtlkit.run import prepare_from_config, run
 
     say = log or (lambda s: None)
     cfg = cfg.model_copy(deep=True)

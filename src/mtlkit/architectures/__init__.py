@@ -15,9 +15,12 @@ from mtlkit.architectures.adversarial import AdversarialSharedPrivate
 from mtlkit.architectures.backbones import build_trunk, cnn1d, lenet, mlp
 from mtlkit.architectures.cross_stitch import CrossStitch
 from mtlkit.architectures.deep_supervision import DeepSupervision
+from mtlkit.architectures.dselect_k import DSelectK
 from mtlkit.architectures.fusion import Fusion
 from mtlkit.architectures.hard_sharing import HardSharing
+from mtlkit.architectures.learning_to_branch import LearningToBranch
 from mtlkit.architectures.mmoe import MMoE
+from mtlkit.architectures.mtan import MTAN
 from mtlkit.architectures.ple import PLE
 from mtlkit.architectures.siamese import Siamese, contrastive_loss, make_pairs
 from mtlkit.architectures.soft_sharing import SoftSharing
@@ -29,13 +32,13 @@ def build_model(config: dict[str, Any], tasks: Sequence[Task], input_shape: Sequ
     cfg = dict(config)
     name = cfg.pop("name", "hard_sharing")
     cls = ARCHITECTURES.get(name)
-    pairs = [t.name for t in tasks if isinstance(t, Task) and t.kind == "contrastive"]
+    pairs = [t.name for t in tasks if isinstance(t, Task) and t.task_kind.pairwise]
     if pairs and not getattr(cls, "reads_pairs", False):
         raise contrastive_needs_pairs(pairs[0])
     return cls.from_config(tasks, input_shape, **cfg)
 
 
-__all__ = ["PLE", "AdaShare", "AdversarialSharedPrivate", "CrossStitch",
-           "DeepSupervision", "Fusion", "GradientReversal", "HardSharing", "MMoE", "MultiTaskModel",
+__all__ = ["MTAN", "PLE", "AdaShare", "AdversarialSharedPrivate", "CrossStitch", "DSelectK",
+           "DeepSupervision", "Fusion", "GradientReversal", "HardSharing", "LearningToBranch", "MMoE", "MultiTaskModel",
            "Siamese", "SoftSharing", "build_model", "build_trunk", "cnn1d", "contrastive_loss", "lenet",
            "make_head", "make_pairs", "mlp"]

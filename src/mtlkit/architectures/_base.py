@@ -41,7 +41,7 @@ def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Se
     conv decoder of :func:`mtlkit.architectures.decoders.dense_head` instead. A
     ``contrastive`` task has no head: its output is the distance between the two embeddings
     of a pair, which only the ``siamese`` architecture computes."""
-    if task.kind == "contrastive":
+    if task.task_kind.pairwise:
         raise contrastive_needs_pairs(task.name)
     layers: list[nn.Module] = []
     prev = in_features

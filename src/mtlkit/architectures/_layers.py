@@ -1,10 +1,12 @@
-"""Private helpers shared by the sharing architectures: parameter checks, trunk copies,
-block access, feature pooling, gradient reversal, softmax gates and running means."""
+"""Private helpers shared by the sharing architectures: containers keyed by task name, trunk
+copies, block access, feature pooling, gradient reversal, softmax gates and running means.
+(Parameter checks: :mod:`mtlkit._checks`.)"""
 
 from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -12,41 +14,106 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlkit._checks import check_float
 from mtlkit.architectures.backbones import build_trunk, infer_out_features
 
 TrunkArg = dict[str, Any] | nn.Module
 
 
-# --------------------------------------------------------------------------- parameter checks
-def check_int(value: Any, name: str, owner: str, *, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` or a ValueError naming the parameter and the value."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r}.")
-    return int(value)
+# --------------------------------------------------------------------------- task-keyed containers
+#: first character of an escaped key (see :func:`module_key`)
+ESCAPE = "%"
 
 
-def check_float(value: Any, name: str, owner: str, *, low: float = 0.0, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> float:
-    """A finite float in the given interval or a ValueError naming the parameter and value."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (
-            high is None or (v < high if high_open else v <= high))
-    if not ok:
-        lo = f"({low}" if low_open else f"[{low}"
-        hi = "inf)" if high is None else (f"{high})" if high_open else f"{high}]")
-        what = "a non-negative float" if (low == 0.0 and not low_open and high is None) else \
-            "a positive float" if (low == 0.0 and low_open and high is None) else f"a float in {lo}, {hi}"
-        raise ValueError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r}.")
-    return float(value)
+_RESERVED: dict[type, frozenset[str]] = {}
 
 
-def check_choice(value: Any, name: str, owner: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"The {name!r} parameter of {owner} must be one of {list(choices)}. Got {value!r}.")
-    return str(value)
+def _reserved(cls: type[nn.Module]) -> frozenset[str]:
+    """The attribute names an instance of the container class ``cls`` has of itself
+    (methods such as ``type``, ``to``, ``cuda``, ``train``, ``keys``; ``training``; private
+    state): a child stored under one of them would clash with it."""
+    names = _RESERVED.get(cls)
+    if names is None:
+        names = _RESERVED[cls] = frozenset(dir(cls)) | frozenset(vars(cls()))
+    return names
+
+
+def module_key(name: str, container: type[nn.Module] = nn.ModuleDict) -> str:
+    """The key under which the entry named ``name`` (a task name: any non-empty string a CSV
+    header can hold) is stored in a ``container`` (:class:`TaskModuleDict`,
+    :class:`TaskParameterDict`), hence its prefix in ``state_dict()``.
+
+    The name itself whenever it can be one — not empty, no ``.``, not an attribute of the
+    container, not starting with ``%`` — so the keys of ordinary names ("a", "income",
+    "my task", "é") are those of a plain ``nn.ModuleDict``. Otherwise it is escaped: ``%``
+    followed by the name with ``%`` written ``%25`` and ``.`` written ``%2E``, e.g.
+    ``"type" -> "%type"``, ``"to.x" -> "%to%2Ex"``, ``"" -> "%"``, ``"%a" -> "%%25a"``.
+    The rule is injective (escaped keys start with ``%``, kept names never do) and
+    :func:`task_name` inverts it.
+
+    >>> module_key("income"), module_key("type"), module_key("a.b")
+    ('income', '%type', '%a%2Eb')
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Task names are strings. Got {type(name).__name__}: {name!r}.")
+    if name and "." not in name and not name.startswith(ESCAPE) and name not in _reserved(container):
+        return name
+    return ESCAPE + name.replace("%", "%25").replace(".", "%2E")
+
+
+def task_name(key: str) -> str:
+    """The name stored under ``key`` (the inverse of :func:`module_key`)."""
+    if not key.startswith(ESCAPE):
+        return key
+    return re.sub("%(25|2E)", lambda m: "%" if m.group(1) == "25" else ".", key[1:])
+
+
+class TaskModuleDict(nn.ModuleDict):
+    """An ``nn.ModuleDict`` keyed by task names, whatever they are (``"type"``, ``"to.x"``,
+    ``"cuda"`` ...): indexing, ``in``, iteration, ``keys()`` and ``items()`` use the task
+    names; the modules are registered under :func:`module_key` of them.
+
+    >>> from torch import nn
+    >>> d = TaskModuleDict({"type": nn.Identity(), "a": nn.Identity()})
+    >>> list(d), "type" in d, list(d._modules)
+    (['type', 'a'], True, ['%type', 'a'])
+    """
+
+    def __getitem__(self, name: str) -> nn.Module:  # type: ignore[override]
+        return self._modules[module_key(name, type(self))]  # type: ignore[return-value]
+
+    def __setitem__(self, name: str, module: nn.Module) -> None:
+        self.add_module(module_key(name, type(self)), module)
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[module_key(name, type(self))]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and module_key(name, type(self)) in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return (task_name(k) for k in list(self._modules))
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return [task_name(k) for k in self._modules]
+
+    def items(self) -> list[tuple[str, nn.Module]]:  # type: ignore[override]
+        return [(task_name(k), m) for k, m in self._modules.items() if m is not None]
+
+
+class TaskParameterDict(nn.ParameterDict):
+    """An ``nn.ParameterDict`` keyed by task names, whatever they are: the parameters are
+    registered under :func:`module_key` of the names, which the dict shows everywhere else
+    (``ParameterDict`` maps its keys to attribute names in one method; this overrides it).
+
+    >>> import torch
+    >>> d = TaskParameterDict({"to": torch.nn.Parameter(torch.zeros(1))})
+    >>> list(d), [n for n, _ in d.named_parameters()]
+    (['to'], ['%to'])
+    """
+
+    def _key_to_attr(self, key: str) -> str:
+        return module_key(super()._key_to_attr(key), type(self))
 
 
 # --------------------------------------------------------------------------- trunks
@@ -218,7 +285,7 @@ class GradientReversal(nn.Module):
 
     def __init__(self, *, strength: float = 1.0) -> None:
         super().__init__()
-        self.strength = check_float(strength, "strength", "GradientReversal")
+        self.strength = check_float("GradientReversal", "strength", strength, low=0.0)
 
     def forward(self, x: Tensor) -> Tensor:
         return grad_reverse(x, self.strength)

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlkit._checks import check_bool, check_choice, check_float, check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
+    TaskModuleDict,
+    TaskParameterDict,
     TrunkArg,
     block_shapes,
-    check_choice,
-    check_float,
-    check_int,
     flat_size,
     named_blocks,
     params_of,
@@ -136,7 +136,7 @@ class AdaShare(MultiTaskModel):
     (``"argmax"``) and fixes it. Phase 2 retrains a *fresh* network with the fixed policy:
     :meth:`retrain_config` gives its architecture config (same parameters, ``policy`` set) and
     :meth:`retrain_model` builds it. ``retrain=True`` asks the runner
-    (:func:`mtlkit.experiment.run`, so ``mtlkit train`` and :func:`mtlkit.fit`) to run both
+    (:func:`mtlkit.run.run`, so ``mtlkit train`` and :func:`mtlkit.fit`) to run both
     phases; the run's model is then the retrained one. A model built with ``policy`` starts
     with that policy fixed (no regulariser, no sampling); the policy is part of its config,
     so a saved model is rebuilt with it. ``sharing_summary()["policy"]`` is the task × block
@@ -202,23 +202,19 @@ class AdaShare(MultiTaskModel):
         super().__init__()
         self.tasks = check_tasks(tasks)
         name = "AdaShare"
-        self.temperature = check_float(temperature, "temperature", name, low_open=True)
-        self.temperature_decay = check_float(temperature_decay, "temperature_decay", name, low=0.0, high=1.0,
+        self.temperature = check_float(name, "temperature", temperature, low=0.0, low_open=True)
+        self.temperature_decay = check_float(name, "temperature_decay", temperature_decay, low=0.0, high=1.0,
                                              low_open=True)
-        self.decay_every = check_int(decay_every, "decay_every", name)
-        self.warmup_steps = check_int(warmup_steps, "warmup_steps", name, minimum=0)
-        self.curriculum_steps = check_int(curriculum_steps, "curriculum_steps", name, minimum=0)
-        self.sparsity_weight = check_float(sparsity_weight, "sparsity_weight", name)
-        self.sharing_weight = check_float(sharing_weight, "sharing_weight", name)
-        self.policy_lr_scale = check_float(policy_lr_scale, "policy_lr_scale", name, low_open=True)
-        if not isinstance(hard_sampling, bool):
-            raise ValueError(f"The 'hard_sampling' parameter of {name} must be a bool. Got {hard_sampling!r}.")
-        self.hard_sampling = hard_sampling
-        self.skip = check_choice(skip, "skip", name, ("pool", "projection"))
-        if not isinstance(retrain, bool):
-            raise ValueError(f"The 'retrain' parameter of {name} must be a bool. Got {retrain!r}.")
-        self.retrain = retrain
-        self.policy_sampling = check_choice(policy_sampling, "policy_sampling", name, ("sample", "argmax"))
+        self.decay_every = check_int(name, "decay_every", decay_every, low=1)
+        self.warmup_steps = check_int(name, "warmup_steps", warmup_steps, low=0)
+        self.curriculum_steps = check_int(name, "curriculum_steps", curriculum_steps, low=0)
+        self.sparsity_weight = check_float(name, "sparsity_weight", sparsity_weight, low=0.0)
+        self.sharing_weight = check_float(name, "sharing_weight", sharing_weight, low=0.0)
+        self.policy_lr_scale = check_float(name, "policy_lr_scale", policy_lr_scale, low=0.0, low_open=True)
+        self.hard_sampling = check_bool(name, "hard_sampling", hard_sampling)
+        self.skip = check_choice(name, "skip", skip, options=("pool", "projection"))
+        self.retrain = check_bool(name, "retrain", retrain)
+        self.policy_sampling = check_choice(name, "policy_sampling", policy_sampling, options=("sample", "argmax"))
         if input_shape is None:
             raise ValueError("AdaShare needs 'input_shape' (to build the skip paths).")
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -231,8 +227,8 @@ class AdaShare(MultiTaskModel):
         self.skips = nn.ModuleList([Shortcut(i, o, self.skip) for i, o in zip(ins, shapes)])
         self.width = flat_size(shapes[-1])
         nb = len(self.blocks)
-        self.logits = nn.ParameterDict({t.name: nn.Parameter(torch.zeros(nb, 2)) for t in self.tasks})
-        self.heads = nn.ModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
+        self.logits = TaskParameterDict({t.name: nn.Parameter(torch.zeros(nb, 2)) for t in self.tasks})
+        self.heads = TaskModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("policy_fixed", torch.zeros((), dtype=torch.bool))
         self.register_buffer("fixed_policy", torch.ones(len(self.tasks), nb))

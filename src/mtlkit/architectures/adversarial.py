@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlkit._checks import check_float, check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
+    TaskModuleDict,
     TrunkArg,
     TrunkFactory,
-    check_float,
-    check_int,
     grad_reverse,
     params_of,
     require_spec,
@@ -105,15 +105,15 @@ class AdversarialSharedPrivate(MultiTaskModel):
         super().__init__()
         name = "AdversarialSharedPrivate"
         self.tasks = check_tasks(tasks)
-        self.adversarial_weight = check_float(adversarial_weight, "adversarial_weight", name)
-        self.reversal_strength = check_float(reversal_strength, "reversal_strength", name)
-        self.orthogonality_weight = check_float(orthogonality_weight, "orthogonality_weight", name)
+        self.adversarial_weight = check_float(name, "adversarial_weight", adversarial_weight, low=0.0)
+        self.reversal_strength = check_float(name, "reversal_strength", reversal_strength, low=0.0)
+        self.orthogonality_weight = check_float(name, "orthogonality_weight", orthogonality_weight, low=0.0)
         enc_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
         if task_id_feature is not None:
             if enc_shape is None or len(enc_shape) != 1:
                 raise ValueError(f"The 'task_id_feature' parameter of {name} needs flat (features,) inputs "
                                  f"and input_shape. Got input_shape={input_shape!r}.")
-            check_int(task_id_feature, "task_id_feature", name, minimum=0)
+            check_int(name, "task_id_feature", task_id_feature, low=0)
             if task_id_feature >= enc_shape[0]:
                 raise ValueError(f"The 'task_id_feature' parameter of {name} must be a column index below "
                                  f"{enc_shape[0]}. Got {task_id_feature}.")
@@ -121,11 +121,11 @@ class AdversarialSharedPrivate(MultiTaskModel):
         self.task_id_feature = task_id_feature
         make = TrunkFactory(trunk, enc_shape, name)
         self.shared = make()
-        self.private = nn.ModuleDict({t.name: make() for t in self.tasks})
+        self.private = TaskModuleDict({t.name: make() for t in self.tasks})
         self.shared_width = trunk_width(self.shared, enc_shape)
         self.private_width = trunk_width(self.private[self.tasks[0].name], enc_shape)
         self.discriminator = nn.Linear(self.shared_width, len(self.tasks))
-        self.heads = nn.ModuleDict({t.name: make_head(self.shared_width + self.private_width, t, head_hidden)
+        self.heads = TaskModuleDict({t.name: make_head(self.shared_width + self.private_width, t, head_hidden)
                                     for t in self.tasks})
         self._pending: Tensor | None = None
         self._last: tuple[Tensor, dict[str, Tensor], Tensor] | None = None

@@ -8,13 +8,15 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from mtlkit._checks import check_float
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
+    TaskModuleDict,
+    TaskParameterDict,
     TrunkArg,
     TrunkFactory,
     block_index,
-    check_float,
     named_blocks,
     params_of,
     require_spec,
@@ -85,14 +87,14 @@ class CrossStitch(MultiTaskModel):
                  unit_scale: float = 1.0, head_hidden: Sequence[int] = ()) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
-        self.share = check_float(share, "share", "CrossStitch", low=0.0, high=1.0, high_open=True)
-        self.unit_scale = check_float(unit_scale, "unit_scale", "CrossStitch", low_open=True)
+        self.share = check_float("CrossStitch", "share", share, low=0.0, high=1.0, high_open=True)
+        self.unit_scale = check_float("CrossStitch", "unit_scale", unit_scale, low=0.0, low_open=True)
         make = TrunkFactory(trunk, input_shape, "CrossStitch")
         cols = [make() for _ in self.tasks]
         first_blocks = named_blocks(cols[0], "CrossStitch")
         self.block_names = [n for n, _ in first_blocks]
         self.width = trunk_width(cols[0], input_shape)
-        self.columns = nn.ModuleDict()
+        self.columns = TaskModuleDict()
         for t, c in zip(self.tasks, cols):
             self.columns[t.name] = nn.ModuleList([b for _, b in named_blocks(c, "CrossStitch")])
         if stitch_after is None:
@@ -103,9 +105,9 @@ class CrossStitch(MultiTaskModel):
             idx = sorted({block_index(k, self.block_names, "stitch_after", "CrossStitch") for k in stitch_after})
         self.stitch_idx = idx
         k = len(self.tasks)
-        self.units = nn.ParameterDict({
+        self.units = TaskParameterDict({
             self.block_names[i]: nn.Parameter(stitch_init(k, self.share) / self.unit_scale) for i in idx})
-        self.heads = nn.ModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
+        self.heads = TaskModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
         self.config: dict[str, Any] = {
             "name": "cross_stitch", "trunk": make.spec, "share": self.share, "unit_scale": self.unit_scale,
             "stitch_after": None if stitch_after is None else list(stitch_after),

@@ -24,19 +24,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-
-def _check_positive(cls: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"The '{name}' parameter of {cls} must be a positive int. Got {value!r}.")
-    return value
-
-
-def _check_channels(cls: str, channels: Sequence[int]) -> list[int]:
-    chans = list(channels)
-    if not chans or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in chans):
-        raise ValueError(f"The 'channels' parameter of {cls} must be a non-empty sequence of positive "
-                         f"ints. Got {channels!r}.")
-    return chans
+from mtlkit._checks import check_int, check_ints
 
 
 class ConvDecoder2d(nn.Module):
@@ -59,13 +47,14 @@ class ConvDecoder2d(nn.Module):
                  channels: Sequence[int] = (32, 16), activation_out: str | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.in_features = _check_positive(name, "in_features", in_features)
-        self.out_channels = _check_positive(name, "out_channels", out_channels)
+        # "a positive int": the wording tests/auxiliary/test_aux_decoders.py asserts
+        self.in_features = check_int(name, "in_features", in_features, low=1, what="a positive int")
+        self.out_channels = check_int(name, "out_channels", out_channels, low=1)
         size = (out_size, out_size) if isinstance(out_size, int) else tuple(out_size)
         if len(size) != 2:
             raise ValueError(f"The 'out_size' parameter of {name} must be an int or (H, W). Got {out_size!r}.")
-        self.out_size = (_check_positive(name, "out_size", size[0]), _check_positive(name, "out_size", size[1]))
-        self.channels = _check_channels(name, channels)
+        self.out_size = (check_int(name, "out_size", size[0], low=1), check_int(name, "out_size", size[1], low=1))
+        self.channels = check_ints(name, "channels", channels, low=1)
         if activation_out not in (None, "sigmoid"):
             raise ValueError(f"The 'activation_out' parameter of {name} must be None or 'sigmoid'. "
                              f"Got {activation_out!r}.")
@@ -108,10 +97,10 @@ class ConvDecoder1d(nn.Module):
                  channels: Sequence[int] = (32, 16), activation_out: str | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.in_features = _check_positive(name, "in_features", in_features)
-        self.out_channels = _check_positive(name, "out_channels", out_channels)
-        self.length = _check_positive(name, "length", length)
-        self.channels = _check_channels(name, channels)
+        self.in_features = check_int(name, "in_features", in_features, low=1)
+        self.out_channels = check_int(name, "out_channels", out_channels, low=1)
+        self.length = check_int(name, "length", length, low=1)
+        self.channels = check_ints(name, "channels", channels, low=1)
         if activation_out not in (None, "sigmoid"):
             raise ValueError(f"The 'activation_out' parameter of {name} must be None or 'sigmoid'. "
                              f"Got {activation_out!r}.")
@@ -147,15 +136,14 @@ def dense_head(in_features: int, task: Any, *, channels: Sequence[int] = (32, 16
     >>> type(dense_head(50, seg)).__name__
     'ConvDecoder2d'
     """
+    from mtlkit.kinds import get_kind, kind_names
+
     kind = getattr(task, "kind", None)
-    out_shape = tuple(getattr(task, "out_shape", None) or ())
-    if kind in ("segmentation", "sequence_labelling"):
-        shape = (int(task.num_classes), *out_shape)
-    elif kind == "dense_regression":
-        shape = out_shape
-    else:
-        raise ValueError(f"dense_head needs a dense task (segmentation, sequence_labelling, "
-                         f"dense_regression). Got kind {kind!r}.")
+    spec = get_kind(kind) if isinstance(kind, str) and kind in kind_names() else None
+    if spec is None or not spec.dense:
+        dense = ", ".join(k for k in kind_names() if get_kind(k).dense)
+        raise ValueError(f"dense_head needs a dense task ({dense}). Got kind {kind!r}.")
+    shape = spec.output_shape(task)
     if len(shape) == 3:
         return ConvDecoder2d(in_features, shape[0], shape[1:], channels=channels)
     if len(shape) == 2:

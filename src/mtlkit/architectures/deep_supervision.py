@@ -7,13 +7,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mtlkit._checks import check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
+    TaskModuleDict,
     TrunkArg,
     block_index,
     block_shapes,
-    check_int,
     named_blocks,
     params_of,
     pool_flat,
@@ -72,7 +73,7 @@ class DeepSupervision(MultiTaskModel):
                  input_shape: Sequence[int], pool_size: int = 1, head_hidden: Sequence[int] = ()) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
-        self.pool_size = check_int(pool_size, "pool_size", "DeepSupervision")
+        self.pool_size = check_int("DeepSupervision", "pool_size", pool_size, low=1)
         if input_shape is None:
             raise ValueError("DeepSupervision needs 'input_shape' (to size the heads).")
         attach = dict(attach or {})
@@ -88,7 +89,7 @@ class DeepSupervision(MultiTaskModel):
         self.depth = {t.name: block_index(attach[t.name], self.block_names, "attach", "DeepSupervision")
                       if t.name in attach else nb - 1 for t in self.tasks}
         shapes = block_shapes(list(self.blocks), input_shape)
-        self.heads = nn.ModuleDict({
+        self.heads = TaskModuleDict({
             t.name: make_head(pooled_width(shapes[self.depth[t.name]], self.pool_size), t, head_hidden)
             for t in self.tasks})
         depths = sorted(self.depth.values(), reverse=True)

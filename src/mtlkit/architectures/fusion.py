@@ -9,13 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtlkit._checks import check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
+    TaskModuleDict,
     TrunkArg,
     block_index,
     block_shapes,
-    check_int,
     named_blocks,
     params_of,
     pool_flat,
@@ -72,7 +73,7 @@ class Fusion(MultiTaskModel):
                  fusion_dim: int | None = None, head_hidden: Sequence[int] = ()) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
-        self.pool_size = check_int(pool_size, "pool_size", "Fusion")
+        self.pool_size = check_int("Fusion", "pool_size", pool_size, low=1)
         if input_shape is None:
             raise ValueError("Fusion needs 'input_shape' (to size the fusion layer).")
         built, spec = single_trunk(trunk, input_shape, "Fusion")
@@ -90,10 +91,10 @@ class Fusion(MultiTaskModel):
         self.blocks = nn.ModuleList([b for _, b in blocks])
         shapes = block_shapes(list(self.blocks), input_shape)
         in_width = sum(pooled_width(shapes[i], self.pool_size) for i in idx)
-        self.fusion_dim = check_int(fusion_dim, "fusion_dim", "Fusion") if fusion_dim is not None else \
+        self.fusion_dim = check_int("Fusion", "fusion_dim", fusion_dim, low=1) if fusion_dim is not None else \
             pooled_width(shapes[-1], 1)
         self.fuse = nn.Sequential(nn.Linear(in_width, self.fusion_dim), nn.ReLU())
-        self.heads = nn.ModuleDict({t.name: make_head(self.fusion_dim, t, head_hidden) for t in self.tasks})
+        self.heads = TaskModuleDict({t.name: make_head(self.fusion_dim, t, head_hidden) for t in self.tasks})
         self.config: dict[str, Any] = {
             "name": "fusion", "trunk": spec, "fuse_blocks": None if fuse_blocks is None else list(fuse_blocks),
             "pool_size": self.pool_size, "fusion_dim": fusion_dim, "head_hidden": list(head_hidden)}

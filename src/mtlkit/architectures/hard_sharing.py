@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
+from mtlkit.architectures._layers import TaskModuleDict
 from mtlkit.architectures.backbones import build_trunk, infer_out_features
 from mtlkit.tasks import Task, check_tasks
 
@@ -73,11 +74,11 @@ class HardSharing(MultiTaskModel):
             if real != total_out:
                 raise ValueError(f"The trunk's output width is {real} but trunk_out says {total_out}.")
         self.trunk_out = int(total_out)
-        self.branches = nn.ModuleDict()
+        self.branches = TaskModuleDict()
         if branch_proto is not None:
             for t in self.tasks:
                 self.branches[t.name] = copy.deepcopy(branch_proto)
-        self.heads = nn.ModuleDict({t.name: make_head(self.trunk_out, t, head_hidden) for t in self.tasks})
+        self.heads = TaskModuleDict({t.name: make_head(self.trunk_out, t, head_hidden) for t in self.tasks})
         self.config: dict[str, Any] = {"name": "hard_sharing", "split_at": split_at,
                                        "head_hidden": list(head_hidden),
                                        "trunk": getattr(trunk, "spec", None)}

@@ -7,14 +7,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mtlkit._checks import check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
     RunningMean,
     SoftmaxGate,
+    TaskModuleDict,
     TrunkArg,
     TrunkFactory,
-    check_int,
     flat_size,
     mix,
     named_blocks,
@@ -71,15 +72,15 @@ class MMoE(MultiTaskModel):
                  num_experts: int = 4, tower_hidden: Sequence[int] = ()) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
-        self.num_experts = check_int(num_experts, "num_experts", "MMoE")
+        self.num_experts = check_int("MMoE", "num_experts", num_experts, low=1)
         if input_shape is None:
             raise ValueError("MMoE needs 'input_shape' (the gates read the flattened input).")
         make = TrunkFactory(trunk, input_shape, "MMoE")
         self.experts = nn.ModuleList([make() for _ in range(self.num_experts)])
         self.width = trunk_width(self.experts[0], input_shape)
         d_in = flat_size(input_shape)
-        self.gates = nn.ModuleDict({t.name: SoftmaxGate(d_in, self.num_experts) for t in self.tasks})
-        self.towers = nn.ModuleDict({t.name: make_head(self.width, t, tower_hidden) for t in self.tasks})
+        self.gates = TaskModuleDict({t.name: SoftmaxGate(d_in, self.num_experts) for t in self.tasks})
+        self.towers = TaskModuleDict({t.name: make_head(self.width, t, tower_hidden) for t in self.tasks})
         self._gate_means = {t.name: RunningMean() for t in self.tasks}
         self.config: dict[str, Any] = {"name": "mmoe", "trunk": make.spec, "num_experts": self.num_experts,
                                        "tower_hidden": list(tower_hidden)}

@@ -9,15 +9,16 @@ from typing import Any, cast
 import numpy as np
 from torch import Tensor, nn
 
+from mtlkit._checks import check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
     RunningMean,
     SoftmaxGate,
+    TaskModuleDict,
     TrunkArg,
     TrunkFactory,
     block_shapes,
-    check_int,
     flat_size,
     mix,
     named_blocks,
@@ -78,9 +79,9 @@ class PLE(MultiTaskModel):
                  tower_hidden: Sequence[int] = ()) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
-        self.levels = check_int(levels, "levels", "PLE")
-        self.num_shared_experts = check_int(num_shared_experts, "num_shared_experts", "PLE", minimum=0)
-        self.num_task_experts = check_int(num_task_experts, "num_task_experts", "PLE", minimum=0)
+        self.levels = check_int("PLE", "levels", levels, low=1)
+        self.num_shared_experts = check_int("PLE", "num_shared_experts", num_shared_experts, low=0)
+        self.num_task_experts = check_int("PLE", "num_task_experts", num_task_experts, low=0)
         if self.num_shared_experts + self.num_task_experts < 1:
             raise ValueError("PLE needs at least one expert: 'num_shared_experts' and 'num_task_experts' are both 0.")
         if input_shape is None:
@@ -106,15 +107,15 @@ class PLE(MultiTaskModel):
         for lvl in range(self.levels):
             per_level.append([level_expert(tr, lvl) for tr in trunks])
         self.shared_experts = nn.ModuleList([nn.ModuleList(pl[:s]) for pl in per_level])
-        self.task_experts = nn.ModuleDict({
+        self.task_experts = TaskModuleDict({
             t.name: nn.ModuleList([nn.ModuleList(pl[s + i * e: s + (i + 1) * e]) for pl in per_level])
             for i, t in enumerate(self.tasks)})
-        self.task_gates = nn.ModuleDict({
+        self.task_gates = TaskModuleDict({
             t.name: nn.ModuleList([SoftmaxGate(flat_size(in_shapes[lvl]), e + s) for lvl in range(self.levels)])
             for t in self.tasks})
         self.shared_gates = nn.ModuleList([SoftmaxGate(flat_size(in_shapes[lvl]), k * e + s)
                                            for lvl in range(self.levels - 1)])
-        self.towers = nn.ModuleDict({t.name: make_head(self.width, t, tower_hidden) for t in self.tasks})
+        self.towers = TaskModuleDict({t.name: make_head(self.width, t, tower_hidden) for t in self.tasks})
         self._gate_means = {t.name: RunningMean() for t in self.tasks}
         self.config: dict[str, Any] = {
             "name": "ple", "trunk": make.spec, "levels": self.levels, "num_shared_experts": s,

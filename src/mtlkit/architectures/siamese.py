@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mtlkit._checks import check_float, check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
+    TaskModuleDict,
     TrunkArg,
-    check_float,
-    check_int,
     require_spec,
     single_trunk,
     trunk_width,
@@ -76,7 +76,7 @@ class Siamese(MultiTaskModel):
             raise ValueError(f"Siamese needs input_shape (2, *sample_shape) for stacked pairs. Got {input_shape!r}.")
         sample_shape = tuple(int(s) for s in input_shape[1:])
         names = self.task_names
-        pair_tasks = [t.name for t in self.tasks if t.kind == "contrastive"]
+        pair_tasks = [t.name for t in self.tasks if t.task_kind.pairwise]
         if contrastive_task is None:
             if len(pair_tasks) > 1:
                 raise ValueError(f"Siamese computes one embedding distance; tasks {pair_tasks} are all kind "
@@ -87,7 +87,7 @@ class Siamese(MultiTaskModel):
                              f"not a task; the tasks are {names}.")
         if contrastive_task is not None:
             ct = next(t for t in self.tasks if t.name == contrastive_task)
-            if ct.kind != "contrastive":
+            if not ct.task_kind.pairwise:
                 raise ValueError(f"The contrastive task {contrastive_task!r} must be of kind 'contrastive' "
                                  f"(the margin loss on the embedding distance). Got kind {ct.kind!r}.")
         others = [n for n in pair_tasks if n != contrastive_task]
@@ -107,13 +107,13 @@ class Siamese(MultiTaskModel):
         self.encoder, spec = single_trunk(trunk, sample_shape, "Siamese")
         width = trunk_width(self.encoder, sample_shape)
         if embedding_dim is not None:
-            check_int(embedding_dim, "embedding_dim", "Siamese")
+            check_int("Siamese", "embedding_dim", embedding_dim, low=1)
             self.projection: nn.Module = nn.Linear(width, embedding_dim)
             width = embedding_dim
         else:
             self.projection = nn.Identity()
         self.embedding_dim = width
-        self.heads = nn.ModuleDict({n: make_head(width, t, head_hidden)
+        self.heads = TaskModuleDict({n: make_head(width, t, head_hidden)
                                     for t in self.tasks if (n := t.name) != contrastive_task})
         self.config: dict[str, Any] = {"name": "siamese", "trunk": spec, "contrastive_task": contrastive_task,
                                        "pair_index": dict(self.pair_index), "embedding_dim": embedding_dim,
@@ -140,7 +140,7 @@ class Siamese(MultiTaskModel):
         distance alone for the contrastive task, one classifier reading the same embedding as
         in the multi-task model for a classifier task."""
         out = {k: v for k, v in params.items() if k not in ("contrastive_task", "pair_index")}
-        if task.kind == "contrastive":
+        if task.task_kind.pairwise:
             return {"name": "siamese", **out, "contrastive_task": task.name}
         side = dict(params.get("pair_index") or {}).get(task.name)
         return {"name": "siamese", **out, "contrastive_task": None,
@@ -194,8 +194,8 @@ def make_pairs(images: np.ndarray | Tensor, labels: np.ndarray | Tensor, num_pai
     >>> tuple(p["x"].shape), bool((p["same"] == (p["label_a"] == p["label_b"]).float()).all())
     ((4, 2, 3), True)
     """
-    check_int(num_pairs, "num_pairs", "make_pairs")
-    check_float(same_fraction, "same_fraction", "make_pairs", high=1.0)
+    check_int("make_pairs", "num_pairs", num_pairs, low=1)
+    check_float("make_pairs", "same_fraction", same_fraction, low=0.0, high=1.0)
     x = torch.as_tensor(np.asarray(images)).float()
     y = np.asarray(labels).reshape(-1)
     if len(y) != x.shape[0] or len(y) < 2:

@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtlkit._checks import check_choice, check_float
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
 from mtlkit.architectures._layers import (
+    TaskModuleDict,
     TrunkArg,
     TrunkFactory,
-    check_choice,
-    check_float,
     params_of,
     require_spec,
     trunk_width,
@@ -88,14 +88,14 @@ class SoftSharing(MultiTaskModel):
                  penalty: str = "l2", strength: float = 1e-3, head_hidden: Sequence[int] = ()) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
-        self.penalty = check_choice(penalty, "penalty", "SoftSharing", PENALTIES)
-        self.strength = check_float(strength, "strength", "SoftSharing")
+        self.penalty = check_choice("SoftSharing", "penalty", penalty, options=PENALTIES)
+        self.strength = check_float("SoftSharing", "strength", strength, low=0.0)
         self.head_hidden = list(head_hidden)
         make = TrunkFactory(trunk, input_shape, "SoftSharing")
-        self.columns = nn.ModuleDict({t.name: make() for t in self.tasks})
+        self.columns = TaskModuleDict({t.name: make() for t in self.tasks})
         first = self.columns[self.tasks[0].name]
         self.width = trunk_width(first, input_shape)
-        self.heads = nn.ModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
+        self.heads = TaskModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
         names = [n for n, _ in first.named_parameters()]
         per_col = [dict(self.columns[t.name].named_parameters()) for t in self.tasks]
         for n in names:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_bool
 from mtlkit._params import HasParams
 from mtlkit.tasks import Task
 
@@ -103,11 +104,11 @@ class AuxiliaryGenerator(HasParams):
 
     # ------------------------------------------------------------------ helpers
     def _task(self, kind: str, **kw: Any) -> Task:
-        from mtlkit import tasks
+        from mtlkit._registry import KINDS
 
-        if kind not in tasks.KINDS:
-            raise RuntimeError(f"{type(self).__name__} makes a {kind!r} task, a dense kind this version of "
-                               f"mtlkit.tasks.Task does not support yet (see mtlkit.tasks_dense).")
+        if kind not in KINDS:
+            raise RuntimeError(f"{type(self).__name__} makes a {kind!r} task, a kind this version of "
+                               f"mtlkit.tasks.Task does not support yet (no file mtlkit/kinds/{kind}.py).")
         return Task(self.task_name, kind, weight=self.weight, role="auxiliary", **kw)
 
     def _regression(self, values: np.ndarray, names: Sequence[str], *, inputs: Any = None,
@@ -182,21 +183,6 @@ def channel_names(columns: list[str] | None, n_channels: int, owner: str) -> lis
     return list(columns)
 
 
-def check_int(owner: str, name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"The '{name}' parameter of {owner} must be an int >= {minimum}. Got {value!r}.")
-    return int(value)
-
-
-def check_float(owner: str, name: str, value: Any, *, positive: bool = False) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-        or not math.isfinite(value) or (value <= 0 if positive else value < 0)
-    if bad:
-        what = "positive" if positive else "non-negative"
-        raise ValueError(f"The '{name}' parameter of {owner} must be a finite {what} float. Got {value!r}.")
-    return float(value)
-
-
 def block_mean(a: np.ndarray, factor: int) -> np.ndarray:
     """Mean over non-overlapping ``factor``×``factor`` blocks of the last two axes; trailing
     rows/columns that do not fill a block are dropped."""
@@ -235,10 +221,7 @@ class SeriesStatistic(AuxiliaryGenerator):
 
     def __init__(self, *, standardize: bool = False, weight: float = 0.1, name: str | None = None) -> None:
         super().__init__(weight=weight, name=name)
-        if not isinstance(standardize, bool):
-            raise ValueError(f"The 'standardize' parameter of {type(self).__name__} must be a bool. "
-                             f"Got {standardize!r}.")
-        self.standardize = standardize
+        self.standardize = check_bool(type(self).__name__, "standardize", standardize)
 
     def compute(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -11,8 +11,11 @@ import torch
 from torch import Tensor
 
 from mtlkit.auxiliary._base import to_numpy
+from mtlkit.kinds import get_kind, kind_names
 
-TABLE_KINDS = ("regression", "binary", "multiclass", "multilabel")
+#: the task kinds an auxiliary target can take from table columns: the registered kinds with
+#: one target row per sample that are not pair tasks
+TABLE_KINDS = tuple(k for k in kind_names() if not get_kind(k).dense and not get_kind(k).pairwise)
 
 
 def as_frame(x: Any, columns: Sequence[str] | None, owner: str) -> pd.DataFrame:
@@ -58,40 +61,41 @@ def encode(frame: pd.DataFrame, kind: str, owner: str) -> tuple[Tensor, Tensor, 
     binary/multiclass encode the sorted distinct values of their single column as 0 … K−1
     (``extra["classes"]`` keeps them); multilabel columns must hold 0/1."""
     cols = list(frame.columns)
-    if kind in ("binary", "multiclass"):
+    if kind not in TABLE_KINDS:
+        raise ValueError(f"{owner}: unknown kind {kind!r}. Choose from {TABLE_KINDS}.")
+    spec = get_kind(kind)
+    if not spec.multi_column:  # one class value per sample (binary, multiclass)
         if len(cols) != 1:
             raise ValueError(f"{owner}: a {kind} target takes exactly one column. Got {cols}.")
         s = frame[cols[0]]
         miss = _missing(s)
         classes = sorted(s.dropna().unique().tolist())
-        if kind == "binary" and len(classes) > 2:
+        if spec.binary_targets and len(classes) > 2:
             raise ValueError(f"{owner}: column {cols[0]!r} has {len(classes)} distinct values; a binary "
                              f"target needs at most 2 (use kind='multiclass').")
-        if kind == "binary" and set(classes) <= {0, 1}:
+        if spec.binary_targets and set(classes) <= {0, 1}:
             classes = [0, 1]
-        if kind == "multiclass" and len(classes) < 2:
+        if spec.has_classes and len(classes) < 2:
             raise ValueError(f"{owner}: column {cols[0]!r} has {len(classes)} distinct value(s); a multiclass "
                              f"target needs at least 2.")
         index = {c: i for i, c in enumerate(classes)}
         codes = np.array([0 if m else index[v] for v, m in zip(s.tolist(), miss, strict=True)])
         extra: dict[str, Any] = {"classes": classes}
-        if kind == "multiclass":
-            extra["num_classes"] = len(classes)
+        if spec.has_classes:  # class indices
+            extra[str(spec.width_setting)] = len(classes)
             y = torch.as_tensor(codes, dtype=torch.long)
         else:
             y = torch.as_tensor(codes, dtype=torch.float32)
         return y, torch.as_tensor(~miss), extra
-    if kind not in ("regression", "multilabel"):
-        raise ValueError(f"{owner}: unknown kind {kind!r}. Choose from {TABLE_KINDS}.")
     try:
         a = frame.apply(pd.to_numeric).to_numpy(dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{owner}: {kind} columns {cols} must be numeric: {exc}") from exc
     mask = np.isfinite(a)
-    if kind == "multilabel":
+    if spec.binary_targets:
         bad = a[mask & (a != 0) & (a != 1)]
         if bad.size:
             raise ValueError(f"{owner}: multilabel columns must hold 0 or 1. Got {bad[0]!r}.")
     values = np.where(mask, a, 0.0)
-    extra = {"num_labels": len(cols)} if kind == "multilabel" else {"dim": len(cols)}
+    extra = {str(spec.width_setting): len(cols)}  # num_labels (multilabel) or dim (regression)
     return torch.as_tensor(values, dtype=torch.float32), torch.as_tensor(mask), extra

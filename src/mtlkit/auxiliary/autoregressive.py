@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import SeriesStatistic, check_int
+from mtlkit.auxiliary._base import SeriesStatistic
 
 
 def ar_coefficients(x: np.ndarray, *, order: int, intercept: bool = True) -> np.ndarray:
@@ -73,7 +74,7 @@ class Autoregressive(SeriesStatistic):
     def __init__(self, *, order: int = 2, intercept: bool = True, standardize: bool = False,
                  weight: float = 0.1, name: str | None = None) -> None:
         super().__init__(standardize=standardize, weight=weight, name=name)
-        self.order = check_int("Autoregressive", "order", order, minimum=1)
+        self.order = check_int("Autoregressive", "order", order, low=1, what="an int >= 1")
         if not isinstance(intercept, bool):
             raise ValueError(f"The 'intercept' parameter of Autoregressive must be a bool. Got {intercept!r}.")
         self.intercept = intercept

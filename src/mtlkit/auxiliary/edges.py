@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget, as_images, block_mean, check_int
+from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget, as_images, block_mean
 
 
 def sobel_magnitude(images: np.ndarray) -> np.ndarray:
@@ -63,7 +64,7 @@ class Edges(AuxiliaryGenerator):
     def __init__(self, *, factor: int = 4, per_channel: bool = False, weight: float = 0.1,
                  name: str | None = None) -> None:
         super().__init__(weight=weight, name=name)
-        self.factor = check_int("Edges", "factor", factor, minimum=1)
+        self.factor = check_int("Edges", "factor", factor, low=1)
         if not isinstance(per_channel, bool):
             raise ValueError(f"The 'per_channel' parameter of Edges must be a bool. Got {per_channel!r}.")
         self.per_channel = per_channel

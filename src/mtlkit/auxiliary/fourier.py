@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import SeriesStatistic, check_int
+from mtlkit.auxiliary._base import SeriesStatistic
 
 
 @AUXILIARY.register()
@@ -43,7 +44,7 @@ class Fourier(SeriesStatistic):
     def __init__(self, *, k: int = 8, include_dc: bool = False, standardize: bool = False,
                  weight: float = 0.1, name: str | None = None) -> None:
         super().__init__(standardize=standardize, weight=weight, name=name)
-        self.k = check_int("Fourier", "k", k, minimum=1)
+        self.k = check_int("Fourier", "k", k, low=1, what="an int >= 1")
         if not isinstance(include_dc, bool):
             raise ValueError(f"The 'include_dc' parameter of Fourier must be a bool. Got {include_dc!r}.")
         self.include_dc = include_dc

@@ -12,6 +12,7 @@ import pandas as pd
 from mtlkit._registry import AUXILIARY
 from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget, to_numpy
 from mtlkit.auxiliary._table import TABLE_KINDS, encode
+from mtlkit.kinds import get_kind
 
 
 def resolve_function(fn: Callable[..., Any] | str, owner: str) -> Callable[..., Any]:
@@ -77,7 +78,7 @@ class Hint(AuxiliaryGenerator):
         y = to_numpy(raw.to_numpy() if isinstance(raw, (pd.Series, pd.DataFrame)) else raw)
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"Hint: fn returned shape {y.shape}; expected ({n},) or ({n}, D) for {n} inputs.")
-        if self.kind in ("binary", "multiclass"):
+        if not get_kind(self.kind).multi_column:  # one class value per sample (binary, multiclass)
             if y.size != n:
                 raise ValueError(f"Hint: a {self.kind} hint needs one value per sample; fn returned shape "
                                  f"{y.shape}.")

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
 from mtlkit.auxiliary._base import (
     AuxiliaryGenerator,
     AuxTarget,
     as_images,
-    check_int,
     standardize_columns,
 )
 from mtlkit.auxiliary._images import import_skimage
@@ -24,7 +24,7 @@ def _pair(owner: str, name: str, value: Any) -> tuple[int, int]:
     v = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
     if len(v) != 2:
         raise ValueError(f"The '{name}' parameter of {owner} must be an int or a pair of ints. Got {value!r}.")
-    return check_int(owner, name, v[0], minimum=1), check_int(owner, name, v[1], minimum=1)
+    return check_int(owner, name, v[0], low=1), check_int(owner, name, v[1], low=1)
 
 
 @AUXILIARY.register()
@@ -67,7 +67,7 @@ class HOG(AuxiliaryGenerator):
                  cells_per_block: int | Sequence[int] = (2, 2), block_norm: str = "L2-Hys",
                  standardize: bool = False, weight: float = 0.1, name: str | None = None) -> None:
         super().__init__(weight=weight, name=name)
-        self.orientations = check_int("HOG", "orientations", orientations, minimum=1)
+        self.orientations = check_int("HOG", "orientations", orientations, low=1)
         self.pixels_per_cell = _pair("HOG", "pixels_per_cell", pixels_per_cell)
         self.cells_per_block = _pair("HOG", "cells_per_block", cells_per_block)
         if block_norm not in _BLOCK_NORMS:

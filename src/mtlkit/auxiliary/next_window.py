@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import AuxTarget, SeriesStatistic, check_int, to_numpy
+from mtlkit.auxiliary._base import AuxTarget, SeriesStatistic, to_numpy
 
 
 def split_window(x: Any, horizon: int) -> tuple[Any, Any]:
@@ -24,7 +25,7 @@ def split_window(x: Any, horizon: int) -> tuple[Any, Any]:
     >>> inputs.tolist(), targets.tolist()
     ([[[0.0, 1.0, 2.0], [5.0, 6.0, 7.0]]], [[[3.0, 4.0], [8.0, 9.0]]])
     """
-    horizon = check_int("split_window", "horizon", horizon, minimum=1)
+    horizon = check_int("split_window", "horizon", horizon, low=1)
     t = x.shape[-1]
     if horizon >= t:
         raise ValueError(f"The 'horizon' of split_window is {horizon} but the series have only {t} steps; "
@@ -64,7 +65,7 @@ class NextWindow(SeriesStatistic):
     def __init__(self, *, horizon: int = 1, standardize: bool = False, weight: float = 0.1,
                  name: str | None = None) -> None:
         super().__init__(standardize=standardize, weight=weight, name=name)
-        self.horizon = check_int("NextWindow", "horizon", horizon, minimum=1)
+        self.horizon = check_int("NextWindow", "horizon", horizon, low=1, what="an int >= 1")
 
     def _suffixes(self) -> list[str]:
         return [f"_{j}" for j in range(1, self.horizon + 1)]

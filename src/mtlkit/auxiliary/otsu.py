@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget, as_images, block_mean, check_int
+from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget, as_images, block_mean
 from mtlkit.auxiliary._images import import_skimage
 
 
@@ -49,7 +50,7 @@ class Otsu(AuxiliaryGenerator):
 
     def __init__(self, *, factor: int = 4, weight: float = 0.1, name: str | None = None) -> None:
         super().__init__(weight=weight, name=name)
-        self.factor = check_int("Otsu", "factor", factor, minimum=1)
+        self.factor = check_int("Otsu", "factor", factor, low=1)
 
     def compute(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, C, H, W) -> labels int64 (N, h, w) and mask bool (N, h, w)."""

@@ -10,6 +10,7 @@ import pandas as pd
 from mtlkit._registry import AUXILIARY
 from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget
 from mtlkit.auxiliary._table import TABLE_KINDS, as_frame, check_columns_present, encode, infer_kind
+from mtlkit.kinds import get_kind
 
 
 @AUXILIARY.register()
@@ -58,7 +59,7 @@ class Privileged(AuxiliaryGenerator):
         self.columns = list(columns)
         if kind not in TABLE_KINDS:
             raise ValueError(f"The 'kind' parameter of Privileged must be one of {TABLE_KINDS}. Got {kind!r}.")
-        if kind in ("binary", "multiclass") and len(self.columns) != 1:
+        if not get_kind(kind).multi_column and len(self.columns) != 1:
             raise ValueError(f"The 'kind' parameter of Privileged is {kind!r}, which takes exactly one column; "
                              f"'columns' has {len(self.columns)}.")
         self.kind = kind

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget, block_mean, check_int, to_numpy
+from mtlkit.auxiliary._base import AuxiliaryGenerator, AuxTarget, block_mean, to_numpy
 
 
 @AUXILIARY.register()
@@ -43,7 +44,7 @@ class Reconstruction(AuxiliaryGenerator):
 
     def __init__(self, *, factor: int = 1, weight: float = 0.1, name: str | None = None) -> None:
         super().__init__(weight=weight, name=name)
-        self.factor = check_int("Reconstruction", "factor", factor, minimum=1)
+        self.factor = check_int("Reconstruction", "factor", factor, low=1)
 
     def _generate(self, x: Any, *, columns: list[str] | None) -> AuxTarget:
         a = to_numpy(x).astype(np.float64)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtlkit._checks import check_float, check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import SeriesStatistic, check_float, check_int
+from mtlkit.auxiliary._base import SeriesStatistic
 
 #: float64 entries of one (chunk, L, L) distance block (≈ 32 MB)
 _BLOCK = 1 << 22
@@ -91,8 +92,8 @@ class SampleEntropy(SeriesStatistic):
     def __init__(self, *, m: int = 2, r: float = 0.2, standardize: bool = False, weight: float = 0.1,
                  name: str | None = None) -> None:
         super().__init__(standardize=standardize, weight=weight, name=name)
-        self.m = check_int("SampleEntropy", "m", m, minimum=1)
-        self.r = check_float("SampleEntropy", "r", r, positive=True)
+        self.m = check_int("SampleEntropy", "m", m, low=1, what="an int >= 1")
+        self.r = check_float("SampleEntropy", "r", r, low=0.0, low_open=True, what="a finite positive float")
 
     def compute(self, x: np.ndarray) -> np.ndarray:
         return sample_entropy(x, m=self.m, r=self.r)[..., None]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtlkit._checks import check_int
 from mtlkit._registry import AUXILIARY
-from mtlkit.auxiliary._base import SeriesStatistic, check_int
+from mtlkit.auxiliary._base import SeriesStatistic
 
 
 @AUXILIARY.register()
@@ -35,7 +36,7 @@ class Std(SeriesStatistic):
     def __init__(self, *, ddof: int = 0, standardize: bool = False, weight: float = 0.1,
                  name: str | None = None) -> None:
         super().__init__(standardize=standardize, weight=weight, name=name)
-        self.ddof = check_int("Std", "ddof", ddof, minimum=0)
+        self.ddof = check_int("Std", "ddof", ddof, low=0, what="an int >= 0")
 
     def compute(self, x: np.ndarray) -> np.ndarray:
         if x.shape[2] <= self.ddof:

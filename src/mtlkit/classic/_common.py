@@ -23,12 +23,23 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sk_validate_data = None
 
-KIND_ALIASES = {
-    "classification": "classification",
-    "binary": "classification",
-    "multiclass": "classification",
-    "regression": "regression",
-}
+CLASSIC_KINDS = ("classification", "regression")
+
+
+def kind_alias(kind: object) -> str | None:
+    """``classification``/``regression`` for an accepted ``task_kinds`` entry, else ``None``:
+    one of the two classic kinds itself, or the name of an mtlkit task kind with one class
+    label per sample (``binary``, ``multiclass``: classification)."""
+    if not isinstance(kind, str):
+        return None
+    if kind in CLASSIC_KINDS:
+        return kind
+    from mtlkit.kinds import get_kind, kind_names  # the task kinds load only for such a name
+
+    if kind not in kind_names():
+        return None
+    spec = get_kind(kind)
+    return "classification" if spec.class_per_sample else None
 
 
 def validate_X(estimator, X, *, reset: bool, dtype=np.float64):
@@ -39,56 +50,9 @@ def validate_X(estimator, X, *, reset: bool, dtype=np.float64):
 
 
 # --------------------------------------------------------------------------- parameters
+# (the scalar checks are mtlkit._checks: check_int, check_float, check_choice, check_bool)
 def _owner(estimator) -> str:
     return type(estimator).__name__
-
-
-def check_int(estimator, name: str, value, *, low: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
-    if not ok:
-        extra = " or None" if allow_none else ""
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(estimator)} must be an int >= {low}{extra}. "
-            f"Got {value!r}."
-        )
-
-
-def check_float(
-    estimator, name: str, value, *, low: float, strict: bool = False, high: float | None = None
-) -> None:
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and np.isfinite(cast(float, value))
-    )
-    if ok:
-        ok = value > low if strict else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        rel = ">" if strict else ">="
-        rng = f"{rel} {low}" + (f" and <= {high}" if high is not None else "")
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(estimator)} must be a finite float {rng}. "
-            f"Got {value!r}."
-        )
-
-
-def check_options(estimator, name: str, value, options: Sequence[str]) -> None:
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(estimator)} must be one of "
-            f"{', '.join(repr(o) for o in options)}. Got {value!r}."
-        )
-
-
-def check_bool(estimator, name: str, value) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(estimator)} must be a bool. Got {value!r}."
-        )
 
 
 def resolve_max_features(estimator, value, n_features: int) -> int:
@@ -134,14 +98,14 @@ def resolve_task_kinds(estimator, value, n_tasks: int) -> list[str] | None:
         isinstance(value, str)
         or not isinstance(value, Sequence)
         or len(value) != n_tasks
-        or any(k not in KIND_ALIASES for k in value)
+        or any(kind_alias(k) is None for k in value)
     )
     if bad:
         raise ValueError(
             f"The 'task_kinds' parameter of {_owner(estimator)} must be None or a list of "
             f"{n_tasks} entries, each 'classification' or 'regression'. Got {value!r}."
         )
-    return [KIND_ALIASES[k] for k in value]
+    return [cast(str, kind_alias(k)) for k in value]
 
 
 # --------------------------------------------------------------------------- targets

@@ -49,10 +49,8 @@ from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from mtlkit._checks import check_bool, check_float, check_int
 from mtlkit.classic._common import (
-    check_bool,
-    check_float,
-    check_int,
     check_same_length,
     encode_targets,
     multitask_score,
@@ -204,13 +202,13 @@ class ClusteredMultiTaskLinear(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def _check_params(self, n_tasks: int) -> None:
-        check_int(self, "n_clusters", self.n_clusters, low=1)
-        check_float(self, "mean_penalty", self.mean_penalty, low=0.0, strict=True)
-        check_float(self, "between_penalty", self.between_penalty, low=0.0, strict=True)
-        check_float(self, "within_penalty", self.within_penalty, low=0.0, strict=True)
-        check_bool(self, "fit_intercept", self.fit_intercept)
-        check_int(self, "max_iter", self.max_iter, low=1)
-        check_int(self, "n_init", self.n_init, low=1)
+        check_int(type(self).__name__, "n_clusters", self.n_clusters, low=1)
+        check_float(type(self).__name__, "mean_penalty", self.mean_penalty, low=0.0, low_open=True)
+        check_float(type(self).__name__, "between_penalty", self.between_penalty, low=0.0, low_open=True)
+        check_float(type(self).__name__, "within_penalty", self.within_penalty, low=0.0, low_open=True)
+        check_bool(type(self).__name__, "fit_intercept", self.fit_intercept)
+        check_int(type(self).__name__, "max_iter", self.max_iter, low=1)
+        check_int(type(self).__name__, "n_init", self.n_init, low=1)
         if self.within_penalty < self.between_penalty:
             raise ValueError(
                 f"The 'within_penalty' parameter of ClusteredMultiTaskLinear must be >= "

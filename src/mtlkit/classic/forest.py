@@ -21,9 +21,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from mtlkit._checks import check_bool, check_int
 from mtlkit.classic._common import (
-    check_bool,
-    check_int,
     check_same_length,
     encode_targets,
     has_classification_task,
@@ -102,10 +101,9 @@ class _BaseMultiTaskForest(BaseEstimator):
 
     def fit(self, X, y, sample_weight=None):
         """Grow ``n_estimators`` trees on bootstrap samples; ``y`` (n,) or (n, T), NaN = missing."""
-        check_int(self, "n_estimators", self.n_estimators, low=1)
-        check_bool(self, "bootstrap", self.bootstrap)
-        if self.n_jobs is not None:
-            check_int(self, "n_jobs", self.n_jobs, low=-(2**31))
+        check_int(type(self).__name__, "n_estimators", self.n_estimators, low=1)
+        check_bool(type(self).__name__, "bootstrap", self.bootstrap)
+        check_int(type(self).__name__, "n_jobs", self.n_jobs, none_ok=True)
         X = validate_X(self, X, reset=True, dtype=np.float32)
         targets = encode_targets(self, y, self._task_kinds_param())
         check_same_length(self, X, targets.Y)

@@ -34,10 +34,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from mtlkit._checks import check_bool, check_float, check_int
 from mtlkit.classic._common import (
-    check_bool,
-    check_float,
-    check_int,
     check_same_length,
     encode_targets,
     has_classification_task,
@@ -164,10 +162,10 @@ class MultiTaskGroupLasso(BaseEstimator):
 
     def fit(self, X, y):
         """Minimise the objective by FISTA; ``y`` (n,) or (n, T), NaN = missing label."""
-        check_float(self, "alpha", self.alpha, low=0.0)
-        check_bool(self, "fit_intercept", self.fit_intercept)
-        check_int(self, "max_iter", self.max_iter, low=1)
-        check_float(self, "tol", self.tol, low=0.0, strict=True)
+        check_float(type(self).__name__, "alpha", self.alpha, low=0.0)
+        check_bool(type(self).__name__, "fit_intercept", self.fit_intercept)
+        check_int(type(self).__name__, "max_iter", self.max_iter, low=1)
+        check_float(type(self).__name__, "tol", self.tol, low=0.0, low_open=True)
         if isinstance(self.task_kinds, str):
             raise ValueError(
                 f"The 'task_kinds' parameter of MultiTaskGroupLasso must be None or a list "

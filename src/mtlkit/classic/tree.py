@@ -32,9 +32,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from mtlkit._checks import check_choice, check_int
 from mtlkit.classic._common import (
-    check_int,
-    check_options,
     check_same_length,
     encode_targets,
     has_classification_task,
@@ -82,10 +81,10 @@ class _BaseMultiTaskTree(BaseEstimator):
         return _CLASS_CRITERIA
 
     def _check_params(self) -> None:
-        check_options(self, "criterion", self.criterion, self._criteria())
-        check_int(self, "max_depth", self.max_depth, low=1, allow_none=True)
-        check_int(self, "min_samples_split", self.min_samples_split, low=2)
-        check_int(self, "min_samples_leaf", self.min_samples_leaf, low=1)
+        check_choice(type(self).__name__, "criterion", self.criterion, options=self._criteria())
+        check_int(type(self).__name__, "max_depth", self.max_depth, low=1, none_ok=True)
+        check_int(type(self).__name__, "min_samples_split", self.min_samples_split, low=2)
+        check_int(type(self).__name__, "min_samples_leaf", self.min_samples_leaf, low=1)
 
     def _task_kinds_param(self):
         return self._default_kind

@@ -43,7 +43,7 @@ def demo(
     baselines; print accuracy per task, Δm, parameters and inference time; write a report.
     The demo replaces its own previous run folder."""
     from mtlkit.config import parse_config
-    from mtlkit.experiment import prepare_from_config, run
+    from mtlkit.run import prepare_from_config, run
 
     set_threads(threads)
     cfg = parse_config(demo_config(quick), source="(demo)")

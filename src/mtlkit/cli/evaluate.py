@@ -17,7 +17,7 @@ def evaluate(
     data: Path = typer.Option(None, "--data", help="A labelled CSV/Parquet file to evaluate on."),
 ) -> None:
     """Show the run's test results, or evaluate its model on a labelled file."""
-    from mtlkit.runs import SUMMARY, read_json
+    from mtlkit.run import SUMMARY, read_json
 
     if data is None:
         print_summary(read_json(Path(run_dir) / SUMMARY))

@@ -19,9 +19,9 @@ def predict(
     all_tasks: bool = typer.Option(False, "--all-tasks", help="Also output auxiliary tasks."),
 ) -> None:
     """Predict every primary task: class and probability, or value, one column per task."""
+    from mtlkit._io import atomic_write
     from mtlkit.data._table import read_table
     from mtlkit.inference import load_run, predict_frame
-    from mtlkit.runs import atomic_write
 
     run = load_run(run_dir)
     df = read_table(input)

@@ -1,49 +1,65 @@
-"""``mtlkit train CONFIG.yaml``: train the multi-task model and its single-task baselines."""
+"""``mtlkit train CONFIG.yaml``: train the multi-task model and its single-task baselines.
+
+``mtlkit train --resume DIR`` continues the run in DIR from its checkpoints with the run's
+own ``config.yaml`` (``--set`` applies on top of it; ``--set training.epochs=N`` with more
+epochs extends a finished run). Every problem of the config is reported at once, before any
+data loads or any file is written.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mtlkit.cli._app import app
 from mtlkit.cli._common import echo, friendly_errors, print_summary, set_threads
 
+if TYPE_CHECKING:
+    from mtlkit.config import RunConfig
+
 
 @app.command()
 @friendly_errors
 def train(
-    config: Path = typer.Argument(..., help="YAML run config."),
+    config: Path = typer.Argument(None, help="YAML run config (optional with --resume: the run's own "
+                                  "config.yaml is used)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<name>)."),
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the single-task baselines."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set training.epochs=3"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     threads: int = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
-    resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoints."),
-    force: bool = typer.Option(False, "--force", help="Resume even if the config differs."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the earlier run in --out (it is "
+                                   "moved to --out/replaced/, never deleted)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoints "
+                                "and its own config.yaml (more training.epochs extend a finished run)."),
+    force: bool = typer.Option(False, "--force", help="Resume even if the config differs in more than "
+                               "the budget (training.epochs)."),
     nproc_per_node: int = typer.Option(None, "--nproc-per-node", help="Train data-parallel in N processes "
                                        "(runs torchrun; see docs/scaling.md)."),
 ) -> None:
     """Train from a YAML config; writes config, metrics, weights, summary and report."""
-    from mtlkit.config import load_config
-    from mtlkit.experiment import prepare_from_config, run
+    from mtlkit.run import check, prepare_from_config, run
 
     set_threads(threads)
-    cfg = load_config(config, list(set_))
+    cfg = _load(config, resume, list(set_))
     if no_baselines:
         cfg.baselines = False
-    if nproc_per_node is not None:  # validated above; each worker runs this command without the option
+    run_dir = resume or out or Path("runs") / cfg.name
+    # every problem of the config and of the run folder, before any data loads or file is written
+    check(cfg, run_dir, resume=resume is not None, overwrite=overwrite, force=force)
+    if nproc_per_node is not None:  # each worker runs this command without the option
         from mtlkit.training.distributed import launch
 
-        args = ["train", str(config), "--progress" if progress else "--no-progress"]
+        args = ["train", *([str(config)] if config is not None else []),
+                "--progress" if progress else "--no-progress"]
         for flag, value in (("--out", out), ("--threads", threads), ("--resume", resume)):
             args += [flag, str(value)] if value else []
         for s in set_:
             args += ["--set", s]
         args += [f for f, on in (("--no-baselines", no_baselines), ("--overwrite", overwrite), ("--force", force)) if on]
         raise typer.Exit(code=launch(nproc_per_node, args))
-    run_dir = resume or out or Path("runs") / cfg.name
     prepared = prepare_from_config(cfg)
     result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite,
                  resume=resume is not None, force=force)
@@ -54,3 +70,17 @@ def train(
         echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'})")
     if is_distributed():  # a finished torchrun worker: leave without the runtime's teardown
         exit_worker(0)
+
+
+def _load(config: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
+    """The config file with the overrides; without one, the resumed run's own config.yaml."""
+    from mtlkit.config import load_config
+
+    if config is not None:
+        return load_config(config, overrides)
+    if resume is None:
+        raise ValueError("Give the run's CONFIG file (or --resume DIR to continue a run with its own "
+                         "config.yaml).")
+    if not (resume / "config.yaml").exists():
+        raise FileNotFoundError(f"Nothing to resume: {str(resume)!r} holds no run (config.yaml).")
+    return load_config(resume / "config.yaml", overrides)

@@ -109,19 +109,7 @@ def check_targets(tasks: Sequence[Task], targets: Mapping[str, Tensor], masks: M
         vals = y[m]
         if vals.numel() == 0:
             continue
-        if t.kind in ("multiclass", "segmentation", "sequence_labelling"):
-            lo, hi = int(vals.min()), int(vals.max())
-            if lo < 0 or hi >= int(t.num_classes or 0):
-                raise ValueError(
-                    f"Task {t.name!r}: label {hi if hi >= (t.num_classes or 0) else lo} is outside "
-                    f"[0, {t.num_classes}) (num_classes={t.num_classes})."
-                )
-        elif t.kind in ("binary", "multilabel", "contrastive"):
-            bad = vals[(vals != 0) & (vals != 1)]
-            if bad.numel():
-                raise ValueError(f"Task {t.name!r}: {t.kind} labels must be 0 or 1. Got {float(bad[0])}.")
-        elif not torch.isfinite(vals.float()).all():
-            raise ValueError(f"Task {t.name!r}: {t.kind} targets contain infinite values.")
+        t.task_kind.check_labels(t, vals)  # class range, 0/1 or finite values, by kind
 
 
 def collate(batch: Sequence[Any]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
@@ -170,14 +158,7 @@ def from_torch_dataset(ds: Dataset, tasks: Sequence[Task], *, source: str = "the
     for t in tasks:
         if t.name not in ys:
             raise ValueError(f"{source} returns no label for task {t.name!r}; it has {sorted(ys)}.")
-        y = ys[t.name]
-        if t.kind in ("multiclass", "segmentation", "sequence_labelling"):
-            ys[t.name] = y.long()
-        else:
-            ys[t.name] = y.float()
-            if t.kind == "regression" and y.dim() == 1:
-                ys[t.name] = ys[t.name].unsqueeze(1)
-                ms[t.name] = ms[t.name].unsqueeze(1)
+        ys[t.name], ms[t.name] = t.task_kind.cast_targets(t, ys[t.name], ms[t.name])
     keep = {t.name for t in tasks}
     return MultiTaskData(x.float() if x.is_floating_point() else x,
                          {k: v for k, v in ys.items() if k in keep},

@@ -72,18 +72,7 @@ def targets_from_frame(df: pd.DataFrame, tasks: Sequence[Task], *, source: str =
                 m |= v == float(t.missing_value)
             arr[:, j] = np.where(m, 0.0, v)
             miss[:, j] = m
-        if t.kind == "multiclass":
-            vals = arr[~miss[:, 0], 0]
-            if len(vals) and np.any(vals != np.round(vals)):
-                raise ValueError(f"Task {t.name!r}: multiclass labels must be integers.")
-            targets[t.name] = torch.as_tensor(arr[:, 0], dtype=torch.long)
-            masks[t.name] = torch.as_tensor(~miss[:, 0])
-        elif t.kind in ("binary", "contrastive"):
-            targets[t.name] = torch.as_tensor(arr[:, 0], dtype=torch.float32)
-            masks[t.name] = torch.as_tensor(~miss[:, 0])
-        else:
-            targets[t.name] = torch.as_tensor(arr, dtype=torch.float32)
-            masks[t.name] = torch.as_tensor(~miss)
+        targets[t.name], masks[t.name] = t.task_kind.targets_from_columns(t, arr, miss)
     return targets, masks
 
 
@@ -174,18 +163,18 @@ def from_arrays(x: Any, labels: Mapping[str, Any], tasks: Sequence[Task]) -> Mul
                              f"{exc}") from None
         if a.ndim == 1:
             a = a[:, None]
-        if a.ndim != 2 and t.kind in ("binary", "multiclass", "multilabel", "regression", "contrastive"):
+        if a.ndim != 2 and not t.task_kind.dense:
             raise ValueError(f"The labels of task {t.name!r} must be 1-D or 2-D; got shape {a.shape}.")
         if a.shape[0] != xt.shape[0]:
             raise ValueError(f"Task {t.name!r} has {a.shape[0]} labels but x has {xt.shape[0]} rows.")
-        want = t.out_dim if t.kind in ("multilabel", "regression") else 1
-        if a.shape[1] != want and t.kind in ("multilabel", "regression", "binary", "multiclass", "contrastive"):
+        want = t.out_dim if t.task_kind.multi_column else 1
+        if a.shape[1] != want and not t.task_kind.dense:
             raise ValueError(f"Task {t.name!r} ({t.kind}) expects {want} label column(s); "
                              f"the array has {a.shape[1]}.")
         cols = tuple(f"{t.name}[{i}]" for i in range(a.shape[1])) if a.shape[1] > 1 else (t.name,)
         for j, c in enumerate(cols):
             frame[c] = a[:, j]
-        fixed.append(dataclasses.replace(t, columns=cols if t.kind in ("multilabel", "regression") else None))
+        fixed.append(dataclasses.replace(t, columns=cols if t.task_kind.multi_column else None))
     targets, masks = targets_from_frame(pd.DataFrame(frame), fixed, source="the label arrays")
     return MultiTaskData(xt, targets, masks, tasks, source="the arrays")
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.tasks import Task
 
@@ -53,14 +51,9 @@ class DatasetBundle:
             raise ValueError(f"The {self.name!r} dataset has no predefined test set.")
         out: dict[str, list[int]] = {}
         for t in self.tasks:
-            y, m = ds.targets[t.name], ds.masks[t.name]
-            if t.kind == "multiclass":
-                out[t.name] = torch.bincount(y[m], minlength=int(t.num_classes or 0)).tolist()
-            elif t.kind in ("binary", "contrastive"):
-                pos = int(y[m].sum())
-                out[t.name] = [int(m.sum()) - pos, pos]
-            elif t.kind == "multilabel":
-                out[t.name] = (y * m).sum(0).long().tolist()
+            balance = t.task_kind.class_balance(t, ds.targets[t.name], ds.masks[t.name])
+            if balance is not None:
+                out[t.name] = balance
         return out
 
     def __repr__(self) -> str:

@@ -39,11 +39,3 @@ def package_file(
             f"Reinstall the data extra: {install}{hint}."
         )
     return path
-
-
-def positive_int(value: object, parameter: str, owner: str, *, minimum: int = 1) -> int:
-    """Check an integer argument, with an error naming the parameter and the value."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"The {parameter!r} parameter of {owner} must be {what}. Got {value!r}.")
-    return value

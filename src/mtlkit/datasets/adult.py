@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mtlkit._checks import check_int
 from mtlkit._registry import DATASETS
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.datasets._bundle import DatasetBundle
-from mtlkit.datasets._files import DATA_EXTRA, package_file, positive_int
+from mtlkit.datasets._files import DATA_EXTRA, package_file
 from mtlkit.tasks import Task
 
 COLUMNS = [
@@ -112,10 +113,10 @@ def load_adult(
             f"The 'marital' parameter of load_adult must be 'binary' or 'multiclass'. Got {marital!r}."
         )
     if n is not None:
-        positive_int(n, "n", "load_adult")
+        check_int("load_adult", "n", n, low=1)
     if n_test is not None:
-        positive_int(n_test, "n_test", "load_adult")
-    positive_int(seed, "seed", "load_adult", minimum=0)
+        check_int("load_adult", "n_test", n_test, low=1)
+    check_int("load_adult", "seed", seed, low=0)
     if isinstance(drop_columns, str):
         drop_columns = [drop_columns]
     unknown = [c for c in drop_columns if c not in FEATURE_COLUMNS]

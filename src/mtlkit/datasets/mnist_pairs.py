@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mtlkit._checks import check_float, check_int
 from mtlkit._registry import DATASETS
 from mtlkit.architectures.siamese import make_pairs
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.datasets._bundle import DatasetBundle
-from mtlkit.datasets._files import positive_int
 from mtlkit.datasets.multimnist import digit_pools, read_mnist_digits
 from mtlkit.tasks import Task
 
@@ -61,13 +61,10 @@ def load_mnist_pairs(n_train: int | None = None, n_test: int | None = None, same
     """
     defaults = QUICK_SIZES if quick else DEFAULT_SIZES
     owner = "load_mnist_pairs"
-    n_train = positive_int(defaults[0] if n_train is None else n_train, "n_train", owner)
-    n_test = positive_int(defaults[1] if n_test is None else n_test, "n_test", owner)
-    seed = positive_int(seed, "seed", owner, minimum=0)
-    if isinstance(same_fraction, bool) or not isinstance(same_fraction, int | float) \
-            or not 0.0 <= float(same_fraction) <= 1.0:
-        raise ValueError(f"The 'same_fraction' parameter of {owner} must be a float in [0, 1]. "
-                         f"Got {same_fraction!r}.")
+    n_train = check_int(owner, "n_train", defaults[0] if n_train is None else n_train, low=1)
+    n_test = check_int(owner, "n_test", defaults[1] if n_test is None else n_test, low=1)
+    seed = check_int(owner, "seed", seed, low=0)
+    same_fraction = check_float(owner, "same_fraction", same_fraction, low=0.0, high=1.0)
     tasks = [Task("same", "contrastive", margin=margin),
              Task("digit_a", "multiclass", num_classes=10, role="auxiliary"),
              Task("digit_b", "multiclass", num_classes=10, role="auxiliary")]

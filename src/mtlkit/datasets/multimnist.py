@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mtlkit._checks import check_int
 from mtlkit._registry import DATASETS
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.datasets._bundle import DatasetBundle
-from mtlkit.datasets._files import package_file, positive_int
+from mtlkit.datasets._files import package_file
 from mtlkit.tasks import Task
 
 CANVAS = 36
@@ -120,11 +121,11 @@ def load_multimnist(
     (torch.Size([20, 1, 36, 36]), torch.Size([10, 1, 36, 36]), ['left', 'right'])
     """
     defaults = QUICK_SIZES if quick else DEFAULT_SIZES
-    n_train = positive_int(
-        defaults[0] if n_train is None else n_train, "n_train", "load_multimnist"
+    n_train = check_int(
+        "load_multimnist", "n_train", defaults[0] if n_train is None else n_train, low=1
     )
-    n_test = positive_int(defaults[1] if n_test is None else n_test, "n_test", "load_multimnist")
-    seed = positive_int(seed, "seed", "load_multimnist", minimum=0)
+    n_test = check_int("load_multimnist", "n_test", defaults[1] if n_test is None else n_test, low=1)
+    seed = check_int("load_multimnist", "seed", seed, low=0)
     images, labels = read_mnist_digits()
     train_pool, test_pool = digit_pools(labels)
     rng_train, rng_test = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))

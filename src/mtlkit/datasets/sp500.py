@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mtlkit._checks import check_int
 from mtlkit._registry import DATASETS
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.datasets._bundle import DatasetBundle
-from mtlkit.datasets._files import package_file, positive_int
+from mtlkit.datasets._files import package_file
 from mtlkit.tasks import Task
 
 TICKERS = ["AAPL", "AMZN", "IBM", "INTC", "JNJ", "JPM", "KO", "MSFT", "WMT", "XOM"]
@@ -65,7 +66,7 @@ def load_sp500(
     >>> b.data.x.shape[1], len(b.data) + len(b.test), b.tasks[0].name
     (50, 1252, 'AAPL')
     """
-    window = positive_int(window, "window", "load_sp500")
+    window = check_int("load_sp500", "window", window, low=1)
     if layout not in ("table", "series"):
         raise ValueError(
             f"The 'layout' parameter of load_sp500 must be 'table' or 'series'. Got {layout!r}."

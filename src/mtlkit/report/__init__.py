@@ -32,7 +32,7 @@ def write_report(run_dir: str | Path) -> Path:
     learned sharing, even ``summary.json``) leave their sections out or say what is missing.
     The file is written to a temporary name and renamed, so a failure never leaves a
     half-written report in place of a good one. Returns the path of the report."""
-    from mtlkit.runs import atomic_write
+    from mtlkit._io import atomic_write
 
     data = load_run(run_dir)
     page = render_report(data.summary, data.records, data.baselines, data.config_text,

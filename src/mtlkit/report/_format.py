@@ -1,11 +1,13 @@
-"""Small, dependency-free helpers shared by the HTML report and the terminal table."""
+"""Small, dependency-free helpers shared by the HTML report and the terminal table. They read\na run through its types (:class:`~mtlkit.run.summary.Summary`, ``EpochRecord``)."""
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from mtlkit.run.summary import EpochRecord, Summary
 
 NA = "n/a"
 
@@ -62,15 +64,16 @@ def as_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def higher_is_better(summary: Mapping[str, Any], task: str, metric: str) -> bool:
+def higher_is_better(summary: Summary | Mapping[str, Any], task: str, metric: str) -> bool:
     """Whether higher is better for ``metric`` of ``task``: from the summary, else from the
     task's kind (via :class:`mtlkit.tasks.Task`), else from the metric's name."""
-    hib = summary.get("higher_is_better")
+    summary = Summary.coerce(summary)
+    hib = summary.higher_is_better
     if isinstance(hib, Mapping):
         entry = hib.get(task)
         if isinstance(entry, Mapping) and isinstance(entry.get(metric), bool):
             return bool(entry[metric])
-    spec = task_spec(summary, task)
+    spec = summary.task(task)
     if spec is not None:
         try:
             from mtlkit.tasks import task_from_dict
@@ -86,39 +89,37 @@ def arrow(higher: bool) -> str:
     return "↑" if higher else "↓"
 
 
-def task_spec(summary: Mapping[str, Any], task: str) -> dict[str, Any] | None:
-    for t in summary.get("tasks") or []:
-        if isinstance(t, Mapping) and t.get("name") == task:
-            return dict(t)
-    return None
+def task_spec(summary: Summary | Mapping[str, Any], task: str) -> dict[str, Any] | None:
+    return Summary.coerce(summary).task(task)
 
 
-def task_names(summary: Mapping[str, Any], records: list[dict[str, Any]] | None = None) -> list[str]:
+def task_names(summary: Summary | Mapping[str, Any], records: Sequence[EpochRecord] | None = None) -> list[str]:
     """Task names in the run's order: from ``summary.tasks``, else from the first record."""
-    names = [str(t["name"]) for t in summary.get("tasks") or [] if isinstance(t, Mapping) and "name" in t]
+    summary = Summary.coerce(summary)
+    names = summary.task_names()
     if names:
         return names
     for r in records or []:
-        if isinstance(r.get("train_loss"), Mapping):
-            return [str(k) for k in r["train_loss"]]
-    mtl = summary.get("mtl")
-    if isinstance(mtl, Mapping) and isinstance(mtl.get("test"), Mapping):
-        return [str(k) for k in mtl["test"]]
+        if isinstance(r.train_loss, Mapping):
+            return [str(k) for k in r.train_loss]
+    if summary.mtl is not None and isinstance(summary.mtl.test, Mapping):
+        return [str(k) for k in summary.mtl.test]
     return []
 
 
-def task_role(summary: Mapping[str, Any], task: str) -> str:
-    spec = task_spec(summary, task)
+def task_role(summary: Summary | Mapping[str, Any], task: str) -> str:
+    spec = Summary.coerce(summary).task(task)
     role = (spec or {}).get("role")
     return str(role) if role else "primary"
 
 
-def main_metric(summary: Mapping[str, Any], task: str, available: list[str] | None = None) -> str | None:
+def main_metric(summary: Summary | Mapping[str, Any], task: str, available: list[str] | None = None) -> str | None:
     """The task's main metric: ``summary.main_metric``, else the Task kind's, else the first."""
-    mm = summary.get("main_metric")
+    summary = Summary.coerce(summary)
+    mm = summary.main_metric
     if isinstance(mm, Mapping) and isinstance(mm.get(task), str):
         return str(mm[task])
-    spec = task_spec(summary, task)
+    spec = summary.task(task)
     if spec is not None:
         try:
             from mtlkit.tasks import task_from_dict
@@ -129,7 +130,7 @@ def main_metric(summary: Mapping[str, Any], task: str, available: list[str] | No
     return available[0] if available else None
 
 
-def inference_unit(summary: Mapping[str, Any]) -> str:
-    mtl = as_dict(summary.get("mtl"))
-    unit = mtl.get("inference_unit") or summary.get("inference_unit")
+def inference_unit(summary: Summary | Mapping[str, Any]) -> str:
+    summary = Summary.coerce(summary)
+    unit = (summary.mtl.extra.get("inference_unit") if summary.mtl is not None else None) or summary.inference_unit
     return str(unit) if unit else "ms"

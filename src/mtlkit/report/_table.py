@@ -17,9 +17,10 @@ from mtlkit.report._format import (
     task_names,
     task_role,
 )
+from mtlkit.run.summary import Summary
 
 
-def summary_table(summary: Mapping[str, Any]) -> str:
+def summary_table(summary: Summary | Mapping[str, Any]) -> str:
     """A plain-text table of a run's ``summary.json``: task, metric, MTL, STL, Δ and the
     better model; then Δm (with its sign convention), parameters and inference times.
 
@@ -34,15 +35,15 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     parameters: MTL 100 (1 model) vs single-task 80 (1 models)
     inference (ms): MTL 1 vs single-task 0.8 (total)
     """
-    mtl = as_dict(summary.get("mtl"))
-    stl = as_dict(summary.get("baselines"))
-    test = as_dict(mtl.get("test"))
+    summary = Summary.coerce(summary)
+    mtl = summary.mtl
+    stl = summary.baselines if isinstance(summary.baselines, dict) else {}
+    test = as_dict(mtl.test if mtl is not None else None)
     header = ["task", "metric", "MTL"] + (["STL", "Δ (MTL−STL)", "better"] if stl else [])
     rows: list[list[str]] = []
     for t in task_names(summary):
         m_mtl = as_dict(test.get(t))
-        b = as_dict(stl.get(t))
-        m_stl = as_dict(b.get("test"))
+        m_stl = as_dict(stl[t].test if t in stl else None)
         label = t + (" (aux)" if task_role(summary, t) == "auxiliary" else "")
         names = list(m_mtl) + [k for k in m_stl if k not in m_mtl]
         for i, metric in enumerate(names):
@@ -57,20 +58,20 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     if stl:
-        dm = num(summary.get("delta_m"))
+        dm = num(summary.delta_m)
         dm_txt = NA if dm is None else f"{fmt_signed(dm, 3)} %"
         lines.append(f"Δm (primary tasks): {dm_txt}  (negative = the multi-task model is better)")
         if any(task_role(summary, t) == "auxiliary" for t in task_names(summary)):
-            dma = num(summary.get("delta_m_all_tasks"))
+            dma = num(summary.delta_m_all_tasks)
             lines.append(f"Δm (all tasks, incl. auxiliary): "
                          f"{NA if dma is None else f'{fmt_signed(dma, 3)} %'}")
     else:
         lines.append("Δm: n/a (no single-task baselines)")
-    p_mtl = mtl.get("params")
+    p_mtl = mtl.params if mtl is not None else None
     if stl:
-        p_stl = summary.get("stl_params_total")
+        p_stl = summary.stl_params_total
         if p_stl is None:
-            vals = [v.get("params") for v in stl.values() if isinstance(v, Mapping)]
+            vals = [v.params for v in stl.values()]
             ints = [v for v in vals if isinstance(v, int)]
             p_stl = sum(ints) if vals and len(ints) == len(vals) else None
         lines.append(f"parameters: MTL {fmt(p_mtl)} (1 model) vs single-task {fmt(p_stl)} "
@@ -78,9 +79,9 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     elif p_mtl is not None:
         lines.append(f"parameters: MTL {fmt(p_mtl)}")
     unit = inference_unit(summary)
-    i_mtl = mtl.get("inference_ms")
+    i_mtl = mtl.inference_ms if mtl is not None else None
     if stl:
-        i_stl = summary.get("stl_inference_ms_total")
+        i_stl = summary.stl_inference_ms_total
         lines.append(f"inference ({unit}): MTL {fmt(i_mtl)} vs single-task {fmt(i_stl)} (total)")
     elif i_mtl is not None:
         lines.append(f"inference ({unit}): MTL {fmt(i_mtl)}")

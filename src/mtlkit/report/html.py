@@ -33,6 +33,7 @@ from mtlkit.report._format import (
     task_spec,
 )
 from mtlkit.report.plots import Line, Panel
+from mtlkit.run.summary import EpochRecord, ModelResult, Summary
 
 __all__ = ["render_report"]
 
@@ -58,9 +59,9 @@ MTL_C, STL_C, MTL_VAL_C, STL_VAL_C = "C0", "C1", "C2", "C3"
 # ---------------------------------------------------------------------------------- context
 @dataclass
 class _Ctx:
-    summary: dict[str, Any]
-    records: list[dict[str, Any]]
-    baselines: dict[str, list[dict[str, Any]]]
+    summary: Summary
+    records: list[EpochRecord]
+    baselines: dict[str, list[EpochRecord]]
     config_text: str | None
     config: dict[str, Any]
     tasks: list[str]
@@ -68,7 +69,7 @@ class _Ctx:
 
     @property
     def epochs(self) -> list[int]:
-        return [int(r.get("epoch", i + 1)) for i, r in enumerate(self.records)]
+        return _epochs(self.records)
 
     @property
     def primary(self) -> list[str]:
@@ -79,13 +80,13 @@ class _Ctx:
         return [t for t in self.tasks if task_role(self.summary, t) == "auxiliary"]
 
     @property
-    def mtl(self) -> dict[str, Any]:
-        m = self.summary.get("mtl")
-        return m if isinstance(m, dict) else {}
+    def mtl(self) -> ModelResult:
+        """The multi-task model's results (empty when the summary has none)."""
+        return self.summary.mtl if self.summary.mtl is not None else ModelResult(test=None)
 
     @property
-    def stl(self) -> dict[str, Any]:
-        b = self.summary.get("baselines")
+    def stl(self) -> dict[str, ModelResult]:
+        b = self.summary.baselines
         return b if isinstance(b, dict) else {}
 
     def component(self, *path: str) -> dict[str, Any] | None:
@@ -99,19 +100,29 @@ class _Ctx:
         return dict(node) if isinstance(node, Mapping) else None
 
 
-def _series(records: Sequence[Mapping[str, Any]], *keys: str) -> list[Any]:
-    """``records[i][k0][k1]...`` per record, ``None`` where absent."""
+def _series(records: Sequence[EpochRecord], part: str, *keys: str) -> list[Any]:
+    """``records[i].part[k0][k1]...`` per record, ``None`` where absent."""
     out = []
     for r in records:
-        node: Any = r
+        node: Any = getattr(r, part)
         for k in keys:
             node = node.get(k) if isinstance(node, Mapping) else None
         out.append(node)
     return out
 
 
-def _epochs(records: Sequence[Mapping[str, Any]]) -> list[int]:
-    return [int(r.get("epoch", i + 1)) for i, r in enumerate(records)]
+def _epochs(records: Sequence[EpochRecord]) -> list[int]:
+    return [int(r.epoch if r.epoch is not None else i + 1) for i, r in enumerate(records)]
+
+
+def _epochs_run(mtl: ModelResult, records: Sequence[EpochRecord]) -> int | None:
+    return mtl.epochs_run if mtl.epochs_run is not None else (len(records) or None)
+
+
+def _records(records: Sequence[EpochRecord | Mapping[str, Any]]) -> list[EpochRecord]:
+    """The records as :class:`EpochRecord` (lines that are not JSON objects are skipped)."""
+    return [r if isinstance(r, EpochRecord) else EpochRecord.from_dict(r) for r in records
+            if isinstance(r, (EpochRecord, Mapping))]
 
 
 # ---------------------------------------------------------------------------------- html bits
@@ -182,11 +193,18 @@ def _sec(sid: str, title: str, body: str) -> tuple[str, str, str]:
 
 
 # ---------------------------------------------------------------------------------- sections
+def _task_kind(kind: Any) -> Any:
+    """The registered task kind object named ``kind``; ``None`` for a name this version of
+    mtlkit does not know (a run folder from elsewhere)."""
+    from mtlkit.kinds import get_kind, kind_names
+
+    return get_kind(kind) if isinstance(kind, str) and kind in kind_names() else None
+
+
 def _header(ctx: _Ctx) -> str:
     s = ctx.summary
-    facts = [("date", s.get("created")), ("seed", s.get("seed")), ("data", s.get("source")),
-             ("format version", s.get("format_version"))]
-    sizes = s.get("sizes")
+    facts = [("date", s.created), ("seed", s.seed), ("data", s.source), ("format version", s.format_version)]
+    sizes = s.sizes
     if isinstance(sizes, Mapping):
         facts.append(("samples", " / ".join(f"{k} {fmt(v)}" for k, v in sizes.items())))
     arch = ctx.component("model", "architecture")
@@ -198,31 +216,32 @@ def _header(ctx: _Ctx) -> str:
     for t in ctx.tasks:
         spec = task_spec(s, t) or {}
         kind = spec.get("kind", "?")
+        tk = _task_kind(kind)
+        pairwise = tk is not None and tk.pairwise
         out = (f"{spec.get('num_classes')} classes" if spec.get("num_classes") else
                f"{spec.get('num_labels')} labels" if spec.get("num_labels") else
-               f"dim {spec.get('dim')}" if kind == "regression" and spec.get("dim") else
-               f"pair distance (margin {fmt(spec.get('margin'))})" if kind == "contrastive" else "")
+               f"dim {spec.get('dim')}" if tk is not None and tk.width_setting == "dim" and spec.get("dim") else
+               f"pair distance (margin {fmt(spec.get('margin'))})" if pairwise else "")
         role = task_role(s, t)
         mm = main_metric(s, t)
         rows.append([esc(t), esc(kind), f'<span class="role-{esc(role)}">{esc(role)}</span>',
                      esc(out), esc(fmt(spec.get("weight")) if "weight" in spec else NA),
-                     esc(spec.get("loss") or ("contrastive" if kind == "contrastive" else "default")),
+                     esc(spec.get("loss") or (tk.default_loss if pairwise else "default")),
                      esc(f"{mm} {arrow(higher_is_better(s, t, mm))}" if mm else NA)])
     tasks_tbl = _table(["task", "kind", "role", "output", "λ (static weight)", "loss", "main metric"],
                        rows) if rows else "<p>No task list in summary.json.</p>"
-    return (f'<header><h1>mtlkit run report: {esc(s.get("name", "run"))}</h1>'
+    return (f'<header><h1>mtlkit run report: {esc(s.name if s.name is not None else "run")}</h1>'
             f'<p class="facts">{facts_html}</p><h3>Tasks</h3>{tasks_tbl}</header>')
 
 
 def _metric_rows(ctx: _Ctx, tasks: Sequence[str], with_stl: bool) -> list[list[str]]:
     s = ctx.summary
-    mtl_test = as_dict(ctx.mtl.get("test"))
-    dm_task = as_dict(s.get("delta_m_per_task"))
+    mtl_test = as_dict(ctx.mtl.test)
+    dm_task = as_dict(s.delta_m_per_task)
     rows: list[list[str]] = []
     for t in tasks:
         m_mtl = as_dict(mtl_test.get(t))
-        b = as_dict(ctx.stl.get(t))
-        m_stl = as_dict(b.get("test"))
+        m_stl = as_dict(ctx.stl[t].test if t in ctx.stl else None)
         names = list(m_mtl) + [k for k in m_stl if k not in m_mtl]
         for i, metric in enumerate(names):
             hib = higher_is_better(s, t, metric)
@@ -290,29 +309,29 @@ def _costs(ctx: _Ctx) -> str:
     unit = inference_unit(s)
     k = len(stl)
 
-    def total(key: str, summary_key: str | None = None) -> float | None:
-        if summary_key and num(s.get(summary_key)) is not None:
-            return num(s.get(summary_key))
-        vals = [num(v.get(key)) for v in stl.values() if isinstance(v, Mapping)]
+    def total(key: str, given: Any = None) -> float | None:
+        if num(given) is not None:
+            return num(given)
+        vals = [num(getattr(v, key)) for v in stl.values()]
         return sum(v for v in vals if v is not None) if vals and all(v is not None for v in vals) else None
 
-    p_mtl, p_stl = num(mtl.get("params")), total("params", "stl_params_total")
-    i_mtl, i_stl = num(mtl.get("inference_ms")), total("inference_ms", "stl_inference_ms_total")
-    f_mtl, f_stl = num(mtl.get("fit_time_s")), total("fit_time_s")
+    p_mtl, p_stl = num(mtl.params), total("params", s.stl_params_total)
+    i_mtl, i_stl = num(mtl.inference_ms), total("inference_ms", s.stl_inference_ms_total)
+    f_mtl, f_stl = num(mtl.fit_time_s), total("fit_time_s")
 
     def params_td(v: float | None) -> str:
         return f'<td class="num">{esc(fmt(int(v)) if v is not None else NA)}</td>'
 
     rows = [["parameters", params_td(p_mtl)], [f"inference time ({esc(unit)})", _num_td(i_mtl)],
             ["fit time (s)", _num_td(f_mtl)],
-            ["best epoch / epochs run", esc(f"{fmt(mtl.get('best_epoch'))} / {fmt(mtl.get('epochs_run', len(ctx.records) or None))}")]]
+            ["best epoch / epochs run", esc(f"{fmt(mtl.best_epoch)} / {fmt(_epochs_run(mtl, ctx.records))}")]]
     header = ["", "multi-task (1 model)"]
     if stl:
         header += [f"single-task ({k} models, total)", "MTL / STL"]
         rows[0] += [params_td(p_stl), esc(_ratio(p_mtl, p_stl, "fewer"))]
         rows[1] += [_num_td(i_stl), esc(_ratio(i_mtl, i_stl, "faster"))]
         rows[2] += [_num_td(f_stl), esc(_ratio(f_mtl, f_stl, "less time"))]
-        bests = {t: v.get("best_epoch") for t, v in stl.items() if isinstance(v, Mapping)}
+        bests = {t: v.best_epoch for t, v in stl.items()}
         if len(bests) <= 4:
             best = ", ".join(f"{t}: {fmt(b)}" for t, b in bests.items())
         else:
@@ -321,9 +340,8 @@ def _costs(ctx: _Ctx) -> str:
         rows[3] += [esc(best), ""]
     html = _table(header, rows, "costs")
     if stl:
-        per = [[esc(t), params_td(num(v.get("params"))), _num_td(v.get("inference_ms")),
-                _num_td(v.get("fit_time_s")), esc(fmt(v.get("best_epoch")))]
-               for t, v in stl.items() if isinstance(v, Mapping)]
+        per = [[esc(t), params_td(num(v.params)), _num_td(v.inference_ms), _num_td(v.fit_time_s),
+                esc(fmt(v.best_epoch))] for t, v in stl.items()]
         html += ("<details><summary>Single-task models one by one</summary>"
                  + _table(["task", "parameters", f"inference ({esc(unit)})", "fit time (s)",
                            "best epoch"], per) + "</details>")
@@ -334,13 +352,13 @@ def _headline(ctx: _Ctx) -> tuple[str, str, str]:
     s = ctx.summary
     parts = []
     if ctx.stl:
-        parts.append(_dm_box(s.get("delta_m"), "Δm (primary tasks)",
+        parts.append(_dm_box(s.delta_m, "Δm (primary tasks)",
                              f"headline over {len(ctx.primary)} primary task(s); auxiliary tasks excluded"))
     else:
         parts.append('<p class="note">Single-task baselines were not trained for this run '
                      "(<code>--no-baselines</code>): no Δm and no single-task comparison.</p>")
     parts.append(f'<p class="formula">{DELTA_M_FORMULA}<br><span>{DELTA_M_TEXT}</span></p>')
-    if not isinstance(s.get("mtl"), Mapping):
+    if s.mtl is None:
         parts.append('<p class="note">No test results in summary.json.</p>')
     else:
         parts.append("<h3>Test metrics of the primary tasks</h3>")
@@ -359,10 +377,10 @@ def _auxiliary(ctx: _Ctx) -> tuple[str, str, str] | None:
     s = ctx.summary
     body = ['<p class="note">Auxiliary tasks are trained only to help the primary tasks; they '
             "are reported here and are <b>excluded from the headline Δm</b>.</p>"]
-    if isinstance(s.get("mtl"), Mapping):
+    if s.mtl is not None:
         body.append(_metrics_table(ctx, ctx.auxiliary))
     if ctx.stl:
-        body.append(_dm_box(s.get("delta_m_all_tasks"), "Δm (all tasks, incl. auxiliary)",
+        body.append(_dm_box(s.delta_m_all_tasks, "Δm (all tasks, incl. auxiliary)",
                             "for information only; the headline counts primary tasks"))
     return _sec("auxiliary", "Auxiliary tasks", "".join(body))
 
@@ -372,10 +390,10 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
     if not recs:
         return _sec("training", "Training", '<p class="note">metrics.jsonl is missing or empty: '
                     "no training curves.</p>")
-    total_time = sum(num(r.get("time_s")) or 0.0 for r in recs)
-    skipped = sum(int(num(r.get("nonfinite_skipped")) or 0) for r in recs)
-    facts = [("epochs run", fmt(len(recs))), ("best epoch (MTL)", fmt(ctx.mtl.get("best_epoch"))),
-             ("steps per epoch (last)", fmt(recs[-1].get("steps"))),
+    total_time = sum(num(r.time_s) or 0.0 for r in recs)
+    skipped = sum(int(num(r.nonfinite_skipped) or 0) for r in recs)
+    facts = [("epochs run", fmt(len(recs))), ("best epoch (MTL)", fmt(ctx.mtl.best_epoch)),
+             ("steps per epoch (last)", fmt(recs[-1].steps)),
              ("training time of the MTL model (s)", fmt(total_time, 4))]
     for label, path in (("architecture", ("model", "architecture")), ("trunk", ("model", "trunk")),
                         ("loss weighting", ("training", "weighting")),
@@ -389,14 +407,20 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
         level = (ctx.config.get("training") or {}).get("level")
         if level:
             facts.append(("Jacobian level", str(level)))
-    env = ctx.summary.get("environment")
+    env = ctx.summary.environment
     if isinstance(env, Mapping):
         facts.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items())))
+    for entry in ctx.summary.resumed if isinstance(ctx.summary.resumed, list) else []:
+        if isinstance(entry, Mapping):  # a resume that changed the config (more epochs ...)
+            changed = as_dict(entry.get("changed"))
+            facts.append(("resumed", f"{entry.get('date', '')}: " + ", ".join(
+                f"{k} {v[0]} → {v[1]}" if isinstance(v, list) and len(v) == 2 else str(k)
+                for k, v in changed.items())))
     body = [_table(None, [[f"<b>{esc(k)}</b>", esc(v)] for k, v in facts], "facts-table")]
     if skipped:
         body.append(f'<p class="warn">{skipped} step(s) were skipped because a loss or gradient '
                     "was not finite.</p>")
-    shown = [w for w in (ctx.summary.get("warnings") or []) if isinstance(w, Mapping)]
+    shown = [w for w in (ctx.summary.warnings or []) if isinstance(w, Mapping)]
     if shown:
         items = "".join(
             f"<li><b>{esc(w.get('category', 'Warning'))}</b>: {esc(w.get('message', ''))}"
@@ -411,7 +435,7 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
                          [Line("learning rate", ctx.epochs, lrs, color=MTL_C)], alt="learning rate"))
     scores = _series(recs, "val_score")
     if any(num(v) is not None for v in scores):
-        best = num(ctx.mtl.get("best_epoch"))
+        best = num(ctx.mtl.best_epoch)
         figs.append(_img(plots.lines, "Validation score (early stopping)",
                          "epoch", "validation score (higher is better)",
                          [Line("validation score", ctx.epochs, scores, color=MTL_C)],
@@ -425,7 +449,7 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
 def _curves(ctx: _Ctx) -> tuple[str, str, str] | None:
     if not ctx.records and not ctx.baselines:
         return None
-    best = num(ctx.mtl.get("best_epoch"))
+    best = num(ctx.mtl.best_epoch)
     loss_panels, metric_panels = [], []
     for t in ctx.tasks:
         brec = ctx.baselines.get(t, [])
@@ -437,7 +461,7 @@ def _curves(ctx: _Ctx) -> tuple[str, str, str] | None:
                    Line("single-task validation", _epochs(brec), _series(brec, "val_loss", t), "--",
                         STL_VAL_C)]
         loss_panels.append(Panel(label, "loss", ls, vline=best, vline_label="best epoch (MTL)"))
-        avail = [k for r in ctx.records + brec for k in (r.get("val", {}).get(t) or {})] \
+        avail = [k for r in ctx.records + brec for k in (as_dict(r.val).get(t) or {})] \
             if ctx.records or brec else []
         mm = main_metric(ctx.summary, t, avail)
         if mm is None:
@@ -462,7 +486,7 @@ def _curves(ctx: _Ctx) -> tuple[str, str, str] | None:
 
 
 def _comparison(ctx: _Ctx) -> tuple[str, str, str] | None:
-    test = ctx.mtl.get("test")
+    test = ctx.mtl.test
     if not isinstance(test, Mapping) or not test:
         return None
     by_metric: dict[str, list[str]] = {}
@@ -477,7 +501,7 @@ def _comparison(ctx: _Ctx) -> tuple[str, str, str] | None:
         groups = [t + (" (aux)" if task_role(ctx.summary, t) == "auxiliary" else "") for t in tasks]
         series = {"multi-task": [test[t].get(metric) for t in tasks]}
         if ctx.stl:
-            series["single-task"] = [((ctx.stl.get(t) or {}).get("test") or {}).get(metric)
+            series["single-task"] = [as_dict(ctx.stl[t].test if t in ctx.stl else None).get(metric)
                                      for t in tasks]
         panels.append((name, groups, series))
     widest = max(len(p[1]) for p in panels) if panels else 0
@@ -501,7 +525,7 @@ MAX_CONFUSION_PLOTS = 4  # more tasks than this: every matrix as a coloured HTML
 
 def _confusion_entries(ctx: _Ctx) -> list[tuple[str, Any, Any, list[str]]]:
     """``(task, MTL counts, STL counts, class labels)`` of each task with a matrix."""
-    conf = ctx.summary.get("confusion")
+    conf = ctx.summary.confusion
     if not isinstance(conf, Mapping) or not conf:
         return []
     out = []
@@ -590,10 +614,10 @@ def _report_table(rep: Mapping[str, Any], labels: Mapping[str, str]) -> str:
 
 
 def _classification_reports(ctx: _Ctx) -> tuple[str, str, str] | None:
-    reps = ctx.summary.get("classification_report")
+    reps = ctx.summary.classification_report
     if not isinstance(reps, Mapping) or not reps:
         return None
-    conf = as_dict(ctx.summary.get("confusion"))
+    conf = as_dict(ctx.summary.confusion)
     body = []
     for t, rep in reps.items():
         if not isinstance(rep, Mapping):
@@ -625,7 +649,7 @@ def _task_lines(ctx: _Ctx, key: str) -> list[Line]:
 
 def _weights(ctx: _Ctx) -> tuple[str, str, str] | None:
     recs = ctx.records
-    if not any(isinstance(r.get("weights"), Mapping) for r in recs):
+    if not any(isinstance(r.weights, Mapping) for r in recs):
         return None
     comp = ctx.component("training", "weighting")
     values = {t: [num(v) for v in _series(recs, "weights", t)] for t in ctx.tasks}
@@ -644,14 +668,14 @@ def _weights(ctx: _Ctx) -> tuple[str, str, str] | None:
     img = _img(plots.lines, f"Loss weight per task over epochs ({name})", "epoch",
                "loss weight (mean over the epoch's steps)", _task_lines(ctx, "weights"),
                alt="loss weights", log_auto=True)
-    last = recs[-1].get("weights") or {}
+    last = recs[-1].weights or {}
     tbl = _table(["task", "weight at the last epoch"],
                  [[esc(t), _num_td(last.get(t))] for t in ctx.tasks])
     return _sec("weights", "Loss weights", note + _pair(img, tbl))
 
 
 def _aggregator(ctx: _Ctx) -> tuple[str, str, str] | None:
-    if not any(isinstance(r.get("aggregator_weights"), Mapping) for r in ctx.records):
+    if not any(isinstance(r.aggregator_weights, Mapping) for r in ctx.records):
         return None
     comp = ctx.component("training", "aggregator")
     name = comp.get("name") if comp else "aggregator"
@@ -683,11 +707,11 @@ def _mean_matrix(mats: list[Any]) -> list[list[float]] | None:
 
 
 def _conflicts(ctx: _Ctx) -> tuple[str, str, str] | None:
-    recs = [r for r in ctx.records if isinstance(r.get("conflicts"), Mapping)]
+    recs = [r for r in ctx.records if isinstance(r.conflicts, Mapping)]
     if not recs:
         return None
     ep = _epochs(recs)
-    last = recs[-1]["conflicts"]
+    last = as_dict(recs[-1].conflicts)
     mats = _series(recs, "conflicts", "cosine_matrix")
     k = len(last.get("cosine_matrix") or [])
     ticks = ctx.tasks if len(ctx.tasks) == k else None
@@ -815,11 +839,11 @@ def _policy_table(policy: Any, tasks: list[str]) -> str | None:
 
 
 def _sharing(ctx: _Ctx) -> tuple[str, str, str] | None:
-    recs = [r for r in ctx.records if isinstance(r.get("sharing"), Mapping)]
-    final = ctx.summary.get("sharing") if isinstance(ctx.summary.get("sharing"), Mapping) else None
+    recs = [r for r in ctx.records if isinstance(r.sharing, Mapping)]
+    final = ctx.summary.extra.get("sharing") if isinstance(ctx.summary.extra.get("sharing"), Mapping) else None
     if not recs and not final:
         return None
-    last: dict[str, Any] = dict(recs[-1]["sharing"]) if recs else {}
+    last: dict[str, Any] = dict(recs[-1].sharing or {}) if recs else {}
     if final:
         last.update(final)
     ep = _epochs(recs)
@@ -870,9 +894,9 @@ def _sharing(ctx: _Ctx) -> tuple[str, str, str] | None:
     # scalars over epochs: discriminator accuracy with its chance level, then the others
     scalar_keys = []
     for r in recs:
-        for k, v in r["sharing"].items():
-            if (_is_number(v) or v is None) and k not in scalar_keys:
-                scalar_keys.append(k)
+        for key, v in (r.sharing or {}).items():
+            if (_is_number(v) or v is None) and key not in scalar_keys:
+                scalar_keys.append(key)
     figs = []
     if "discriminator_accuracy" in scalar_keys:
         k = max(len(ctx.tasks), 1)
@@ -901,14 +925,14 @@ def _search_phase(ctx: _Ctx) -> tuple[str, str, str] | None:
     """A two-phase architecture's search (AdaShare phase 1, ``summary["search_phase"]``): its
     test metrics next to the retrained model's, the learned select probabilities and the
     policy fixed from them."""
-    sp = ctx.summary.get("search_phase")
+    sp = ctx.summary.search_phase
     if not isinstance(sp, Mapping):
         return None
     body = [f'<p class="note">The run\'s model was retrained from scratch with the policy fixed after '
             f"a search phase of {esc(fmt(sp.get('epochs_run')))} epochs ({esc(fmt(sp.get('fit_time_s')))} s; "
             f"policy fixed by {esc(sp.get('policy_sampling') or 'n/a')}). The search phase's per-epoch "
             "records are in <code>search/metrics.jsonl</code>.</p>"]
-    search_test, final_test = as_dict(sp.get("test")), as_dict(ctx.mtl.get("test"))
+    search_test, final_test = as_dict(sp.get("test")), as_dict(ctx.mtl.test)
     rows = []
     for t in ctx.tasks:
         a, b = as_dict(search_test.get(t)), as_dict(final_test.get(t))
@@ -927,12 +951,12 @@ def _search_phase(ctx: _Ctx) -> tuple[str, str, str] | None:
 
 
 def _penalties(ctx: _Ctx) -> tuple[str, str, str] | None:
-    recs = [r for r in ctx.records if isinstance(r.get("penalties"), Mapping)]
+    recs = [r for r in ctx.records if isinstance(r.penalties, Mapping)]
     if not recs:
         return None
     names: list[str] = []
     for r in recs:
-        names += [k for k in r["penalties"] if k not in names]
+        names += [k for k in r.penalties or {} if k not in names]
     img = _img(plots.lines, "Regularisation penalties added to the objective", "epoch", "penalty",
                [Line(n, _epochs(recs), _series(recs, "penalties", n), "-", f"C{i % 10}")
                 for i, n in enumerate(names)], log_auto=True, alt="penalties")
@@ -943,7 +967,7 @@ def _sampling(ctx: _Ctx) -> tuple[str, str, str] | None:
     recs = ctx.records
     if not recs:
         return None
-    srecs = [r for r in recs if isinstance(r.get("sampling"), Mapping)]
+    srecs = [r for r in recs if isinstance(r.sampling, Mapping)]
     ts = {t: [num(v) for v in _series(recs, "task_steps", t)] for t in ctx.tasks}
     steps = [num(v) for v in _series(recs, "steps")]
     uneven = any(len({ts[t][i] for t in ctx.tasks}) > 1 or (
@@ -983,10 +1007,10 @@ def _sampling(ctx: _Ctx) -> tuple[str, str, str] | None:
                              "batches actually drawn for the task."))
     body += [_pair(*figs[i:i + 2]) for i in range(0, len(figs), 2)]
     if srecs:
-        lastp = srecs[-1]["sampling"]
+        lastp = srecs[-1].sampling or {}
         rows = [[esc(t), _num_td((lastp.get("probabilities") or {}).get(t)),
                  _num_td((lastp.get("counts") or {}).get(t)),
-                 _num_td((srecs[-1].get("task_steps") or {}).get(t))] for t in ctx.tasks]
+                 _num_td((srecs[-1].task_steps or {}).get(t))] for t in ctx.tasks]
         body.append(f"<h3>Last epoch ({ep[-1]})</h3>"
                     + _table(["task", "probability", "batches drawn", "steps with the task's loss"],
                              rows))
@@ -994,7 +1018,7 @@ def _sampling(ctx: _Ctx) -> tuple[str, str, str] | None:
 
 
 def _affinity(ctx: _Ctx) -> tuple[str, str, str] | None:
-    aff = ctx.summary.get("affinity")
+    aff = ctx.summary.extra.get("affinity")
     if not isinstance(aff, Mapping) or not isinstance(aff.get("matrix"), list):
         return None
     names = aff.get("tasks") if isinstance(aff.get("tasks"), list) else ctx.tasks
@@ -1008,7 +1032,7 @@ def _affinity(ctx: _Ctx) -> tuple[str, str, str] | None:
 
 
 def _other(ctx: _Ctx) -> tuple[str, str, str] | None:
-    other = {k: v for k, v in ctx.summary.items() if k not in _KNOWN_SUMMARY_KEYS}
+    other = {k: v for k, v in ctx.summary.extra.items() if k not in _KNOWN_SUMMARY_KEYS}
     if not other:
         return None
     return _sec("other", "Additional information", _json_table(other))
@@ -1114,14 +1138,16 @@ def _build_sections(ctx: _Ctx) -> list[tuple[str, str, str]]:
     return sections
 
 
-def render_report(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]] = (),
-                  baselines: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+def render_report(summary: Summary | Mapping[str, Any], records: Sequence[EpochRecord | Mapping[str, Any]] = (),
+                  baselines: Mapping[str, Sequence[EpochRecord | Mapping[str, Any]]] | None = None,
                   config_text: str | None = None, *, warnings: Sequence[str] = ()) -> str:
     """The report of one run as a self-contained HTML string.
 
     Args:
-        summary: the content of ``summary.json`` (any key may be missing).
-        records: the lines of the multi-task model's ``metrics.jsonl``.
+        summary: the content of ``summary.json`` (any key may be missing), or the
+            :class:`~mtlkit.run.summary.Summary` read from it.
+        records: the lines of the multi-task model's ``metrics.jsonl`` (dicts or
+            :class:`~mtlkit.run.summary.EpochRecord`).
         baselines: ``{task: lines of baselines/<task>/metrics.jsonl}`` (may be empty).
         config_text: the resolved ``config.yaml`` as text.
         warnings: problems met while reading the run folder, shown at the top.
@@ -1131,8 +1157,8 @@ def render_report(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any
     >>> "Headline" in page and "n/a" in page and "http" not in page
     True
     """
-    summary = dict(summary)
-    recs = [dict(r) for r in records if isinstance(r, Mapping)]
+    typed = Summary.coerce(summary)
+    recs = _records(records)
     config: dict[str, Any] = {}
     if config_text:
         try:
@@ -1142,10 +1168,9 @@ def render_report(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any
             config = loaded if isinstance(loaded, dict) else {}
         except Exception:
             config = {}
-    ctx = _Ctx(summary=summary, records=recs,
-               baselines={str(k): [dict(r) for r in v if isinstance(r, Mapping)]
-                          for k, v in (baselines or {}).items()},
-               config_text=config_text, config=config, tasks=task_names(summary, recs),
+    ctx = _Ctx(summary=typed, records=recs,
+               baselines={str(k): _records(v) for k, v in (baselines or {}).items()},
+               config_text=config_text, config=config, tasks=task_names(typed, recs),
                warnings=list(warnings))
     with _young_gc():
         sections = _build_sections(ctx)
@@ -1157,7 +1182,7 @@ def render_report(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any
         from mtlkit import __version__ as version
     except Exception:
         version = ""
-    title = f"mtlkit report: {summary.get('name', 'run')}"
+    title = f"mtlkit report: {typed.name if typed.name is not None else 'run'}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>"

@@ -14,7 +14,6 @@ by name and the previous good one is used instead. Only the last ``keep`` are ke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlkit.runs import atomic_write
+from mtlkit._io import atomic_write, sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -87,14 +86,6 @@ def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return walk(tree)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------- manager
 class CheckpointManager:
     """Save/load checkpoints in ``directory`` and keep the manifest."""
@@ -138,17 +129,17 @@ class CheckpointManager:
 
         self.directory.mkdir(parents=True, exist_ok=True)
         tree, tensors = flatten_state(state)
-        name = f"ckpt-{step:09d}"
+        man = self.manifest()
+        name = self._fresh_name(step, man)
         st_path = self.directory / f"{name}.safetensors"
         js_path = self.directory / f"{name}.json"
-        man = self.manifest()
         try:
             atomic_write(st_path, lambda p: save_file(tensors, str(p)))
             atomic_write(js_path, json.dumps({"format_version": 1, "step": step, "epoch": epoch,
                                               "state": tree}))
             entries = [e for e in man.get("checkpoints", []) if e.get("name") != name]
             entries.append({"name": name, "step": step, "epoch": epoch,
-                            "sha256": {"safetensors": _sha256(st_path), "json": _sha256(js_path)}})
+                            "sha256": {"safetensors": sha256_file(st_path), "json": sha256_file(js_path)}})
             old, entries = entries[:-self.keep], entries[-self.keep:]
             atomic_write(self.manifest_path, json.dumps({"config_hash": self.config_hash,
                                                          "checkpoints": entries}, indent=2))
@@ -162,6 +153,19 @@ class CheckpointManager:
             for suffix in (".safetensors", ".json"):
                 (self.directory / f"{e['name']}{suffix}").unlink(missing_ok=True)
         return st_path
+
+    def _fresh_name(self, step: int, man: dict[str, Any]) -> str:
+        """``ckpt-<step>``, or ``ckpt-<step>-<n>`` when that name is taken (a mid-epoch and an
+        epoch-end checkpoint at the same step): a checkpoint is never rewritten in place, so a
+        kill while writing one leaves every listed checkpoint intact. Names sort by age."""
+        taken = {e.get("name") for e in man.get("checkpoints", [])}
+        base = f"ckpt-{step:09d}"
+        name, n = base, 0
+        while name in taken or (self.directory / f"{name}.json").exists() \
+                or (self.directory / f"{name}.safetensors").exists():
+            n += 1
+            name = f"{base}-{n:03d}"
+        return name
 
     def latest(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """``(state, entry)`` of the newest checkpoint that verifies, or None if there is none.
@@ -182,7 +186,7 @@ class CheckpointManager:
                 sums = entry.get("sha256")
                 if sums:
                     for kind, path in (("safetensors", st_path), ("json", js_path)):
-                        if _sha256(path) != sums[kind]:
+                        if sha256_file(path) != sums[kind]:
                             raise CheckpointError(f"{path.name} does not match its checksum (corrupted "
                                                   f"or truncated)")
                 tensors = load_file(str(st_path))

@@ -2,7 +2,7 @@
 methods included.
 
 Launch with ``mtlkit train CONFIG --nproc-per-node N`` or ``torchrun --nproc-per-node N -m
-mtlkit train CONFIG``: the runner (:func:`mtlkit.experiment.run`) calls
+mtlkit train CONFIG``: the runner (:func:`mtlkit.run.run`) calls
 :func:`init_from_env`, which reads torchrun's ``WORLD_SIZE`` / ``RANK`` / ``MASTER_ADDR`` /
 ``MASTER_PORT`` and starts the default process group (gloo for CPU tensors, NCCL for CUDA
 tensors when a GPU is present) with a timeout, and then trains with
@@ -58,15 +58,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from mtlkit.data._dataset import MultiTaskData
-from mtlkit.jacobian import jacobian
 from mtlkit.training.checkpoint import (
     CheckpointError,
     CheckpointManager,
     flatten_state,
     unflatten_state,
 )
-from mtlkit.training.trainer import Batch, History, Trainer
+from mtlkit.training.comm import Comm
+from mtlkit.training.trainer import Batch, Trainer
 
 if TYPE_CHECKING:
     from mtlkit.architectures._base import MultiTaskModel
@@ -498,9 +497,216 @@ class _RankZeroCheckpoints:
         return unflatten_state(doc["state"], tensors), doc["entry"]
 
 
-# ---------------------------------------------------------------------------- the trainer
+# ---------------------------------------------------------------------------- the comm object
+class ProcessGroupComm(Comm):
+    """The :class:`~mtlkit.training.comm.Comm` of a process group: what each part of a step
+    shares between ranks (the module docstring gives the derivations).
+
+    Args:
+        group: the process group (default: the default group, see :func:`init_from_env`).
+        use_ddp: wrap the model in ``DistributedDataParallel`` for plain loss-space
+            training (False: the same flattened all-reduce as for gradient methods).
+        find_unused_parameters: passed to DDP.
+    """
+
+    def __init__(self, group: Any = None, *, use_ddp: bool = True, find_unused_parameters: bool = True) -> None:
+        if not isinstance(use_ddp, bool):
+            raise ValueError(f"The 'use_ddp' parameter of DistributedTrainer must be a bool. Got {use_ddp!r}.")
+        if not isinstance(find_unused_parameters, bool):
+            raise ValueError(f"The 'find_unused_parameters' parameter of DistributedTrainer must be a bool. "
+                             f"Got {find_unused_parameters!r}.")
+        self.c = _Comm(group)
+        self.group, self.size, self.rank = group, self.c.size, self.c.rank
+        self.use_ddp, self.find_unused_parameters = use_ddp, find_unused_parameters
+        self.sync_batch_norm = False
+        self.level = "parameters"
+        self._ddp: nn.Module | None = None
+        self._ddp_param_ids: set[int] = set()
+        self._weighting_params: list[nn.Parameter] = []
+
+    # ------------------------------------------------------------------ set-up
+    def attach(self, trainer: Trainer) -> None:
+        """Resolve ``sync_batch_norm`` and refuse what cannot be made global."""
+        self.level = trainer.settings.level
+        self.sync_batch_norm = _resolve_sync_bn(trainer)
+        trainer.sync_batch_norm = self.sync_batch_norm  # type: ignore[attr-defined]
+        agg = trainer.aggregator
+        if self.size > 1 and agg is not None and self.level == "representation" and not agg.gramian_based:
+            raise ValueError(
+                f"{agg} cannot run at level='representation' in distributed training: each rank "
+                f"holds only its own samples' columns of the representation Jacobian, and only "
+                f"Gramian-based aggregators (gramian_based=True: their result is w(G) @ J) can "
+                f"be computed from the all-reduced Gramian. Use level='parameters' (the Jacobian "
+                f"is averaged over ranks) or a Gramian-based aggregator."
+            )
+
+    def setup(self, trainer: Trainer) -> None:
+        self._weighting_params = trainer.weighting_parameters()
+        if self.size <= 1:
+            return
+        if self.use_ddp and trainer.aggregator is None and self._ddp is None:
+            self._ddp = self._wrap_ddp(trainer)
+            self._ddp_param_ids = {id(p) for p in trainer.model.parameters()}
+        else:
+            broadcast_module_state(trainer.model, self.c)
+        broadcast_module_state(trainer.weighting, self.c)
+
+    def _wrap_ddp(self, trainer: Trainer) -> nn.Module:
+        from torch.nn.parallel import DistributedDataParallel
+
+        kwargs: dict[str, Any] = {"find_unused_parameters": self.find_unused_parameters,
+                                  "process_group": self.group}
+        # buffers are averaged once per epoch instead of rank 0's copied before every forward
+        params = inspect.signature(DistributedDataParallel.__init__).parameters
+        kwargs["forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"] = False
+        if trainer.device.type == "cuda":
+            kwargs["device_ids"] = [trainer.device.index if trainer.device.index is not None
+                                    else torch.cuda.current_device()]
+        return DistributedDataParallel(_Forward(trainer.model), **kwargs)
+
+    @contextlib.contextmanager
+    def fit_context(self, trainer: Trainer) -> Iterator[None]:
+        """Batch norm with the global batch's statistics while fitting; the fitted model is a
+        plain module again afterwards (its own batch-norm forward)."""
+        patched: list[nn.Module] = []
+        if self.size > 1 and self.sync_batch_norm:
+            layer: nn.Module
+            for layer in batch_norm_layers(trainer.model):
+                setattr(layer, "forward", _GlobalBatchNorm(layer, self.c))  # noqa: B010 (an instance attribute)
+                patched.append(layer)
+        try:
+            yield
+        finally:
+            for layer in patched:
+                layer.__dict__.pop("forward", None)
+
+    # ------------------------------------------------------------------ the step
+    def forward(self, trainer: Trainer, x: Tensor, need_rep: bool) -> tuple[dict[str, Tensor], Tensor | None]:
+        if self._ddp is not None and torch.is_grad_enabled():
+            out = self._ddp(x, with_rep=need_rep and bool(getattr(trainer.model, "has_representation", False)))
+            inner = cast(_Forward, self._ddp.module)
+            rep, inner.rep = inner.rep, None
+            return out, rep
+        return super().forward(trainer, x, need_rep)
+
+    def sync_losses(self, local: Tensor, counts: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Global task losses and present mask, from one all-reduce of 2K numbers.
+
+        Value: L_k = Σ_r n_rk L_rk / Σ_r n_rk (the loss of the global batch, n_rk the labelled
+        entries of task k on rank r). Gradient: R n_rk / N_k · ∂L_rk, whose mean over ranks is
+        ∂L_k. A task is present when some rank has a label for it."""
+        if self.size <= 1:
+            return None
+        counts = counts.to(device=local.device, dtype=torch.float64)
+        values = local.detach().to(torch.float64)
+        buf = torch.cat([torch.where(counts > 0, values * counts, torch.zeros_like(values)), counts])
+        self.c.all_reduce_(buf, "losses")
+        k = local.shape[0]
+        total, n = buf[:k], buf[k:]
+        value = torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
+        scale = torch.where(n > 0, self.size * counts / n.clamp_min(1), torch.zeros_like(n))
+        synced = _GlobalValue.apply(local, value.to(local.dtype), scale.to(local.dtype))
+        return synced, (n > 0).cpu()
+
+    def sync_grads(self, params: Sequence[nn.Parameter]) -> None:
+        """Average the local gradients of ``params`` over ranks: one flattened bucket per
+        (device, dtype), one all-reduce. Parameters whose gradient DDP already averaged are
+        skipped. A gradient that is None on every rank stays None (a per-parameter flag
+        travels in the same bucket)."""
+        if self.size <= 1:
+            return
+        seen: set[int] = set(self._ddp_param_ids)
+        todo: list[nn.Parameter] = []
+        for p in params:
+            if id(p) not in seen:
+                seen.add(id(p))
+                todo.append(p)
+        for idx in _buckets(todo).values():
+            group = [todo[i] for i in idx]
+            ref = group[0]
+            parts = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype,
+                                                                                device=p.device)
+                     for p in group]
+            flags = torch.tensor([p.grad is not None for p in group], dtype=ref.dtype, device=ref.device)
+            flat = self.c.all_reduce_(torch.cat([*parts, flags]), "gradients")
+            flat /= self.size
+            offset = 0
+            for p, has in zip(group, flat[-len(group):].tolist()):
+                n = p.numel()
+                if has > 0:
+                    p.grad = flat[offset:offset + n].view_as(p)
+                offset += n
+
+    def sync_jacobian(self, j: Tensor, what: str = "jacobian") -> Tensor:
+        """The mean over ranks of a K×P parameter-level Jacobian (one all-reduce)."""
+        if self.size <= 1:
+            return j
+        return self.c.all_reduce_(j.detach().contiguous().clone(), what) / self.size
+
+    def gramian(self, j: Tensor, level: str) -> Tensor:
+        """Parameter level: J Jᵀ of the already averaged Jacobian. Representation level: the
+        global Gramian (1/R²) Σ_r J_r J_rᵀ (one all-reduce of K×K numbers), since rank r's
+        rows are R times its block of columns of the global representation Jacobian."""
+        g = j @ j.T
+        if self.size <= 1 or level != "representation":
+            return g
+        g = self.c.all_reduce_(g.detach().contiguous().clone(), "gramian")
+        return g / float(self.size) ** 2
+
+    def batches(self, trainer: Trainer, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """This rank's contiguous slice of every global batch (same order on every rank);
+        after the epoch's last batch, the model's buffers are averaged over ranks."""
+        if self.size <= 1:
+            yield from batches
+            return
+        for x, ys, ms in batches:
+            lo, hi = _shard(x.shape[0], self.rank, self.size)
+            yield x[lo:hi], {k: v[lo:hi] for k, v in ys.items()}, {k: m[lo:hi] for k, m in ms.items()}
+        average_buffers(trainer.model, self.c)
+
+    def agree(self, score: float) -> float:
+        """Rank 0's score on every rank: early stopping and the best epoch agree even if float
+        rounding made the validation metrics differ in the last bit."""
+        if self.size <= 1:
+            return score
+        return float(self.c.broadcast_(torch.tensor([score], dtype=torch.float64), "validation score").item())
+
+    def wrap_conflicts(self, monitor: Any) -> Any:
+        return _GlobalConflicts(monitor, self.c) if self.size > 1 else monitor
+
+    def wrap_checkpoints(self, manager: Any) -> Any:
+        return _RankZeroCheckpoints(manager, self.c) if self.size > 1 else manager
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"calls": dict(self.c.calls), "bytes": dict(self.c.bytes)}
+
+
+def _resolve_sync_bn(trainer: Trainer) -> bool:
+    """``sync_batch_norm`` as it will run: None means on for a model with batch-norm layers,
+    except where a step cannot hold the collective (then True is refused)."""
+    wanted = trainer.settings.sync_batch_norm
+    # steps with one backward pass per task through the trunk (the parameter-level Jacobian,
+    # GradNorm's and DB-MTL's gradients) call the batch norm's gradient all-reduce once per
+    # task: every rank makes the same calls (a task's loss keeps its graph on a shard
+    # without its labels), but only the plain loop engine calls them outside vmap
+    per_task = ((trainer.aggregator is not None and trainer.settings.level == "parameters")
+                or bool(getattr(trainer.weighting, "needs_gradients", False)))
+    why = None
+    if getattr(trainer.weighting, "gradients_at", None) == "representation":
+        why = (f"the weighting {type(trainer.weighting).__name__} differentiates the representation "
+               f"gradients a second time (create_graph)")
+    elif per_task and trainer.settings.jacobian_engine != "loop":
+        why = (f"the {trainer.settings.jacobian_engine!r} Jacobian engine vmaps the per-task backward passes, "
+               f"which cannot hold a collective; use jacobian_engine='loop'")
+    if wanted and why:
+        raise ValueError(f"sync_batch_norm=True is not available here: {why}. Pass sync_batch_norm=False "
+                         f"(per-rank statistics).")
+    return (why is None and bool(batch_norm_layers(trainer.model))) if wanted is None else wanted
+
+
 class DistributedTrainer(Trainer):
-    """:class:`~mtlkit.training.Trainer` for data-parallel training over a process group.
+    """:class:`~mtlkit.training.Trainer` for data-parallel training over a process group: a
+    Trainer whose communication object is a :class:`ProcessGroupComm`.
 
     Run one per process (torchrun starts them); with R processes and ``batch_size=B``, each
     rank computes on B/R samples of every global batch and the parameters after every step
@@ -508,7 +714,8 @@ class DistributedTrainer(Trainer):
     float rounding), for every weighting and for gradient-space aggregators at parameter
     level; at representation level for the Gramian-based aggregators (``gramian_based``).
     In a single process (no process group) it is exactly a :class:`Trainer`; start the process
-    group (:func:`init_from_env`) before constructing it.
+    group (:func:`init_from_env`) before constructing it. Any trainer (distillation,
+    affinity ...) runs distributed the same way: pass ``comm=ProcessGroupComm()``.
 
     Only rank 0 writes ``metrics.jsonl`` (``run_dir``) and checkpoints
     (``checkpoint_dir``) and shows progress; every rank resumes from rank 0's newest good
@@ -524,13 +731,9 @@ class DistributedTrainer(Trainer):
 
     Args:
         model, tasks, **kwargs: as for :class:`~mtlkit.training.Trainer`.
-        use_ddp: wrap the model in ``DistributedDataParallel`` for plain loss-space
-            training (False: the same flattened all-reduce as for gradient methods).
-        find_unused_parameters: passed to DDP (True: models whose steps leave some
-            parameters unused, e.g. skipped blocks, work; costs one graph traversal a step).
-        group: the process group (default: the default group, see :func:`init_from_env`).
-        sync_batch_norm: batch norm with the statistics of the global batch
-            (:class:`_GlobalBatchNorm`), so that R processes compute what one process
+        use_ddp, find_unused_parameters, group: as for :class:`ProcessGroupComm`.
+        sync_batch_norm (a Trainer setting): batch norm with the statistics of the global
+            batch (:class:`_GlobalBatchNorm`), so that R processes compute what one process
             computes. None (default): on for a model with batch-norm layers, except with
             GREAT (which differentiates gradients twice) and with a vmapped Jacobian engine
             (``batched``, ``two-stage``) for per-task gradients; there each rank normalises
@@ -549,221 +752,16 @@ class DistributedTrainer(Trainer):
     """
 
     def __init__(self, model: nn.Module, tasks: Sequence[Any], *, use_ddp: bool = True,
-                 find_unused_parameters: bool = True, group: Any = None,
-                 sync_batch_norm: bool | None = None, **kwargs: Any) -> None:
-        super().__init__(model, tasks, **kwargs)
-        if sync_batch_norm is not None and not isinstance(sync_batch_norm, bool):
+                 find_unused_parameters: bool = True, group: Any = None, **kwargs: Any) -> None:
+        if kwargs.get("sync_batch_norm") is not None and not isinstance(kwargs["sync_batch_norm"], bool):
             raise ValueError(f"The 'sync_batch_norm' parameter of DistributedTrainer must be a bool or None. "
-                             f"Got {sync_batch_norm!r}.")
-        # steps with one backward pass per task through the trunk (the parameter-level Jacobian,
-        # GradNorm's and DB-MTL's gradients) call the batch norm's gradient all-reduce once per
-        # task: every rank makes the same calls (a task's loss keeps its graph on a shard
-        # without its labels), but only the plain loop engine calls them outside vmap
-        per_task = ((self.aggregator is not None and self.level == "parameters")
-                    or bool(getattr(self.weighting, "needs_gradients", False)))
-        why = None
-        if getattr(self.weighting, "gradients_at", None) == "representation":
-            why = (f"the weighting {type(self.weighting).__name__} differentiates the representation "
-                   f"gradients a second time (create_graph)")
-        elif per_task and self.jacobian_engine != "loop":
-            why = (f"the {self.jacobian_engine!r} Jacobian engine vmaps the per-task backward passes, "
-                   f"which cannot hold a collective; use jacobian_engine='loop'")
-        if sync_batch_norm and why:
-            raise ValueError(f"sync_batch_norm=True is not available here: {why}. Pass sync_batch_norm=False "
-                             f"(per-rank statistics).")
-        self.sync_batch_norm = (why is None and bool(batch_norm_layers(model))) if sync_batch_norm is None \
-            else sync_batch_norm
-        self._patched_bn: list[nn.Module] = []
-        if not isinstance(use_ddp, bool):
-            raise ValueError(f"The 'use_ddp' parameter of DistributedTrainer must be a bool. Got {use_ddp!r}.")
-        if not isinstance(find_unused_parameters, bool):
-            raise ValueError(f"The 'find_unused_parameters' parameter of DistributedTrainer must be a bool. "
-                             f"Got {find_unused_parameters!r}.")
-        self.use_ddp = use_ddp
-        self.find_unused_parameters = find_unused_parameters
-        self.group = group
-        self.comm = _Comm(group)
-        self.world_size = self.comm.size
-        self.rank = self.comm.rank
-        self._ddp: nn.Module | None = None
-        self._ddp_param_ids: set[int] = set()
-        if self.world_size > 1:
-            agg = self.aggregator
-            if agg is not None and self.level == "representation" and not agg.gramian_based:
-                raise ValueError(
-                    f"{agg} cannot run at level='representation' in distributed training: each rank "
-                    f"holds only its own samples' columns of the representation Jacobian, and only "
-                    f"Gramian-based aggregators (gramian_based=True: their result is w(G) @ J) can "
-                    f"be computed from the all-reduced Gramian. Use level='parameters' (the Jacobian "
-                    f"is averaged over ranks) or a Gramian-based aggregator."
-                )
-            if self.rank != 0:
-                self.run_dir = None
-                self.progress = False
-            if self.checkpoints is not None:
-                self.checkpoints = _RankZeroCheckpoints(self.checkpoints, self.comm)  # type: ignore[assignment]
-            if self.conflicts is not None:
-                self.conflicts = _GlobalConflicts(self.conflicts, self.comm)  # type: ignore[assignment]
-
-    # ------------------------------------------------------------------ setup
-    def setup(self, train: MultiTaskData) -> None:
-        super().setup(train)
-        if self.world_size <= 1:
-            return
-        if self.use_ddp and self.aggregator is None and self._ddp is None:
-            self._ddp = self._wrap_ddp()
-            self._ddp_param_ids = {id(p) for p in self.model.parameters()}
-        else:
-            broadcast_module_state(self.model, self.comm)
-        broadcast_module_state(self.weighting, self.comm)
-
-    def _wrap_ddp(self) -> nn.Module:
-        from torch.nn.parallel import DistributedDataParallel
-
-        kwargs: dict[str, Any] = {"find_unused_parameters": self.find_unused_parameters,
-                                  "process_group": self.group}
-        # buffers are averaged once per epoch instead of rank 0's copied before every forward
-        params = inspect.signature(DistributedDataParallel.__init__).parameters
-        kwargs["forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"] = False
-        if self.device.type == "cuda":
-            kwargs["device_ids"] = [self.device.index if self.device.index is not None
-                                    else torch.cuda.current_device()]
-        return DistributedDataParallel(_Forward(self.model), **kwargs)
-
-    def fit(self, train: MultiTaskData, val: MultiTaskData | None = None, *, resume: bool = False) -> History:
-        if self.world_size > 1 and self.sync_batch_norm:
-            for layer in batch_norm_layers(self.model):
-                setattr(layer, "forward", _GlobalBatchNorm(layer, self.comm))  # noqa: B010 (an instance attribute)
-                self._patched_bn.append(layer)
-        try:
-            return super().fit(train, val, resume=resume)
-        finally:  # the fitted model is a plain module again (its own batch-norm forward)
-            for patched in self._patched_bn:
-                patched.__dict__.pop("forward", None)
-            self._patched_bn = []
-
-    # ------------------------------------------------------------------ hooks of the Trainer
-    def _forward(self, x: Tensor, need_rep: bool) -> tuple[dict[str, Tensor], Tensor | None]:
-        if self._ddp is not None and torch.is_grad_enabled():
-            out = self._ddp(x, with_rep=need_rep and self._has_rep())
-            inner = cast(_Forward, self._ddp.module)
-            rep, inner.rep = inner.rep, None
-            return out, rep
-        return super()._forward(x, need_rep)
-
-    def _losses(self, out: dict[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]
-                ) -> tuple[Tensor, Tensor]:
-        """Global task losses and present mask, from one all-reduce of 2K numbers.
-
-        Value: L_k = Σ_r n_rk L_rk / Σ_r n_rk (the loss of the global batch, n_rk the labelled
-        entries of task k on rank r). Gradient: R n_rk / N_k · ∂L_rk, whose mean over ranks is
-        ∂L_k. A task is present when some rank has a label for it."""
-        local, present = super()._losses(out, ys, ms)
-        if self.world_size <= 1:
-            return local, present
-        self._loss_list = None  # the per-task list holds local values: use the synced stack
-        counts = torch.stack([ms[t.name].to(self.device).bool().sum() for t in self.tasks]).to(torch.float64)
-        values = local.detach().to(torch.float64)
-        buf = torch.cat([torch.where(counts > 0, values * counts, torch.zeros_like(values)), counts])
-        self.comm.all_reduce_(buf, "losses")
-        k = len(self.tasks)
-        total, n = buf[:k], buf[k:]
-        value = torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
-        scale = torch.where(n > 0, self.world_size * counts / n.clamp_min(1), torch.zeros_like(n))
-        synced = _GlobalValue.apply(local, value.to(local.dtype), scale.to(local.dtype))
-        return synced, (n > 0).cpu()
-
-    def _sync_losses(self, losses: Tensor) -> Tensor:
-        """Identity: :meth:`_losses` already gives global values with local gradients (it
-        runs earlier in the step, so the present mask and the non-finite check are global too)."""
-        return losses
-
-    def _sync_grads(self, params: Sequence[nn.Parameter]) -> None:
-        """Average the local gradients of ``params`` (and of the weighting's parameters) over
-        ranks: one flattened bucket per (device, dtype), one all-reduce. Parameters whose
-        gradient DDP already averaged are skipped. A gradient that is None on every rank
-        stays None (a per-parameter flag travels in the same bucket)."""
-        if self.world_size <= 1:
-            return
-        seen: set[int] = set(self._ddp_param_ids)
-        todo: list[nn.Parameter] = []
-        for p in list(params) + [p for p in self.weighting.parameters() if p.requires_grad]:
-            if id(p) not in seen:
-                seen.add(id(p))
-                todo.append(p)
-        for idx in _buckets(todo).values():
-            group = [todo[i] for i in idx]
-            ref = group[0]
-            parts = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype,
-                                                                                device=p.device)
-                     for p in group]
-            flags = torch.tensor([p.grad is not None for p in group], dtype=ref.dtype, device=ref.device)
-            flat = self.comm.all_reduce_(torch.cat([*parts, flags]), "gradients")
-            flat /= self.world_size
-            offset = 0
-            for p, has in zip(group, flat[-len(group):].tolist()):
-                n = p.numel()
-                if has > 0:
-                    p.grad = flat[offset:offset + n].view_as(p)
-                offset += n
-
-    def _sync_jacobian(self, j: Tensor) -> Tensor:
-        """The mean over ranks of the K×P parameter-level Jacobian (one all-reduce)."""
-        if self.world_size <= 1:
-            return j
-        j = self.comm.all_reduce_(j.detach().contiguous().clone(), "jacobian")
-        return j / self.world_size
-
-    def _gramian(self, j: Tensor) -> Tensor:
-        """Parameter level: J Jᵀ of the already averaged Jacobian. Representation level: the
-        global Gramian (1/R²) Σ_r J_r J_rᵀ (one all-reduce of K×K numbers), since rank r's
-        rows are R times its block of columns of the global representation Jacobian."""
-        g = j @ j.T
-        if self.world_size <= 1 or self.level != "representation":
-            return g
-        g = self.comm.all_reduce_(g.detach().contiguous().clone(), "gramian")
-        return g / float(self.world_size) ** 2
-
-    def _grad_fn(self, losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor]) -> Tensor:
-        """Jacobians for gradient-reading weightings (GradNorm, DB-MTL): averaged over ranks,
-        so their state stays identical."""
-        j = jacobian(losses, wrt, engine=self.jacobian_engine)
-        if self.world_size <= 1:
-            return j
-        return self.comm.all_reduce_(j.detach().contiguous().clone(), "weighting gradients") / self.world_size
-
-    def _batches(self, data: MultiTaskData, epoch: int) -> Iterator[Batch]:
-        """This rank's contiguous slice of every global batch (same order on every rank);
-        after the epoch's last batch, the model's buffers are averaged over ranks."""
-        if self.world_size <= 1:
-            yield from super()._batches(data, epoch)
-            return
-        for x, ys, ms in super()._batches(data, epoch):
-            n = x.shape[0]
-            lo, hi = _shard(n, self.rank, self.world_size)
-            yield x[lo:hi], {k: v[lo:hi] for k, v in ys.items()}, {k: m[lo:hi] for k, m in ms.items()}
-        average_buffers(self.model, self.comm)
-
-    def _score(self, metrics: dict[str, dict[str, float]], base: dict[str, dict[str, float]]) -> float:
-        """Rank 0's score on every rank: early stopping and the best epoch agree even if float
-        rounding made the validation metrics differ in the last bit."""
-        score = super()._score(metrics, base)
-        if self.world_size <= 1:
-            return score
-        t = torch.tensor([score], dtype=torch.float64)
-        return float(self.comm.broadcast_(t, "validation score").item())
-
-    def save_checkpoint(self) -> None:
-        if self.rank != 0:
-            return
-        super().save_checkpoint()
-
-    # ------------------------------------------------------------------ reporting
-    def comm_stats(self) -> dict[str, dict[str, int]]:
-        """Collectives issued by this trainer so far: calls and payload bytes per purpose
-        (``losses``, ``jacobian``, ``gramian``, ``gradients`` ...). DDP's own gradient
-        all-reduce is not included (it moves the model's gradient bytes once per step)."""
-        return {"calls": dict(self.comm.calls), "bytes": dict(self.comm.bytes)}
+                             f"Got {kwargs['sync_batch_norm']!r}.")
+        comm = ProcessGroupComm(group, use_ddp=use_ddp, find_unused_parameters=find_unused_parameters)
+        if comm.size > 1 and comm.rank != 0:
+            kwargs["run_dir"] = None
+            kwargs["progress"] = False
+        super().__init__(model, tasks, comm=comm, **kwargs)
+        self.world_size, self.rank = comm.size, comm.rank
 
 
 def _shard(n: int, rank: int, size: int) -> tuple[int, int]:

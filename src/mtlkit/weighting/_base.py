@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -31,6 +30,13 @@ class StepContext:
             of tensors ``wrt`` (flattened and concatenated). It goes through
             :mod:`mtlkit.jacobian`, the only autograd plumbing; the graph is retained.
         generator: a seeded ``torch.Generator`` for methods that draw random numbers.
+        model: the model being trained (for bilevel methods that take a virtual step).
+        validation_batch: a batch ``(x, ys, ms)`` of the validation data, drawn for this step
+            when the weighting declares ``needs_validation_batch`` (else None).
+        validation_losses: ``validation_losses(params=None)`` -> (K,) per-task losses of the
+            model on ``validation_batch``; ``params`` (``{name: tensor}``, e.g. parameters after
+            a virtual step, with graph) replace the model's own via
+            :func:`torch.func.functional_call`, so the result can be differentiated through them.
     """
 
     step: int = 0
@@ -44,6 +50,9 @@ class StepContext:
     grad_fn: Callable[[Tensor | Sequence[Tensor], Sequence[Tensor]], Tensor] | None = None
     generator: torch.Generator | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None
+    validation_batch: Any = None
+    validation_losses: Callable[..., Tensor] | None = None
 
 
 @dataclass
@@ -77,6 +86,10 @@ class Weighting(HasParams, nn.Module):
     needs_post_step_losses: ClassVar[bool] = False
     #: can be combined with a gradient-space aggregator
     aggregator_compatible: ClassVar[bool] = True
+    #: wants a validation batch at every step (bilevel methods: Auto-λ, MOML, FORUM): the
+    #: trainer draws one (seeded, resumable) into ``ctx.validation_batch`` and gives
+    #: ``ctx.validation_losses``; fitting without validation data is then an error
+    needs_validation_batch: ClassVar[bool] = False
 
     def setup(self, task_names: Sequence[str], task_sizes: Mapping[str, int] | None = None) -> None:
         """Called once by the trainer before training, with the task order of the loss vector."""
@@ -133,16 +146,6 @@ def present_of(losses: Tensor, ctx: StepContext) -> Tensor:
     if ctx.present is None:
         return torch.ones(losses.shape[0], dtype=torch.bool, device=losses.device)
     return ctx.present.to(device=losses.device, dtype=torch.bool)
-
-
-def check_non_negative(value: Any, name: str, owner: str, *, positive: bool = False) -> float:
-    """Validate a real hyperparameter; the error names the parameter and the value."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > 0 if positive else value >= 0)
-    if not ok:
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"The '{name}' parameter of {owner} must be a {kind} float. Got {value!r}.")
-    return float(value)
 
 
 def resize_empty(module: nn.Module, state_dict: Mapping[str, Any], prefix: str) -> None:

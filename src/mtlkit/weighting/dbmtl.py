@@ -7,12 +7,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float
 from mtlkit._registry import WEIGHTINGS
 from mtlkit.weighting._base import (
     StepContext,
     Weighting,
     WeightingResult,
-    check_non_negative,
     present_of,
 )
 
@@ -82,11 +82,9 @@ class DBMTL(Weighting):
 
     def __init__(self, *, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8) -> None:
         super().__init__()
-        self.beta = check_non_negative(beta, "beta", "DBMTL")
-        if self.beta >= 1:
-            raise ValueError(f"The 'beta' parameter of DBMTL must be a float in [0, 1). Got {beta!r}.")
-        self.beta_sigma = check_non_negative(beta_sigma, "beta_sigma", "DBMTL")
-        self.eps = check_non_negative(eps, "eps", "DBMTL", positive=True)
+        self.beta = check_float("DBMTL", "beta", beta, low=0.0, high=1.0, high_open=True)
+        self.beta_sigma = check_float("DBMTL", "beta_sigma", beta_sigma, low=0.0)
+        self.eps = check_float("DBMTL", "eps", eps, low=0.0, low_open=True)
         self.register_buffer("grad_average", torch.zeros(0, 0))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.alpha_: Tensor | None = None

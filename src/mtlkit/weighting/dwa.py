@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float
 from mtlkit._registry import WEIGHTINGS
 from mtlkit.weighting._base import (
     StepContext,
     Weighting,
     WeightingResult,
-    check_non_negative,
     masked,
 )
 
@@ -59,7 +59,7 @@ class DWA(Weighting):
 
     def __init__(self, *, temperature: float = 2.0) -> None:
         super().__init__()
-        self.temperature = check_non_negative(temperature, "temperature", "DWA", positive=True)
+        self.temperature = check_float("DWA", "temperature", temperature, low=0.0, low_open=True)
         # rows: mean losses of the epoch before last, of the last epoch
         self.register_buffer("loss_history", torch.zeros(0, 2))
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))

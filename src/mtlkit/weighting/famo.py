@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float
 from mtlkit._registry import WEIGHTINGS
 from mtlkit.weighting._base import (
     StepContext,
     Weighting,
     WeightingResult,
-    check_non_negative,
 )
 
 
@@ -73,9 +73,9 @@ class FAMO(Weighting):
 
     def __init__(self, *, lr: float = 0.025, weight_decay: float = 1e-3, eps: float = 1e-8) -> None:
         super().__init__()
-        self.lr = check_non_negative(lr, "lr", "FAMO", positive=True)
-        self.weight_decay = check_non_negative(weight_decay, "weight_decay", "FAMO")
-        self.eps = check_non_negative(eps, "eps", "FAMO", positive=True)
+        self.lr = check_float("FAMO", "lr", lr, low=0.0, low_open=True)
+        self.weight_decay = check_float("FAMO", "weight_decay", weight_decay, low=0.0)
+        self.eps = check_float("FAMO", "eps", eps, low=0.0, low_open=True)
         # K numbers each: kept as Python floats (one small-tensor op costs more than the
         # whole K-vector arithmetic here); extra_state() turns them into float64 tensors.
         self._reset(0)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float
 from mtlkit._registry import WEIGHTINGS
 from mtlkit.weighting._base import (
     StepContext,
     Weighting,
     WeightingResult,
-    check_non_negative,
     present_of,
 )
 
@@ -42,7 +42,7 @@ class GLS(Weighting):
 
     def __init__(self, *, eps: float = 1e-8) -> None:
         super().__init__()
-        self.eps = check_non_negative(eps, "eps", "GLS", positive=True)
+        self.eps = check_float("GLS", "eps", eps, low=0.0, low_open=True)
 
     def forward(self, losses: Tensor, ctx: StepContext) -> WeightingResult:
         p = present_of(losses, ctx)

@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float
 from mtlkit._registry import WEIGHTINGS
 from mtlkit.weighting._base import (
     StepContext,
     Weighting,
     WeightingResult,
-    check_non_negative,
     masked,
     present_of,
 )
@@ -78,8 +78,8 @@ class GradNorm(Weighting):
 
     def __init__(self, *, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__()
-        self.alpha = check_non_negative(alpha, "alpha", "GradNorm")
-        self.lr = check_non_negative(lr, "lr", "GradNorm", positive=True)
+        self.alpha = check_float("GradNorm", "alpha", alpha, low=0.0)
+        self.lr = check_float("GradNorm", "lr", lr, low=0.0, low_open=True)
         self.optim = AdamState(lr=self.lr)
         self.register_buffer("loss_weights", torch.zeros(0))
         self.register_buffer("initial_losses", torch.zeros(0))

@@ -8,10 +8,24 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit._registry import WEIGHTINGS
+from mtlkit.kinds import get_kind, kind_names
 from mtlkit.weighting._base import StepContext, Weighting, WeightingResult, present_of
 
+
+def _classification_form(kind: str) -> bool:
+    """``classification``, or a task kind whose likelihood is a softmax/sigmoid of per-sample
+    class scores (binary, multiclass, multilabel): the classification form. ``regression``,
+    the dense kinds and the pair distance take the regression form."""
+    if kind == "classification":
+        return True
+    if kind not in kind_names():
+        return False
+    spec = get_kind(kind)
+    return spec.is_classification and not spec.dense
+
+
 #: task kinds whose likelihood is a softmax/sigmoid (the classification form)
-CLASSIFICATION_KINDS = ("classification", "binary", "multiclass", "multilabel")
+CLASSIFICATION_KINDS = tuple(k for k in ("classification", *kind_names()) if _classification_form(k))
 KNOWN_KINDS = ("regression", *CLASSIFICATION_KINDS)
 
 
@@ -72,7 +86,7 @@ class Uncertainty(Weighting):
                                  f"tasks are {list(task_names)}.")
             kinds.update(self.task_kinds)
         self.kinds_ = {t: kinds.get(t, "regression") for t in task_names}
-        self._scale = torch.tensor([1.0 if self.kinds_[t] in CLASSIFICATION_KINDS else 0.5
+        self._scale = torch.tensor([1.0 if _classification_form(self.kinds_[t]) else 0.5
                                     for t in task_names])
         k = len(self.task_names)
         if self.log_variance.numel() != k:

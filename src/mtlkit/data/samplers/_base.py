@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_bool, check_choice, check_int
 from mtlkit._params import HasParams
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data.multi import labelled_rows, restrict_to_task
@@ -55,19 +56,11 @@ def epoch_steps(sizes: Mapping[str, int], batch_size: int, epoch_budget: str | i
 
 
 def check_budget(owner: str, epoch_budget: Any) -> str | int:
-    if isinstance(epoch_budget, bool) or not (
-        (isinstance(epoch_budget, int) and epoch_budget >= 1) or epoch_budget in BUDGETS
-    ):
-        raise ValueError(f"The 'epoch_budget' parameter of {owner} must be 'sum', 'largest' or a "
-                         f"positive integer (steps per epoch). Got {epoch_budget!r}.")
-    return epoch_budget
-
-
-def check_positive(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"The '{name}' parameter of {owner} must be a positive float. Got {value!r}.")
-    return float(value)
+    """The ``epoch_budget`` of a sampler: one of :data:`BUDGETS` or a number of steps."""
+    what = "'sum', 'largest' or a positive integer (steps per epoch)"
+    if isinstance(epoch_budget, str):
+        return check_choice(owner, "epoch_budget", epoch_budget, options=BUDGETS, what=what)
+    return check_int(owner, "epoch_budget", epoch_budget, low=1, what=what)
 
 
 def size_probabilities(sizes: Mapping[str, int], temperature: float) -> dict[str, float]:
@@ -122,10 +115,7 @@ class TaskSampler(HasParams):
 
     def __init__(self, *, epoch_budget: str | int = "sum", exclusive: bool = True) -> None:
         self.epoch_budget = check_budget(type(self).__name__, epoch_budget)
-        if not isinstance(exclusive, bool):
-            raise ValueError(f"The 'exclusive' parameter of {type(self).__name__} must be a bool. "
-                             f"Got {exclusive!r}.")
-        self.exclusive = exclusive
+        self.exclusive = check_bool(type(self).__name__, "exclusive", exclusive)
         self._streams: dict[str, _Stream] = {}
         self._counts: dict[str, int] = {}
         self._probs: dict[str, float] = {}

@@ -17,25 +17,22 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtlkit.tasks import _METRICS, KINDS, Task
-from mtlkit.tasks_dense import DENSE_KINDS
+from mtlkit.kinds import get_kind, kind_names
+from mtlkit.tasks import Task
 
 #: the direction of every metric mtlkit computes (used when no Task specs are given)
-_DIRECTION: dict[str, bool] = {m.name: m.higher_is_better for ms in _METRICS.values() for m in ms}
+_DIRECTION: dict[str, bool] = {m.name: m.higher_is_better for k in kind_names() for m in get_kind(k).metrics()}
 
 
 def _main_by_names() -> dict[frozenset[str], str]:
     """The main metric of a task kind, keyed by the set of metric names the kind reports; when
-    two kinds report the same set (multiclass and sequence_labelling), the first kind in
-    ``KINDS`` order wins. Used only when the sampler/schedule was not given the Task specs."""
+    two kinds report the same set (multiclass and sequence_labelling), the first registered
+    kind wins. Used only when the sampler/schedule was not given the Task specs."""
     out: dict[frozenset[str], str] = {}
-    for k in KINDS:
-        shape = (1,) if k in DENSE_KINDS and k != "segmentation" else (1, 1) if k in DENSE_KINDS else None
-        try:
-            main = Task("_", k, num_classes=2, num_labels=1, out_shape=shape).main_metric
-        except (TypeError, ValueError, KeyError):
-            continue
-        out.setdefault(frozenset(m.name for m in _METRICS[k]), main)
+    for k in kind_names():
+        kind = get_kind(k)
+        main = Task("_", k, **kind.example).main_metric
+        out.setdefault(frozenset(m.name for m in kind.metrics()), main)
     return out
 
 

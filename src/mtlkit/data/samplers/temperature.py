@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mtlkit._checks import check_float
 from mtlkit._registry import SAMPLERS
-from mtlkit.data.samplers._base import TaskSampler, check_positive, size_probabilities
+from mtlkit.data.samplers._base import TaskSampler, size_probabilities
 
 
 @SAMPLERS.register()
@@ -19,7 +20,8 @@ class Temperature(TaskSampler):
     XLM (Conneau & Lample 2019, as α = 1/T) and mT5 (α = 0.3).
 
     Args:
-        temperature: T > 0 (``float('inf')`` gives uniform).
+        temperature: T > 0; ``float('inf')`` gives uniform sampling over the tasks with
+            labelled rows (the same as :class:`Uniform`).
         epoch_budget: ``"sum"`` | ``"largest"`` | steps per epoch (see :class:`TaskSampler`).
         exclusive: mask every task but the drawn one in its batch.
 
@@ -32,7 +34,9 @@ class Temperature(TaskSampler):
     def __init__(self, *, temperature: float = 5.0, epoch_budget: str | int = "sum",
                  exclusive: bool = True) -> None:
         super().__init__(epoch_budget=epoch_budget, exclusive=exclusive)
-        self.temperature = check_positive("Temperature", "temperature", temperature)
+        # T = inf is the documented uniform limit (size_probabilities handles it)
+        self.temperature = check_float("Temperature", "temperature", temperature, low=0.0, low_open=True,
+                                       inf_ok=True)
 
     def probabilities(self, sizes: Mapping[str, int]) -> dict[str, float]:
         return size_probabilities(sizes, self.temperature)

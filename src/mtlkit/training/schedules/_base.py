@@ -105,12 +105,6 @@ class Schedule(HasParams):
         pass
 
 
-def check_positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"The '{name}' parameter of {owner} must be a positive integer. Got {value!r}.")
-    return value
-
-
 def draw_without_replacement(probs: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
     """k distinct indices drawn with probabilities ∝ ``probs`` (entries 0 are never drawn)."""
     nz = int((probs > 0).sum())

@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_int
 from mtlkit._registry import SCHEDULES
 from mtlkit.data.samplers._gap import PerformanceGap, check_references, validation_metrics
 from mtlkit.tasks import Task
-from mtlkit.training.schedules._base import Schedule, check_positive_int, draw_without_replacement
+from mtlkit.training.schedules._base import Schedule, draw_without_replacement
 from mtlkit.weighting._base import StepContext
 
 
@@ -62,7 +63,7 @@ class Active(Schedule):
             raise ValueError(f"The 'temperature' parameter of Active must be a positive float. "
                              f"Got {temperature!r}.")
         self.temperature = float(temperature)
-        self.num_tasks = check_positive_int("Active", "num_tasks", num_tasks)
+        self.num_tasks = check_int("Active", "num_tasks", num_tasks, low=1)
         self._gap = PerformanceGap("Active", targets, metric)
         self.targets = self._gap.references
         self.metric = metric

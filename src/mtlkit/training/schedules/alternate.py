@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_int
 from mtlkit._registry import SCHEDULES
-from mtlkit.training.schedules._base import Schedule, check_positive_int
+from mtlkit.training.schedules._base import Schedule
 from mtlkit.weighting._base import StepContext
 
 
@@ -49,7 +50,7 @@ class Alternate(Schedule):
                 raise ValueError(f"The 'order' parameter of Alternate repeats a task. Got {list(order)!r}.")
             order = list(order)
         self.order = order
-        self.steps_per_task = check_positive_int("Alternate", "steps_per_task", steps_per_task)
+        self.steps_per_task = check_int("Alternate", "steps_per_task", steps_per_task, low=1)
         self._pos = 0
         self._rep = 0
 

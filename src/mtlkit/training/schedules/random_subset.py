@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_int
 from mtlkit._registry import SCHEDULES
-from mtlkit.training.schedules._base import Schedule, check_positive_int, draw_without_replacement
+from mtlkit.training.schedules._base import Schedule, draw_without_replacement
 from mtlkit.weighting._base import StepContext
 
 
@@ -35,7 +36,7 @@ class RandomSubset(Schedule):
 
     def __init__(self, *, num_tasks: int = 1) -> None:
         super().__init__()
-        self.num_tasks = check_positive_int("RandomSubset", "num_tasks", num_tasks)
+        self.num_tasks = check_int("RandomSubset", "num_tasks", num_tasks, low=1)
         self._fallback = torch.Generator().manual_seed(0)
 
     @property

@@ -1,15 +1,15 @@
 """Similarity schedule: auxiliary tasks optimised with probability from their running gradient
-cosine similarity with the primary task."""
+cosine similarity with the primary task, never below a floor."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from mtlkit._checks import check_float
 from mtlkit._registry import SCHEDULES
 from mtlkit.tasks import Task
 from mtlkit.training.schedules._base import Schedule
@@ -18,33 +18,46 @@ from mtlkit.weighting._base import StepContext
 
 @SCHEDULES.register()
 class Similarity(Schedule):
-    """For a primary task: schedule each auxiliary task with probability max(0, running cos).
+    """For a primary task: schedule each auxiliary task with probability max(ε, running cos).
 
     Du, Czarnecki, Jayakumar, Farajtabar, Pascanu & Lakshminarayanan (2018), "Adapting
     Auxiliary Losses Using Gradient Similarity" (arXiv:1812.02224): an auxiliary loss helps
     the main task when its gradient points the same way, so it is used only while
-    cos(∇L_main, ∇L_aux) > 0 (their weighted variant scales it by max(0, cos)). As a schedule:
-    at every step the primary task is optimised, and each auxiliary task a is optimised with
-    probability
+    cos(∇L_main, ∇L_aux) > 0 (their weighted variant scales it by max(0, cos)). The paper's
+    rule is the gradient cosine alone; it involves no count of training samples. As a
+    schedule: at every step the primary task is optimised, and each auxiliary task a is
+    optimised with probability
 
-        p_a = min(1, max(ε, max(0, s_a))),   s_a ← β s_a + (1 − β) cos(g_primary, g_a),
+        p_a = min(1, max(ε, s_a)),   s_a ← β s_a + (1 − β) cos(g_primary, g_a),
 
-    a Bernoulli draw whose expectation is Du et al.'s weighted variant. The cosine is taken
-    at representation level (gradients of the losses w.r.t. the shared representation of the
-    batch, cheap: only the heads are differentiated) through ``ctx.grad_fn``; without a
-    representation it falls back to the shared parameters (exact but one backward per task).
-    Choices: s_a starts at the first observed cosine (an auxiliary never measured has p_a = 1);
-    the running mean (β = ``decay``) smooths the noisy per-batch cosine; s_a is updated only
-    on batches where both tasks are present; the Bernoulli draws use the trainer's seeded
-    ``ctx.generator`` (without one, an auxiliary is kept iff p_a > 0: Du et al.'s unweighted rule).
+    a Bernoulli draw whose expectation is Du et al.'s weighted variant wherever s_a ≥ ε.
+
+    The floor ε (``min_probability``, default 0.1) is ours. Du et al. gate only the auxiliary's
+    contribution to the *shared* parameters; its own head is always trained on its loss, so its
+    gradient can come to agree with the main task's. A schedule optimises a task entirely or
+    not at all, so with ε = 0 an auxiliary whose randomly initialised head starts with a
+    negative cosine is never trained, its head never changes and the cosine stays negative: an
+    exact copy of the primary task was locked out this way with seed 1 (cosine −0.2 to −0.26).
+    The floor keeps every auxiliary trainable; ε = 0 restores the paper's unfloored rule.
+
+    The cosine is taken at representation level (gradients of the losses w.r.t. the shared
+    representation of the batch, cheap: only the heads are differentiated) through
+    ``ctx.grad_fn``; without a representation it falls back to the shared parameters (exact but
+    one backward per task). Choices where the paper is silent: s_a starts at the first observed
+    cosine (an auxiliary never measured has p_a = 1); the running mean (β = ``decay``) smooths
+    the noisy per-batch cosine; s_a is updated only on batches where both tasks are present;
+    the Bernoulli draws use the trainer's seeded ``ctx.generator`` (without one, torch's global
+    generator).
 
     Needs the task losses of the step in ``ctx.extra["losses"]`` and the representation in
-    ``ctx.representation`` (``needs_representation = True``).
+    ``ctx.representation`` (``needs_representation = True``). The epoch summary reports the
+    probabilities and the running similarities s_a.
 
     Args:
         primary: the primary task's name.
         decay: β in [0, 1) of the running mean of the cosine.
-        min_probability: ε in [0, 1], a floor on every auxiliary's probability.
+        min_probability: ε in [0, 1], the floor on every auxiliary's probability (0: Du et
+            al.'s rule without a floor).
 
     >>> import torch
     >>> rep = torch.ones(1, 2, requires_grad=True)
@@ -56,8 +69,10 @@ class Similarity(Schedule):
     >>> s = Similarity(primary="main")
     >>> s.select(0, torch.ones(3, dtype=torch.bool), ctx).tolist()  # aux1 drawn w.p. 0.71
     [True, False, False]
-    >>> {k: round(v, 4) for k, v in s.probabilities().items()}
-    {'aux1': 0.7071, 'aux2': 0.0}
+    >>> {k: round(v, 4) for k, v in s.similarities().items()}
+    {'aux1': 0.7071, 'aux2': -1.0}
+    >>> {k: round(v, 4) for k, v in s.probabilities().items()}  # aux2 opposed: the floor
+    {'aux1': 0.7071, 'aux2': 0.1}
     """
 
     paper = "Du et al. 2018, Adapting Auxiliary Losses Using Gradient Similarity"
@@ -65,19 +80,14 @@ class Similarity(Schedule):
     #: compares the primary's gradient with the auxiliaries' in the same batch
     min_tasks_per_step = 2
 
-    def __init__(self, *, primary: str, decay: float = 0.9, min_probability: float = 0.0) -> None:
+    def __init__(self, *, primary: str, decay: float = 0.9, min_probability: float = 0.1) -> None:
         super().__init__()
         if not isinstance(primary, str) or not primary:
             raise ValueError(f"The 'primary' parameter of Similarity must be a task name. Got {primary!r}.")
-        for name, v, hi_open in (("decay", decay, True), ("min_probability", min_probability, False)):
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-                and v >= 0.0 and (v < 1.0 if hi_open else v <= 1.0)
-            if not ok:
-                rng = "[0, 1)" if hi_open else "[0, 1]"
-                raise ValueError(f"The '{name}' parameter of Similarity must be a float in {rng}. Got {v!r}.")
         self.primary = primary
-        self.decay = float(decay)
-        self.min_probability = float(min_probability)
+        self.decay = check_float("Similarity", "decay", decay, low=0.0, high=1.0, high_open=True)
+        self.min_probability = check_float("Similarity", "min_probability", min_probability,
+                                           low=0.0, high=1.0)
         self._sim: dict[str, float] = {}
         self._aux: list[str] | None = None
 
@@ -109,15 +119,25 @@ class Similarity(Schedule):
             self._sim[a] = cos if prev is None else self.decay * prev + (1.0 - self.decay) * cos
 
     def probability(self, task: str) -> float:
+        """p_a = min(1, max(ε, s_a)); 1 for an auxiliary not measured yet."""
         s = self._sim.get(task)
         if s is None:
             return 1.0
-        return min(1.0, max(self.min_probability, max(0.0, s)))
+        return min(1.0, max(self.min_probability, s))
 
     def probabilities(self) -> dict[str, float] | None:
         if self._aux is None:
             return None
         return {a: self.probability(a) for a in self._aux}
+
+    def similarities(self) -> dict[str, float]:
+        """The running cosine s_a of every auxiliary measured so far."""
+        return dict(self._sim)
+
+    def epoch_summary(self) -> dict[str, Any]:
+        out = super().epoch_summary()
+        out["similarity"] = self.similarities()
+        return out
 
     def choose(self, step: int, present: Tensor, ctx: StepContext, names: list[str]) -> Tensor:
         self._check_primary(names)
@@ -149,8 +169,7 @@ class Similarity(Schedule):
             if k == ip or not present[k]:
                 continue
             p = self.probability(a)
-            u = float(torch.rand((), generator=g, dtype=torch.float64)) if g is not None else 0.0
-            out[k] = u < p
+            out[k] = float(torch.rand((), generator=g, dtype=torch.float64)) < p
         return out
 
     def extra_state(self) -> dict[str, Any]:

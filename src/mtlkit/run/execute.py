@@ -1,0 +1,391 @@
+"""One run, end to end: check everything -> run folder -> multi-task model (and the second
+phase of a two-phase architecture) -> single-task baselines -> Δm -> summary and report.
+
+Used by ``mtlkit train`` / ``mtlkit demo`` and by :func:`mtlkit.fit`.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mtlkit.config import RunConfig
+from mtlkit.evaluation.baselines import Baselines, train_baselines
+from mtlkit.evaluation.delta_m import delta_m, delta_m_per_task
+from mtlkit.run.build import Built, build_all, build_components, build_model_for, count_parameters
+from mtlkit.run.data import PreparedData
+from mtlkit.run.folder import RunFolder
+from mtlkit.run.summary import ModelResult, Summary
+from mtlkit.run.train_one import Trained, evaluate_outputs, inference_ms, model_meta, train_into
+from mtlkit.tasks import Task
+from mtlkit.training import Trainer, predict_raw, seed_everything
+
+__all__ = ["RunResult", "WarningLog", "check", "run", "write_report_safely"]
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the fitted model, its summary and where the files are.
+
+    ``summary`` is the content of ``summary.json`` as a dict; :attr:`record` reads it as a
+    typed :class:`~mtlkit.run.summary.Summary`."""
+
+    run_dir: Path | None
+    model: nn.Module
+    tasks: list[Task]
+    summary: dict[str, Any]
+    trainer: Trainer
+    prepared: PreparedData
+    baselines: dict[str, nn.Module] = field(default_factory=dict)
+
+    @property
+    def record(self) -> Summary:
+        return Summary.from_dict(self.summary)
+
+    @property
+    def delta_m(self) -> float | None:
+        return self.summary.get("delta_m")
+
+    @property
+    def report_path(self) -> Path | None:
+        return self.run_dir / "report.html" if self.run_dir else None
+
+    def predict(self, x: Any) -> dict[str, torch.Tensor]:
+        """Raw outputs per task for a DataFrame (feature columns), array or tensor of inputs."""
+        from mtlkit.data._preprocess import Standardizer
+
+        if isinstance(x, pd.DataFrame):
+            from mtlkit.data._table import features_from_frame
+
+            if not self.prepared.features:
+                raise ValueError("This model was not trained on named feature columns.")
+            x = torch.as_tensor(features_from_frame(x, self.prepared.features, source="the input"))
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
+        if self.prepared.preprocessing:
+            x = Standardizer.from_dict(self.prepared.preprocessing).transform(x)
+        return predict_raw(self.model, x)
+
+
+class WarningLog:
+    """Collects the warnings shown while it is active (they are still shown as usual):
+    ``entries()`` gives one entry per distinct message, numbers folded (``Step 3: ...`` and
+    ``Step 7: ...`` are one entry with count 2), for ``summary.json`` and the report."""
+
+    def __init__(self, limit: int = 20) -> None:
+        self.limit = limit
+        self._seen: dict[tuple[str, str], dict[str, Any]] = {}
+        self._orig: Any = None
+
+    def __enter__(self) -> WarningLog:
+        self._orig = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+            text = str(message)
+            key = (category.__name__, re.sub(r"\d+(\.\d+)?", "#", text))
+            entry = self._seen.get(key)
+            if entry is None and len(self._seen) < self.limit:
+                self._seen[key] = {"category": category.__name__, "message": text, "count": 1}
+            elif entry is not None:
+                entry["count"] += 1
+            self._orig(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        warnings.showwarning = self._orig
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [dict(e) for e in self._seen.values()]
+
+
+@dataclass
+class _Job:
+    """What every step of one run shares."""
+
+    cfg: RunConfig
+    prepared: PreparedData
+    folder: RunFolder | None
+    built: Built
+    progress: bool
+    say: Log
+    trainer_cls: type[Trainer]
+    resume: bool
+    user_components: dict[str, Any]
+    baseline_builder: Callable[[Task], nn.Module] | None
+
+    @property
+    def tasks(self) -> list[Task]:
+        return self.prepared.tasks
+
+    def checkpoints(self, name: str) -> Path | None:
+        return self.folder.checkpoint_dir(name) if self.folder is not None else None
+
+    def baselines(self) -> Baselines:
+        return train_baselines(self.cfg, self.prepared, folder=self.folder, progress=self.progress,
+                               trainer_cls=self.trainer_cls, resume=self.resume, builder=self.baseline_builder,
+                               say=self.say)
+
+
+def check(cfg: RunConfig, out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+          force: bool = False, model: nn.Module | None = None, components: dict[str, Any] | None = None) -> Built:
+    """Everything :func:`run` checks before it loads data or writes a file: every component
+    of ``cfg`` (:func:`~mtlkit.run.build.build_all`, all problems in one error) and whether
+    the run may start in (or resume from) ``out_dir``. Returns the built components."""
+    from mtlkit.training.distributed import is_main_process
+
+    built = build_all(cfg, components=components, model=model)
+    folder = RunFolder(out_dir, writer=is_main_process()) if out_dir is not None else None
+    if resume:
+        if folder is None:
+            raise FileNotFoundError("Nothing to resume: None holds no run (config.yaml).")
+        folder.check_resume(cfg, force=force)
+    elif folder is not None:
+        folder.check_new(overwrite=overwrite)
+    return built
+
+
+def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool = True,
+        log: Log | None = None, model: nn.Module | None = None,
+        components: dict[str, Any] | None = None,
+        baseline_builder: Callable[[Task], nn.Module] | None = None, overwrite: bool = False,
+        resume: bool = False, force: bool = False, report: bool = True) -> RunResult:
+    """Train the multi-task model and (if ``cfg.baselines``) one single-task model per task,
+    evaluate on the test split and write the run folder when ``out_dir`` is given.
+
+    Every component is built and checked first (all problems in one error), before any file
+    is written. ``components`` overrides the weighting/aggregator/schedule/sampler objects
+    named by the config (for objects built in Python); ``baseline_builder(task)`` builds the
+    single-task reference model (default: hard sharing with the config's trunk). A folder
+    that holds an earlier run is refused unless ``overwrite``, which moves the earlier run
+    aside (:class:`~mtlkit.run.folder.RunFolder`: nothing is ever deleted).
+
+    With ``resume``, every trainer (multi-task and baselines) continues from its newest good
+    checkpoint in ``out_dir/checkpoints``; a config that differs from the run's is refused
+    (listing the differing keys) unless ``force`` or only the budget changed (more
+    ``training.epochs`` extend a finished run; the change is kept in ``summary["resumed"]``).
+
+    The warnings shown meanwhile are kept in ``summary["warnings"]`` (and the report)."""
+    with WarningLog() as warned:
+        return _run(cfg, prepared, out_dir=out_dir, progress=progress, log=log, model=model,
+                    components=components, baseline_builder=baseline_builder, overwrite=overwrite,
+                    resume=resume, force=force, report=report, warned=warned)
+
+
+def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool,
+         log: Log | None, model: nn.Module | None, components: dict[str, Any] | None,
+         baseline_builder: Callable[[Task], nn.Module] | None, overwrite: bool, resume: bool, force: bool,
+         report: bool, warned: WarningLog) -> RunResult:
+    """The body of :func:`run`; ``warned`` collects the warnings shown meanwhile."""
+    from mtlkit.training.distributed import (
+        DistributedTrainer,
+        init_from_env,
+        is_distributed,
+        is_main_process,
+    )
+
+    init_from_env()  # under torchrun (WORLD_SIZE > 1): start the process group, else nothing
+    main = is_main_process()  # distributed: rank 0 alone writes the run folder and prints
+    # every problem, before any write (the data's tasks known now: see build_all)
+    built = build_all(cfg, components=components, model=model, tasks=prepared.tasks)
+    if model is None:  # built now, so that a model that cannot be built is refused before any write
+        seed_everything(cfg.seed)
+        model = build_model_for(cfg, prepared, prepared.tasks)
+    folder = RunFolder(out_dir, writer=main) if out_dir is not None else None
+    job = _Job(cfg, prepared, folder, built, progress, (log if main else None) or (lambda s: None),
+               DistributedTrainer if is_distributed() else Trainer, resume, dict(components or {}),
+               baseline_builder)
+    resumed = _open_folder(job, overwrite=overwrite, force=force)
+    early = _references_first(job)
+    final, search_phase = _train_multi_task(job, model)
+    summary = _summarise(job, final, search_phase)
+    summary.resumed = resumed or None
+    stl = (early or job.baselines()) if cfg.baselines and job.tasks else None
+    if stl is not None:
+        _add_baselines(summary, stl, job.tasks, final.test)
+    summary.warnings = warned.entries()  # what the console showed, kept with the run
+    record = summary.to_dict()
+    if folder is not None and main:
+        folder.write_summary(record)
+        if report:
+            write_report_safely(folder.path, job.say)
+    return RunResult(folder.path if folder is not None else None, final.model, list(job.tasks), record,
+                     final.trainer, prepared, stl.models if stl is not None else {})
+
+
+def _open_folder(job: _Job, *, overwrite: bool, force: bool) -> list[dict[str, Any]]:
+    """Start (or resume) the run in its folder; the run's list of resumes that changed the
+    config (see :meth:`RunFolder.resume`)."""
+    folder = job.folder
+    if job.resume and folder is None:
+        raise FileNotFoundError("Nothing to resume: None holds no run (config.yaml).")
+    if folder is None:
+        return []
+    if not job.resume:
+        aside = folder.start(job.cfg, overwrite=overwrite)
+        if aside is not None:
+            job.say(f"The earlier run in {str(folder.path)!r} was moved to {str(aside)!r}.")
+        return []
+    entries, changed = folder.resume(job.cfg, force=force)
+    if changed:
+        what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        job.say(f"Resuming with a changed config ({what}); config.yaml updated.")
+    return entries
+
+
+def _references_first(job: _Job) -> Baselines | None:
+    """Active / dynamic sampling compare each task with its single-task reference: then the
+    baselines train first and their validation metrics become the references."""
+    comps = job.built.components()
+    needs = [c for c in (comps["sampler"], comps["schedule"])
+             if getattr(c, "needs_references", False) and not getattr(c, "has_references", True)]
+    if not needs:
+        return None
+    job.say("Training the single-task baselines first: they are the references of the task sampler/schedule.")
+    stl = job.baselines()
+    by_name = {t.name: t for t in job.tasks}
+    val = job.prepared.val
+    refs = {name: evaluate_outputs([by_name[name]], predict_raw(m, val), val)[0][name]
+            for name, m in stl.models.items()}
+    for c in needs:
+        c.set_references(refs)
+    return stl
+
+
+def _train_multi_task(job: _Job, model: nn.Module) -> tuple[Trained, dict[str, Any] | None]:
+    """The multi-task model; a two-phase architecture (AdaShare) then retrains a fresh model
+    with the policy it searched. Returns the run's model and the search phase's entry."""
+    cfg, tasks = job.cfg, job.tasks
+    two_phase = bool(getattr(model, "retrain", False)) and callable(getattr(model, "retrain_model", None))
+    phase = ", phase 1 of 2: the policy search" if getattr(model, "retrain", False) else ""
+    job.say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} "
+            f"parameters{phase}) ...")
+    first = train_into(cfg, model, tasks, job.prepared, folder=job.folder, checkpoint_dir=job.checkpoints("mtl"),
+                       progress=job.progress, components=job.built.components(), trainer_cls=job.trainer_cls,
+                       resume=job.resume, save="never" if two_phase else "always", label="multi-task model",
+                       say=job.say)
+    if not two_phase:
+        return first, None
+    return _retrain_phase(job, first)
+
+
+def _retrain_phase(job: _Job, search: Trained) -> tuple[Trained, dict[str, Any]]:
+    """The second phase of a two-phase architecture (AdaShare, Sun et al. 2020): the model
+    just trained is the search; its policy is fixed (``fix_policy``, seeded by ``cfg.seed``)
+    and a fresh model built with it (``retrain_model``) is trained with the same budget.
+
+    Layout: phase 1 keeps ``checkpoints/mtl`` and its records move to ``search/metrics.jsonl``
+    (with its weights in ``search/``); phase 2 is the run's model (``metrics.jsonl``,
+    ``model.safetensors``, ``checkpoints/mtl-retrain``)."""
+    cfg, tasks, prepared = job.cfg, job.tasks, job.prepared
+    contract = cast(Any, search.model)  # duck-typed: retrain_model / fix_policy / sharing_summary
+    summary_fn = getattr(search.model, "sharing_summary", None)
+    learned = summary_fn() if callable(summary_fn) else {}
+    if job.folder is not None:  # metrics.jsonl is the final model's
+        job.folder.move_records_to(job.folder.search)
+        meta = model_meta(search.model, prepared)
+        if meta.get("architecture") and meta["architecture"].get("trunk"):
+            job.folder.search.save_model(search.model, meta)
+    policy = contract.fix_policy(generator=torch.Generator().manual_seed(cfg.seed))
+    blocks = learned.get("policy_blocks")
+    job.say(f"Search phase done (test {_short_metrics(tasks, search.test)}). Fixed policy "
+            f"(1 = select, 0 = skip{f'; blocks {blocks}' if blocks else ''}): {policy}.")
+    seed_everything(cfg.seed)
+    final = contract.retrain_model(policy)
+    job.say(f"Retraining a fresh multi-task model with the fixed policy ({count_parameters(final):,} "
+            f"parameters) ...")
+    done = train_into(cfg, final, tasks, prepared, folder=job.folder, checkpoint_dir=job.checkpoints("mtl-retrain"),
+                      progress=job.progress, components=_fresh_components(job), trainer_cls=job.trainer_cls,
+                      resume=job.resume, label="retrained model", say=job.say)
+    history = search.trainer.history
+    entry = {"test": search.test, "policy": policy, "probabilities": learned.get("policy"),
+             "policy_blocks": blocks, "policy_sampling": getattr(search.model, "policy_sampling", None),
+             "fit_time_s": round(search.fit_time_s, 3), "epochs_run": len(history.records),
+             "best_epoch": history.best_epoch}
+    return done, entry
+
+
+def _fresh_components(job: _Job) -> dict[str, Any]:
+    """Fresh weighting/aggregator/schedule/sampler from the config for a second phase;
+    objects built in Python or holding single-task references are reused (the trainer's
+    setup() runs again)."""
+    fresh = build_components(job.cfg)
+    for key, obj in job.built.components().items():
+        if key in job.user_components or getattr(obj, "needs_references", False):
+            fresh[key] = obj
+            if key == "aggregator" and obj is not None:
+                obj.reset()
+    return fresh
+
+
+def _summarise(job: _Job, final: Trained, search_phase: dict[str, Any] | None) -> Summary:
+    """The summary of the multi-task model (the baselines are added by :func:`_add_baselines`)."""
+    from mtlkit.training.distributed import world_size
+
+    tasks, prepared, model, trainer = job.tasks, job.prepared, final.model, final.trainer
+    val = evaluate_outputs(tasks, predict_raw(model, prepared.val), prepared.val)[0] if len(prepared.val) else {}
+    mtl = ModelResult(test=final.test, val=val, params=count_parameters(model),
+                      inference_ms=inference_ms(model, prepared.test.x), fit_time_s=round(final.fit_time_s, 3),
+                      best_epoch=trainer.history.best_epoch, epochs_run=len(trainer.history.records))
+    env = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+           "processes": world_size(), "device": str(trainer.device)}
+    if world_size() > 1:  # batch norm over the global batch, or per rank (docs/scaling.md)
+        env["sync_batch_norm"] = bool(getattr(trainer, "sync_batch_norm", False))
+    return Summary(
+        name=job.cfg.name, seed=job.cfg.seed, source=prepared.source, created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        tasks=[t.to_dict() for t in tasks],
+        higher_is_better={t.name: {m.name: m.higher_is_better for m in t.metrics} for t in tasks},
+        main_metric={t.name: t.main_metric for t in tasks}, mtl=mtl,
+        confusion={k: {"mtl": v, "stl": None} for k, v in final.confusion.items()},
+        classification_report=final.reports, nonfinite_skipped=trainer.nonfinite_skipped,
+        sizes={"train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test)},
+        environment=env, search_phase=search_phase)
+
+
+def _add_baselines(summary: Summary, stl: Baselines, tasks: Sequence[Task],
+                   mtl_test: dict[str, dict[str, float]]) -> None:
+    """The baselines' results, their confusion matrices and Δm against them."""
+    confusion = summary.confusion or {}
+    for name, conf in stl.confusion.items():
+        if conf is not None and name in confusion:
+            confusion[name]["stl"] = conf
+    summary.baselines = stl.results
+    stl_test: dict[str, dict[str, float]] = {k: v.test or {} for k, v in stl.results.items()}
+    dm = delta_m(mtl_test, stl_test, tasks, primary_only=True)
+    summary.delta_m = dm if dm is not None and math.isfinite(dm) else None
+    summary.delta_m_per_task = delta_m_per_task(mtl_test, stl_test, tasks)
+    summary.delta_m_all_tasks = delta_m(mtl_test, stl_test, tasks, primary_only=False)
+    summary.stl_params_total = sum(v.params or 0 for v in stl.results.values())
+    summary.stl_inference_ms_total = sum(v.inference_ms or 0.0 for v in stl.results.values())
+
+
+def write_report_safely(run_dir: Path, say: Log) -> None:
+    """Write ``report.html``; a failure is a warning line, never a lost run."""
+    try:
+        from mtlkit.report import write_report
+    except ImportError:  # the report package is optional during development
+        return
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # a broken plot must not lose the run
+        say(f"warning: the HTML report could not be written: {exc}")
+
+
+def _short_metrics(tasks: Sequence[Task], metrics: dict[str, dict[str, float]]) -> str:
+    """``task main_metric=value`` for the log."""
+    return ", ".join(f"{t.name} {t.main_metric}={metrics[t.name][t.main_metric]:.4f}" for t in tasks)
