@@ -21,17 +21,17 @@ from mtlkit.weighting._base import Weighting
 
 
 def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, Mapping[str, Any]],
-        tasks: Sequence[Task], features: Sequence[str] | None = None, *,
+        tasks: Sequence[Task], features: Sequence[str] | Mapping[str, str | None] | None = None, *,
         trunk: dict[str, Any] | nn.Module | None = None, architecture: str = "hard_sharing",
         architecture_params: Mapping[str, Any] | None = None,
         weighting: str | Weighting | None = None, aggregator: str | Aggregator | None = None,
         level: str = "parameters", epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
         optimizer: str = "adam", weight_decay: float = 0.0, patience: int | None = None,
-        baselines: bool = True, split: Sequence[float] = (0.6, 0.25, 0.15),
+        baselines: bool | Sequence[str] = True, split: Sequence[float] = (0.6, 0.25, 0.15),
         stratify: str | None = None, standardize: bool = True, seed: int = 0,
         out_dir: str | Path | None = None, progress: bool = False,
         image_column: str | None = None, name: str = "fit", overwrite: bool = False,
-        device: str = "cpu") -> RunResult:
+        device: str = "cpu", categorical: Mapping[str, Any] | None = None) -> RunResult:
     """Train a multi-task model (and, by default, the single-task baselines) in one call.
 
     Args:
@@ -39,7 +39,15 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
             :class:`~mtlkit.data.MultiTaskData`, a torch ``Dataset`` returning
             ``(x, {task: y})``, or a tuple ``(x, {task: labels})`` of arrays.
         tasks: the :class:`~mtlkit.Task` specs. Missing labels (NaN / sentinel) are masked.
-        features: feature columns (tables only; default: every non-label column).
+        features: feature columns (tables only; default: every non-label column), a list
+            (types inferred) or ``{column: numeric|categorical|boolean|datetime|id}``. A table
+            is taken as it is: strings, missing values, string class labels (see
+            :mod:`mtlkit.data.tabular`); regression targets are standardised on the training
+            split unless the task says ``standardize=False``.
+        baselines: ``True`` (neural single-task baselines), ``False``, or a list of
+            ``"neural"`` and ``"gbdt"`` (scikit-learn's HistGradientBoosting per task).
+        categorical: ``data.categorical`` options (``onehot_max``, ``min_count``,
+            ``embedding_dim``, ``max_categories``).
         trunk: a stock trunk spec (``{"name": "mlp", "hidden": [64]}``) or your own
             ``nn.Module`` (then the hard-sharing model is built around it).
         weighting / aggregator: a registry name (``"dwa"``, ``"pcgrad"``) or an object.
@@ -48,7 +56,8 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
             the returned model is on the CPU.
 
     Returns a :class:`~mtlkit.run.RunResult` (``.model``, ``.summary``, ``.delta_m``,
-    ``.predict(df)``).
+    ``.predict(df)``: a DataFrame of decoded labels, probabilities and values;
+    ``.predict_raw(df)``: the raw tensors).
 
     >>> import numpy as np, pandas as pd
     >>> from mtlkit import Task, fit
@@ -61,10 +70,23 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
     """
     tasks = check_tasks(tasks)
     feats: list[str] | None = None
+    cat_options = dict(categorical or {})
+    base = baselines if isinstance(baselines, bool) else list(baselines)
+    prepared = None
     if isinstance(data, (str, Path)):
         data = read_table(data)
-    if isinstance(data, pd.DataFrame):
-        mt, feats = from_dataframe(data, tasks, features, image_column=image_column)
+    if isinstance(data, pd.DataFrame) and image_column is None:
+        from mtlkit.config import CategoricalConfig
+        from mtlkit.data.tabular import TableOptions
+        from mtlkit.run.data import prepare_table
+
+        opts = TableOptions(**CategoricalConfig(**cat_options).model_dump(), standardize=standardize)
+        prepared = prepare_table(data, tasks, features, fractions=split, stratify=stratify, seed=seed,
+                                 options=opts, source="the table", label="python")
+        tasks = prepared.tasks
+    elif isinstance(data, pd.DataFrame):
+        mt, feats = from_dataframe(data, tasks, list(features) if features is not None else None,
+                                   image_column=image_column)
     elif isinstance(data, MultiTaskData):
         mt = data
     elif isinstance(data, tuple) and len(data) == 2:
@@ -74,9 +96,10 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
     else:
         raise TypeError(f"Unsupported data type {type(data).__name__}: pass a DataFrame, a file path, "
                         f"MultiTaskData, a torch Dataset or (x, labels).")
-    prepared = prepare(mt, tasks, fractions=split, stratify=stratify, seed=seed, standardize=standardize,
-                       features=feats if image_column is None else None, image_column=image_column,
-                       source="python")
+    if prepared is None:
+        prepared = prepare(mt, tasks, fractions=split, stratify=stratify, seed=seed, standardize=standardize,
+                           features=feats if image_column is None else None, image_column=image_column,
+                           source="python")
     user_model = None
     builder = None
     training: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "patience": patience,
@@ -92,6 +115,10 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
     if isinstance(trunk, nn.Module):
         from mtlkit.architectures import HardSharing
 
+        if prepared.input_module:  # a table's category embeddings before the user's trunk
+            from mtlkit.data.embedding import TabularInput
+
+            trunk = nn.Sequential(TabularInput(**prepared.input_module), trunk)
         user_model = HardSharing(trunk, tasks, input_shape=prepared.input_shape)
         fresh_trunk = copy.deepcopy(trunk)
 
@@ -104,9 +131,18 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
     elif trunk is not None:
         model_cfg["trunk"] = dict(trunk)
     cfg = parse_config({"name": name, "seed": seed, "data": {"in_memory": True, "standardize": standardize,
+                                                             "categorical": cat_options,
                                                              "split": {"train": split[0], "val": split[1],
                                                                        "test": split[2], "stratify": stratify}},
-                        "tasks": [t.to_dict() for t in tasks], "model": model_cfg, "training": training,
-                        "baselines": baselines}, source="(mtlkit.fit arguments)")
+                        "tasks": [_config_task(t) for t in tasks], "model": model_cfg, "training": training,
+                        "baselines": base}, source="(mtlkit.fit arguments)")
     return run(cfg, prepared, out_dir=out_dir, progress=progress, model=user_model, components=objects,
                baseline_builder=builder, overwrite=overwrite)
+
+
+def _config_task(t: Task) -> dict[str, Any]:
+    """A task's config entry (the statistics fitted on the data are not config)."""
+    d = t.to_dict()
+    d.pop("target_mean", None)
+    d.pop("target_std", None)
+    return d

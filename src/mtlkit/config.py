@@ -3,10 +3,18 @@ once, each naming its field.
 
 A config names components (architecture, weighting, aggregator, sampler, schedule) by their
 registry key plus keyword parameters, e.g. ``weighting: {name: dwa, temperature: 2.0}``.
+
+Types are strict: an integer field takes an integer (``epochs: true`` or ``epochs: 2.5`` is
+an error, not one or two epochs), a boolean field ``true``/``false`` (not ``1``), a float field
+a number (not ``true``). YAML is read with the safe loader, which builds plain values only
+(a ``!!python/...`` tag is an error naming the file), and ``1e-3`` reads as the float it means
+(PyYAML alone reads it as a string). Task and run names become folder names: a name with a
+path separator, ``..`` or an absolute path is refused.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from mtlkit._io import path_component_problem
 from mtlkit.kinds import KindName
 
 
@@ -28,8 +37,60 @@ class ConfigError(ValueError):
     """A config file or value is invalid; the message lists every problem with its field."""
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` / ``2E5`` as floats (YAML 1.2; PyYAML's
+    YAML 1.1 resolver needs a dot, ``1.0e-3``, and reads ``1e-3`` as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def safe_yaml(text: str) -> Any:
+    """Plain values from YAML text (the safe loader: no tags that build objects)."""
+    loader = _Loader(text)  # what yaml.safe_load does, with the float resolver above
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def read_yaml_file(path: str | Path, *, what: str = "Config file") -> Any:
+    """The YAML file's content; anything unreadable is a :class:`ConfigError` that names the
+    file: not UTF-8 or binary, truncated or invalid YAML, a ``!!python/...`` tag, nesting too
+    deep, a missing file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {str(p)!r}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (binary or corrupted?): {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}.") from None
+    try:
+        return safe_yaml(text)
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # ValueError: a tagged scalar that cannot be built (!!int 'x', 2001-02-30);
+        # AttributeError/TypeError: PyYAML constructor failures (!!timestamp x); YAMLError:
+        # invalid or truncated YAML, or a tag the safe loader does not build (!!python/object);
+        # RecursionError: nesting deeper than Python's recursion limit
+        raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {type(exc).__name__}: {exc}") from None
+
+
+def _path_name(value: str, what: str) -> str:
+    """A name that becomes a folder name (a task's baseline folder, ``runs/<name>``)."""
+    problem = path_component_problem(value)
+    if problem is not None:
+        raise ValueError(f"{what} {value!r} {problem}")
+    return value
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: YAML gives typed values, and a value of another type is a mistake (epochs: true)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class Component(BaseModel):
@@ -55,6 +116,17 @@ class TaskConfig(_Strict):
     columns: list[str] | None = None
     out_shape: list[int] | None = None
     margin: float | None = Field(default=None, gt=0, description="contrastive tasks: the loss margin (default 1)")
+    classes: list[str | int | float | bool] | None = Field(
+        default=None, description="binary/multiclass: the class names in index order (default: from the data)")
+    positive_class: str | int | float | bool | None = Field(
+        default=None, description="binary: the positive one of the label column's two values")
+    standardize: bool | None = Field(
+        default=None, description="regression: standardise the targets on the training split (default yes)")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v: str) -> str:
+        return _path_name(v, "the task name")
 
 
 class SplitConfig(_Strict):
@@ -71,11 +143,26 @@ class SplitConfig(_Strict):
         return self
 
 
+ColumnType = Literal["numeric", "categorical", "boolean", "datetime", "id"]
+
+
+class CategoricalConfig(_Strict):
+    """How a table's categorical columns are encoded (mtlkit.data.tabular.TableOptions)."""
+
+    onehot_max: int = Field(16, ge=0, description="one-hot up to this many categories, else an embedding")
+    min_count: int = Field(5, ge=1, description="rarer categories share the embedding's unknown bucket")
+    embedding_dim: int | None = Field(None, ge=1, description="embedding width (default from the cardinality)")
+    max_categories: int = Field(1_000_000, ge=1, description="refuse a column with more distinct values")
+
+
 class DataConfig(_Strict):
     dataset: str | None = Field(None, description="a built-in dataset (mtlkit list datasets)")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the dataset loader")
     path: str | None = Field(None, description="CSV or Parquet file with features and label columns")
-    features: list[str] | None = None
+    features: list[str] | dict[str, ColumnType | None] | None = Field(
+        None, description="feature columns: a list (types inferred) or {column: numeric|categorical|boolean|"
+                          "datetime|id}; default: every column that is not a label")
+    categorical: CategoricalConfig = Field(default_factory=lambda: CategoricalConfig())
     image_column: str | None = None
     image_root: str | None = None
     image_size: list[int] | None = None
@@ -186,7 +273,13 @@ class RunConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     auxiliary: list[dict[str, Any]] = Field(
         default_factory=list, description="auxiliary-target generators: [{generator: fourier, k: 8, weight: 0.1}]")
-    baselines: bool = True
+    baselines: bool | list[Literal["neural", "gbdt"]] = Field(
+        True, description="true: neural single-task baselines; or a list of neural, gbdt")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v: str) -> str:
+        return _path_name(v, "the run name")
 
     @field_validator("auxiliary")
     @classmethod
@@ -229,24 +322,34 @@ def parse_config(data: dict[str, Any], *, source: str = "(dict)") -> RunConfig:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (``yaml.safe_load``), apply ``key.sub=value`` overrides, validate."""
+    """Read a YAML config (the safe loader: :func:`read_yaml_file`), apply ``key.sub=value`` overrides, validate."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"Config file not found: {str(p)!r}.")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-        # ValueError: not UTF-8, or a tagged scalar that cannot be built (!!int 'x', 2001-02-30);
-        # AttributeError/TypeError: PyYAML constructor failures (!!timestamp x);
-        # RecursionError: nesting deeper than Python's recursion limit
-        raise ConfigError(f"Config file {str(p)!r} is not valid YAML: {type(exc).__name__}: {exc}") from None
+    data = read_yaml_file(p)
     if data is None:
         raise ConfigError(f"Config file {str(p)!r} is empty.")
     if not isinstance(data, dict):
         raise ConfigError(f"Invalid config {str(p)!r}: the top level must be a mapping, got {type(data).__name__}.")
     data = apply_overrides(data, overrides or [])
+    _resolve_data_path(data, p.parent)
     _check_tree(data, repr(str(p)))
     return parse_config(data, source=repr(str(p)))
+
+
+def _resolve_data_path(data: dict[str, Any], base: Path) -> None:
+    """``data.path`` (and ``data.image_root``) relative to the YAML file's folder; a path
+    that exists only relative to the working directory is kept as it is."""
+    section = data.get("data")
+    if not isinstance(section, dict):
+        return
+    for key in ("path", "image_root"):
+        value = section.get(key)
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        beside = base / value
+        if beside.exists() or not Path(value).exists():
+            section[key] = str(beside)
 
 
 def _check_tree(data: Any, source: str, *, limit: int = 100_000) -> None:
@@ -284,7 +387,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not parts:
             raise ConfigError(f"Override {item!r} has an empty key.")
         try:
-            value = yaml.safe_load(raw)
+            value = safe_yaml(raw)
         except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError):
             value = raw
         node = data
@@ -320,6 +423,18 @@ def config_diff(a: RunConfig | dict[str, Any], b: RunConfig | dict[str, Any]) ->
     fa = flat_items(a.model_dump(mode="json") if isinstance(a, RunConfig) else a)
     fb = flat_items(b.model_dump(mode="json") if isinstance(b, RunConfig) else b)
     return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and k not in RUNTIME_KEYS)
+
+
+def code_references(cfg: RunConfig | dict[str, Any]) -> list[str]:
+    """The ``"module:function"`` references to user code in a config (a hint's ``fn``), in
+    order: what a run may import only when the user allowed it (:mod:`mtlkit.code`)."""
+    specs = cfg.auxiliary if isinstance(cfg, RunConfig) else (cfg.get("auxiliary") or [])
+    out = []
+    for spec in specs if isinstance(specs, list) else []:
+        fn = spec.get("fn") if isinstance(spec, dict) else None
+        if isinstance(fn, str) and fn not in out:
+            out.append(fn)
+    return out
 
 
 def config_hash(cfg: RunConfig) -> str:

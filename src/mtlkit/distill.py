@@ -496,9 +496,9 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
 
     seed_everything(cfg.seed)
     student = build_model_for(cfg, prepared, tasks)
-    sfolder = RunFolder(out / "student") if out is not None else None
-    if sfolder is not None:  # a loadable run folder: config, metrics, weights
-        sfolder.start(cfg, overwrite=overwrite)
+    sroot = RunFolder(out / "student") if out is not None else None
+    # a loadable run folder: config, metrics, weights (over an earlier one: written beside it)
+    sfolder = sroot.start(cfg, overwrite=overwrite) if sroot is not None else None
 
     def wrap(base: Trainer) -> Trainer:
         return DistillationTrainer.from_trainer(base, teacher_outputs=t_train, alpha=alpha,
@@ -506,6 +506,8 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
 
     say(f"Training the student ({len(tasks)} tasks, {count_parameters(student):,} parameters) ...")
     done = train_into(cfg, student, tasks, prepared, folder=sfolder, progress=progress, wrap=wrap)
+    if sroot is not None and sfolder is not None:
+        sroot.commit(sfolder)  # an earlier student moves to replaced/ only now
     trainer, s_test = cast(DistillationTrainer, done.trainer), done.test
 
     plain_row = None

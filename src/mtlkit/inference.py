@@ -1,7 +1,25 @@
-"""Using a finished run: load it (no pickle), turn a table into model inputs, predict."""
+"""Using a finished run: load it (no pickle), turn a table into model inputs, predict.
+
+A table goes in as it is (the run's fitted preprocessing encodes it: see
+:mod:`mtlkit.data.tabular`) and a table comes out: per task the decoded label (the class
+name) and its probabilities, or the value in original units; the input's index and its ID
+columns are carried through.
+
+>>> import numpy as np, pandas as pd
+>>> from mtlkit import Task, fit
+>>> r = np.random.default_rng(0)
+>>> df = pd.DataFrame({"a": r.normal(size=200), "colour": r.choice(["red", "blue"], 200)})
+>>> df["big"] = np.where(df["a"] > 0, "yes", "no")
+>>> res = fit(df, [Task("big", "binary")], epochs=2, baselines=False)
+>>> list(res.predict(df.head(3)).columns)
+['big', 'big_proba']
+>>> res.predict(df.head(3))["big"].isin(["yes", "no"]).all()
+np.True_
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,14 +31,21 @@ from torch import nn
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data._preprocess import Standardizer
 from mtlkit.data._table import features_from_frame, load_images, targets_from_frame
+from mtlkit.data.tabular import TablePreprocessor, is_table_preprocessing, labels_from_frame
 from mtlkit.run.folder import load_model
 from mtlkit.tasks import Task, task_from_dict
-from mtlkit.training.trainer import predict_raw
+from mtlkit.training.trainer import predict_raw as _predict_raw
 
 
 @dataclass
 class LoadedRun:
-    run_dir: Path
+    """A trained model with what it needs to read a table: ``model.json``'s metadata
+    (``meta``: preprocessing, features, tasks with their class names and target scales).
+
+    ``predict(df)`` -> a DataFrame; ``predict_raw(df)`` -> the raw outputs (tensors);
+    ``evaluate(df)`` -> metrics on a labelled table."""
+
+    run_dir: Path | None
     model: nn.Module
     meta: dict[str, Any]
     tasks: list[Task]
@@ -29,16 +54,40 @@ class LoadedRun:
     def primary_tasks(self) -> list[Task]:
         return [t for t in self.tasks if t.role == "primary"] or self.tasks
 
+    @property
+    def preprocessor(self) -> TablePreprocessor | None:
+        pre = self.meta.get("preprocessing")
+        return TablePreprocessor.from_dict(pre) if is_table_preprocessing(pre) else None
+
+    def predict(self, df: pd.DataFrame, *, all_tasks: bool = False) -> pd.DataFrame:
+        """Predictions as a table (see :func:`predict_frame`)."""
+        return predict_frame(self, df, all_tasks=all_tasks)
+
+    def predict_raw(self, x: pd.DataFrame | torch.Tensor | Any) -> dict[str, torch.Tensor]:
+        """Raw outputs (logits, standardised values) per task for a table or encoded inputs."""
+        if isinstance(x, pd.DataFrame):
+            x = inputs_from_frame(self, x)
+        return _predict_raw(self.model, torch.as_tensor(x).float())
+
+    def evaluate(self, df: pd.DataFrame) -> dict[str, dict[str, float]]:
+        return evaluate_frame(self, df)
+
 
 def load_run(run_dir: str | Path) -> LoadedRun:
+    """A finished run folder (or an exported safetensors folder) as a :class:`LoadedRun`."""
     model, meta = load_model(run_dir)
     return LoadedRun(Path(run_dir), model, meta, [task_from_dict(t) for t in meta["tasks"]])
 
 
 def inputs_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the input") -> torch.Tensor:
-    """Model inputs from a table: the training feature columns (or image paths),
-    standardised as during training. Label and privileged columns are not needed."""
+    """Model inputs from a table: the training feature columns (or image paths), encoded
+    as during training. Label and privileged columns are not needed."""
     meta = run.meta
+    pre = meta.get("preprocessing")
+    if len(df) == 0:  # a header-only file: no samples to predict (was a bare KeyError)
+        raise ValueError(f"{source} is empty: it has no rows.")
+    if is_table_preprocessing(pre):
+        return torch.as_tensor(TablePreprocessor.from_dict(pre).transform(df, source=source))
     if meta.get("image_column"):
         col = meta["image_column"]
         if col not in df.columns:
@@ -49,35 +98,59 @@ def inputs_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the in
     else:
         raise ValueError("This run was not trained on a table (no feature columns recorded); "
                          "predict on tensors with the Python API instead.")
-    if meta.get("preprocessing"):
-        x = Standardizer.from_dict(meta["preprocessing"]).transform(x)
+    if pre:
+        x = Standardizer.from_dict(pre).transform(x)
     return x
 
 
-def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) -> pd.DataFrame:
-    """One or more columns per task: class and probability (classification) or value(s)."""
-    x = inputs_from_frame(run, df)
-    out = predict_raw(run.model, x)
+def prediction_table(tasks: Sequence[Task], out: dict[str, torch.Tensor], index: Any = None) -> pd.DataFrame:
+    """The prediction columns of raw outputs: per task the decoded label and its
+    probabilities (classification) or the values in original units (regression)."""
     cols: dict[str, Any] = {}
-    for t in (run.tasks if all_tasks else run.primary_tasks):
+    for t in tasks:
         if t.task_kind.dense:  # maps do not fit a table: use the Python API (predict_raw)
             continue
         # class and probability, the pair distance and decision, or the values, by kind
         cols.update(t.task_kind.prediction_columns(t, out[t.name]))
-    return pd.DataFrame(cols, index=df.index)
+    return pd.DataFrame(cols, index=index)
+
+
+def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) -> pd.DataFrame:
+    """One or more columns per task (decoded class and probabilities, or values in original
+    units), the primary tasks by default; the input's ID columns come first and its index is
+    kept."""
+    x = inputs_from_frame(run, df)
+    out = _predict_raw(run.model, x)
+    pred = prediction_table(run.tasks if all_tasks else run.primary_tasks, out, index=df.index)
+    pre = run.preprocessor
+    ids = [c for c in (pre.ids if pre is not None else []) if c in df.columns and c not in pred.columns]
+    if ids:
+        pred = pd.concat([df[ids], pred], axis=1)
+    return pred
 
 
 def data_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the data") -> MultiTaskData:
-    """Inputs and labels (for evaluation) from a table with the run's columns."""
+    """Inputs and labels (for evaluation) from a table with the run's columns; a class label
+    that training never saw is an error naming it and its task."""
     x = inputs_from_frame(run, df, source=source)
-    targets, masks = targets_from_frame(df, run.tasks, source=source)
+    if run.preprocessor is not None:
+        targets, masks = labels_from_frame(df, run.tasks, source=source)
+    else:
+        targets, masks = targets_from_frame(df, run.tasks, source=source)
     return MultiTaskData(x, targets, masks, run.tasks, source=source)
 
 
 def evaluate_frame(run: LoadedRun, df: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Every task's metrics (original units) on a labelled table."""
     data = data_from_frame(run, df)
-    out = predict_raw(run.model, data)
+    out = _predict_raw(run.model, data)
     return {t.name: t.evaluate(out[t.name], data.targets[t.name], data.masks[t.name]) for t in run.tasks}
 
 
-__all__ = ["LoadedRun", "data_from_frame", "evaluate_frame", "inputs_from_frame", "load_run", "predict_frame"]
+def predict_raw(model: nn.Module, data: MultiTaskData | torch.Tensor, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """Raw outputs per task (logits, standardised regression values) of encoded inputs."""
+    return _predict_raw(model, data, **kwargs)
+
+
+__all__ = ["LoadedRun", "data_from_frame", "evaluate_frame", "inputs_from_frame", "load_run", "predict_frame",
+           "predict_raw", "prediction_table"]

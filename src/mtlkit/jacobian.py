@@ -61,9 +61,11 @@ def _flat_batched(grads: Sequence[Tensor | None], wrt: Sequence[Tensor], k: int)
     ], dim=1)
 
 
-def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool) -> Tensor:
+def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool,
+          seeds: Sequence[Tensor] | None = None) -> Tensor:
     """K ``autograd.grad`` calls, each row written in place into the (K, P) result (no stacking
-    copy: the peak memory is one Jacobian plus one row)."""
+    copy: the peak memory is one Jacobian plus one row). ``seeds``: each backward pass starts
+    from ``seeds[k]`` instead of 1 (row k is then ``seeds[k] · ∇L_k``, at no extra cost)."""
     ref = wrt[0]
     out = torch.empty(len(ls), sum(w.numel() for w in wrt), dtype=ref.dtype, device=ref.device)
     last = max((k for k, loss in enumerate(ls) if loss.requires_grad), default=-1)
@@ -72,7 +74,8 @@ def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool) -> Tensor:
         if not loss.requires_grad:
             row.zero_()
             continue
-        grads = torch.autograd.grad(loss, wrt, retain_graph=retain_graph or k < last, allow_unused=True)
+        grads = torch.autograd.grad(loss, wrt, grad_outputs=None if seeds is None else seeds[k].to(loss.dtype),
+                                    retain_graph=retain_graph or k < last, allow_unused=True)
         if len(wrt) == 1:  # e.g. the representation: one copy, no concatenation
             g = grads[0]
             if g is None:
@@ -98,17 +101,20 @@ def _batched_vjp(outputs: Tensor, wrt: list[Tensor], cotangents: Tensor, retain_
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
-def _batched(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool, chunk_size: int | None) -> Tensor:
+def _batched(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool, chunk_size: int | None,
+             seeds: Sequence[Tensor] | None = None) -> Tensor:
     if not any(loss.requires_grad for loss in ls):
         return _zeros(len(ls), wrt)
     stacked = torch.stack([loss.reshape(()) for loss in ls])
     eye = torch.eye(len(ls), dtype=stacked.dtype, device=stacked.device)
+    if seeds is not None:
+        eye = eye * torch.stack([s.reshape(()) for s in seeds]).to(eye).unsqueeze(1)
     return _batched_vjp(stacked, wrt, eye, retain_graph, chunk_size)
 
 
 def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine: str = "loop",
              retain_graph: bool = True, chunk_size: int | None = None,
-             representation: Tensor | None = None) -> Tensor:
+             representation: Tensor | None = None, grad_outputs: Sequence[Tensor] | None = None) -> Tensor:
     """(K, P) Jacobian of the K losses w.r.t. the flattened, concatenated ``wrt`` tensors.
 
     Args:
@@ -119,6 +125,9 @@ def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine
         chunk_size: batched engines: at most this many rows per vmapped call (bounds memory).
         representation: the shared representation that every path from ``wrt`` to the
             losses goes through; needed by ``"two-stage"``, ignored otherwise.
+        grad_outputs: K scalars s_k: row k is then s_k ∇L_k, the backward pass starting from
+            s_k (a task weight, a loss scale) instead of 1 — free, where scaling the rows
+            afterwards would be a pass over the K×P matrix.
 
     A loss with no path to ``wrt`` gives a zero row.
 
@@ -142,14 +151,14 @@ def jacobian(losses: Tensor | Sequence[Tensor], wrt: Sequence[Tensor], *, engine
             raise ValueError("engine='two-stage' needs the shared representation: pass "
                              "representation=<tensor>, or use engine='batched' or 'loop'.")
         return jacobian_via_representation(ls, representation, wrt, chunk_size=chunk_size,
-                                           retain_graph=retain_graph)
+                                           retain_graph=retain_graph, grad_outputs=grad_outputs)
     if engine == "loop" or len(ls) == 1:
-        return _loop(ls, wrt, retain_graph)
-    return _batched(ls, wrt, retain_graph, chunk_size)
+        return _loop(ls, wrt, retain_graph, grad_outputs)
+    return _batched(ls, wrt, retain_graph, chunk_size, grad_outputs)
 
 
 def representation_jacobian(losses: Tensor | Sequence[Tensor], rep: Tensor, *,
-                            retain_graph: bool = True) -> Tensor:
+                            retain_graph: bool = True, grad_outputs: Sequence[Tensor] | None = None) -> Tensor:
     """(K, B·D) Jacobian of the K losses w.r.t. the shared representation ``rep``.
 
     Only the task heads are traversed, so this is cheap; K separate calls are used because
@@ -164,12 +173,13 @@ def representation_jacobian(losses: Tensor | Sequence[Tensor], rep: Tensor, *,
     ls = _as_list(losses)
     if not ls:
         return torch.zeros(0, rep.numel(), dtype=rep.dtype, device=rep.device)
-    return _loop(ls, [rep], retain_graph)
+    return _loop(ls, [rep], retain_graph, grad_outputs)
 
 
 def jacobian_via_representation(losses: Tensor | Sequence[Tensor], rep: Tensor,
                                 shared_params: Sequence[Tensor], chunk_size: int | None = None, *,
-                                retain_graph: bool = True) -> Tensor:
+                                retain_graph: bool = True, grad_outputs: Sequence[Tensor] | None = None
+                                ) -> Tensor:
     """(K, P) Jacobian of the losses w.r.t. ``shared_params``, in two stages.
 
     1. the K gradients w.r.t. the representation (``representation_jacobian``: heads only);
@@ -195,7 +205,7 @@ def jacobian_via_representation(losses: Tensor | Sequence[Tensor], rep: Tensor,
         return _zeros(0, params)
     if not rep.requires_grad:
         return _zeros(len(ls), params)
-    j_rep = representation_jacobian(ls, rep, retain_graph=True)
+    j_rep = representation_jacobian(ls, rep, retain_graph=True, grad_outputs=grad_outputs)
     cot = j_rep.view(len(ls), *rep.shape)
     return _batched_vjp(rep, params, cot, retain_graph, chunk_size)
 
@@ -223,6 +233,26 @@ def task_gradients(losses: Tensor | Sequence[Tensor], wrt: Tensor, *, create_gra
                                    create_graph=create_graph, allow_unused=True)
         rows.append(torch.zeros_like(wrt) if g is None else g)
     return torch.stack(rows) if rows else wrt.new_zeros((0, *wrt.shape))
+
+
+def parameter_blocks(params: Sequence[Tensor], size: int) -> list[list[Tensor]]:
+    """``params`` in consecutive groups of at most ``size`` entries (a tensor larger than
+    ``size`` is a group of its own): the blocks of a block-wise Jacobian.
+
+    >>> import torch
+    >>> [[p.numel() for p in b] for b in parameter_blocks([torch.zeros(3), torch.zeros(2), torch.zeros(9)], 5)]
+    [[3, 2], [9]]
+    """
+    blocks: list[list[Tensor]] = []
+    count = size + 1
+    for p in params:
+        n = p.numel()
+        if count + n > size:
+            blocks.append([])
+            count = 0
+        blocks[-1].append(p)
+        count += n
+    return blocks
 
 
 def assign_grads(params: Sequence[Tensor], vector: Tensor, *, accumulate: bool = True,

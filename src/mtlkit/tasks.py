@@ -87,6 +87,18 @@ class Task:
             ``dense_regression``; ``None`` for the other kinds.
         margin: the margin m of a ``contrastive`` task's loss (default 1.0; see
             :func:`contrastive_loss`); ``None`` for the other kinds.
+        classes: the class names of a ``binary`` (negative, positive) or ``multiclass`` task
+            in index order (strings or numbers); predictions, confusion matrices and
+            reports use them. ``None``: the labels are the indices themselves. Inferred from
+            a table's label column when not given (:mod:`mtlkit.data.tabular`).
+        positive_class: the positive class of a ``binary`` task whose labels are two values
+            of any type (default: inferred and recorded in ``classes``).
+        standardize: whether a ``regression`` task's targets are standardised on the training
+            split (``None``: the default, yes for tables; ``False``: opt out).
+        target_mean / target_std: the training-split statistics of a standardised
+            regression target, one per output (set when the data is prepared): the model
+            predicts ``(y - mean) / std``, the loss is computed on that scale, and
+            :meth:`predict_transform`, the metrics and the predictions are in original units.
 
     >>> t = Task("digit", "multiclass", num_classes=10)
     >>> t.out_dim, t.main_metric, t.metric("accuracy").higher_is_better
@@ -114,6 +126,11 @@ class Task:
     columns: tuple[str, ...] | None = field(default=None)
     out_shape: tuple[int, ...] | None = field(default=None)
     margin: float | None = None
+    classes: tuple[Any, ...] | None = None
+    positive_class: Any = None
+    standardize: bool | None = None
+    target_mean: tuple[float, ...] | None = None
+    target_std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -137,6 +154,7 @@ class Task:
         if self.margin is not None and not spec.pairwise:
             raise ValueError(f"Task {self.name!r}: 'margin' is for the contrastive kind; kind "
                              f"{self.kind!r} takes no margin.")
+        self._check_classes_and_scale(spec)
         for key, value in spec.validate(self).items():  # the kind's own settings
             object.__setattr__(self, key, value)
         if self.loss is not None and self.loss not in spec.losses:
@@ -153,6 +171,50 @@ class Task:
                     f"Task {self.name!r}: {n} label column(s) given but kind {self.kind!r} "
                     f"expects {expected}."
                 )
+
+    def _check_classes_and_scale(self, spec: TaskKind) -> None:
+        """``classes`` / ``positive_class`` (one class per sample) and the target statistics
+        (regression) are checked and normalised to tuples."""
+        if self.classes is not None:
+            if not spec.class_per_sample:
+                raise ValueError(f"Task {self.name!r}: 'classes' is for binary and multiclass tasks; kind "
+                                 f"{self.kind!r} takes none.")
+            classes = tuple(self.classes)
+            keys = [str(c) for c in classes]
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"Task {self.name!r}: 'classes' must be distinct. Got {list(classes)[:10]}.")
+            if spec.binary_targets and len(classes) != 2:
+                raise ValueError(f"Task {self.name!r}: a binary task has 2 classes (negative, positive). "
+                                 f"Got {len(classes)}.")
+            if spec.has_classes:
+                if self.num_classes is None:
+                    object.__setattr__(self, "num_classes", len(classes))
+                elif self.num_classes != len(classes):
+                    raise ValueError(f"Task {self.name!r}: {len(classes)} classes named but num_classes is "
+                                     f"{self.num_classes}.")
+            object.__setattr__(self, "classes", classes)
+        if self.positive_class is not None:
+            if not spec.binary_targets or spec.multi_column:
+                raise ValueError(f"Task {self.name!r}: 'positive_class' is for binary tasks; kind "
+                                 f"{self.kind!r} takes none.")
+            if self.classes is not None and str(self.classes[1]) != str(self.positive_class):
+                raise ValueError(f"Task {self.name!r}: positive_class {self.positive_class!r} is not the second "
+                                 f"of the classes {list(self.classes)}.")
+        if self.standardize is not None and spec.is_classification:
+            raise ValueError(f"Task {self.name!r}: 'standardize' is for regression targets; kind "
+                             f"{self.kind!r} takes none.")
+        if (self.target_mean is None) != (self.target_std is None):
+            raise ValueError(f"Task {self.name!r}: give both target_mean and target_std, or neither.")
+        if self.target_mean is not None and self.target_std is not None:
+            if spec.is_classification or spec.dense or spec.pairwise:
+                raise ValueError(f"Task {self.name!r}: target statistics are for regression tasks.")
+            mean = tuple(float(v) for v in self.target_mean)
+            std = tuple(float(v) for v in self.target_std)
+            if len(mean) != len(std) or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+                raise ValueError(f"Task {self.name!r}: target_mean and target_std must be finite, of one "
+                                 f"length, with std > 0. Got {list(mean)}, {list(std)}.")
+            object.__setattr__(self, "target_mean", mean)
+            object.__setattr__(self, "target_std", std)
 
     def _check_out_shape(self, spec: TaskKind) -> None:
         shape = self.out_shape
@@ -259,6 +321,11 @@ class Task:
             d["out_shape"] = list(d["out_shape"])
         if d["margin"] is None:  # only contrastive tasks have one
             del d["margin"]
+        for key in ("classes", "positive_class", "standardize", "target_mean", "target_std"):
+            if d[key] is None:  # set for tables only: older readers keep working
+                del d[key]
+            elif isinstance(d[key], tuple):
+                d[key] = list(d[key])
         return d
 
 
@@ -279,6 +346,7 @@ def check_tasks(tasks: Sequence[Task]) -> list[Task]:
 
 def task_from_dict(d: dict[str, Any]) -> Task:
     d = dict(d)
-    if d.get("columns") is not None:
-        d["columns"] = tuple(d["columns"])
+    for key in ("columns", "classes", "target_mean", "target_std"):
+        if d.get(key) is not None:
+            d[key] = tuple(d[key])
     return Task(**d)

@@ -6,24 +6,34 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtlkit._registry import AGGREGATORS
 from mtlkit.aggregation import Aggregator, GramianWeightedAggregator
 
 from ._properties import (
+    CLEAR,
     FAMILIES,
+    PROPERTIES,
     assert_finite,
     assert_non_conflicting,
     assert_permutation_invariant,
     assert_positive_multiple,
     assert_shape_dtype_device,
     build,
+    claims,
     conflicting,
     constructor_params,
+    documented_table,
+    magnitude,
     low_rank,
     names,
+    property_table,
     random_matrix,
+    rel_tol,
     run,
+    strongly_stationary_matrix,
 )
 
 ALL = names()
@@ -202,3 +212,86 @@ def test_weights_from_a_gramian_equal_weights_of(name):
                                build(name).weights_of(j, tasks=[4, 0, 2]))
     with pytest.raises(ValueError, match="square"):
         build(name).weights_from(j)
+
+
+# --------------------------------------------------------------------------- the property table
+# Every registered method, every property of the table, every family: a claimed property (✓)
+# holds on all of them, an unclaimed one (✗) clearly fails on at least one (else the table
+# under-states the method: claim it, or add the family where it fails).
+CLAIMS = {name: claims(name) for name in ALL}
+CLAIMED = [(n, f) for n in ALL for f in PROPERTIES if CLAIMS[n][f]]
+UNCLAIMED = [(n, f) for n in ALL for f in PROPERTIES if not CLAIMS[n][f]]
+
+
+@pytest.mark.parametrize(("name", "flag"), CLAIMED)
+def test_claimed_property_holds_on_every_family(name, flag):
+    prop = PROPERTIES[flag]
+    bad = {family: prop.check(name, make()) for family, make in prop.families.items()}
+    broken = {f: f"{b:.3g}" for f, b in bad.items() if not b <= 1.0}
+    assert not broken, (f"{AGGREGATORS.get(name).__name__} claims {flag} but breaks it (defect / round-off "
+                        f"allowance) on: {broken}")
+
+
+@pytest.mark.parametrize(("name", "flag"), UNCLAIMED)
+def test_unclaimed_property_fails_on_some_family(name, flag):
+    prop = PROPERTIES[flag]
+    worst = max(((prop.check(name, make()), family) for family, make in prop.families.items()),
+                key=lambda bf: bf[0])
+    assert worst[0] >= CLEAR, (
+        f"{AGGREGATORS.get(name).__name__} does not claim {flag}, yet no family breaks it (worst: "
+        f"{worst[0]:.3g} × the round-off allowance on '{worst[1]}'): set the flag if the method "
+        f"guarantees it, or add a family where it fails")
+
+
+def _random_jacobian(seed: int, kind: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    k = 2 + seed % 5
+    p = 1 + (seed // 5) % 8
+    j = torch.randn(k, p, generator=g, dtype=torch.float64)
+    if kind == 1:  # rows scaled from 1e-15 to 1e15
+        j = 10.0 ** (30 * torch.rand(k, 1, generator=g, dtype=torch.float64) - 15) * j
+    elif kind == 2 and k > 2:  # low rank
+        j = torch.randn(k, 1, generator=g, dtype=torch.float64) @ j[:1] + 1e-3 * j
+    elif kind == 3:  # nearly weakly stationary
+        j[-1] = -(0.2 + torch.rand(k - 1, generator=g, dtype=torch.float64)) @ j[:-1] + 1e-9 * j[-1]
+    elif kind == 4:  # a zero row
+        j[seed % k] = 0.0
+    return j
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(seed=st.integers(0, 10_000), kind=st.integers(0, 4))
+def test_claimed_properties_on_random_jacobians(name, seed, kind):
+    j = _random_jacobian(seed, kind)
+    for flag, prop in PROPERTIES.items():
+        if CLAIMS[name][flag] and flag != "equals_mean_for_one_task":
+            b = prop.check(name, j)
+            assert b <= 1.0, f"{AGGREGATORS.get(name).__name__} breaks {flag} ({b:.3g}) on seed={seed} kind={kind}"
+
+
+def test_docs_property_table_matches_the_flags():
+    expected = property_table()
+    assert documented_table() == expected, (
+        "docs/aggregation.md's property table differs from the flags; regenerate it with "
+        "`python tests/aggregation/_properties.py --write`. Expected:\n" + expected)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if AGGREGATORS.get(n).gramian_based and CLAIMS[n]["non_conflicting"]])
+def test_non_conflicting_weightings_vanish_at_strong_stationarity(name):
+    # Jᵀw = 0 with w > 0 leaves {x : Jx ≥ 0} = the orthogonal of the rows, which meets their
+    # span only at 0: a non-conflicting weighting of the rows must return 0
+    j = strongly_stationary_matrix()
+    d, m = magnitude(build(name), j)
+    assert float(d.norm()) <= 1e3 * rel_tol(j.dtype) * max(m, float(j.norm(dim=1).sum()))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_jacobian_that_requires_grad_is_accepted(name):
+    j = conflicting(k=3, p=5).requires_grad_(True)
+    d = run(build(name), j)
+    assert torch.isfinite(d).all()
+    torch.testing.assert_close(d.detach(), run(build(name), j.detach()), rtol=1e-12, atol=1e-14)
+    if d.requires_grad:
+        d.sum().backward()
+        assert j.grad is not None and torch.isfinite(j.grad).all()

@@ -53,7 +53,9 @@ def test_architecture_trains_with_weighting(arch, weighting, data):
             assert arch == "soft_sharing" and not shared, (arch, weighting, exc)
             assert "no shared parameters" in str(exc) and "SoftSharing" in str(exc), exc
         return
-    history = trainer.fit(data)
+    # a bilevel weighting (needs_validation_batch) learns from validation batches: give it some
+    val = data if WEIGHTINGS.get(weighting).needs_validation_batch else None
+    history = trainer.fit(data, val)
     losses = history.records[-1]["train_loss"]
     assert all(np.isfinite(v) for v in losses.values()), (arch, weighting, losses)
     moved = [not torch.equal(b, p.detach()) for b, p in zip(before, shared)]

@@ -19,7 +19,7 @@ SERIES = np.random.default_rng(0).normal(size=(3, 2, 24))
 IMAGES = np.random.default_rng(1).random((3, 1, 16, 16))
 TABLE = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, np.nan, 1.5]})
 REQUIRED = {"privileged": {"columns": ["b"]}, "quantisation": {"column": "b"},
-            "hint": {"fn": "numpy:abs"}, "fourier": {"k": 3}}
+            "hint": {"fn": np.abs}, "fourier": {"k": 3}}  # a "module:function" string needs allow_code
 
 
 def example(name: str):

@@ -21,6 +21,7 @@ CASES = {
     "distributed": ["--steps", "6", "--warmup", "2", "--repeats", "1", "--ks", "2",
                     "--methods", "equal", "equal_bn"],
     "report_time": ["--only", "demo", "--repeats", "1", "--runs-dir", "{tmp}/runs"],
+    "rl": ["--quick", "--budgets", "500", "--episodes", "1", "--threads", "1"],
 }
 
 

@@ -152,3 +152,12 @@ def test_a_weighting_can_request_a_validation_batch_per_step():
         t.fit(data)
     t.fit(data, val)
     assert Probe.seen and all(s == (16, torch.Size([2]), True) for s in Probe.seen)
+
+
+def test_validation_data_without_a_task_is_a_clear_error():
+    """Issue 20, item 10: it was a bare KeyError: 'b'."""
+    data, tasks = _data()
+    other = from_arrays(np.zeros((8, 4), "float32"), {"a": np.zeros(8)}, [tasks[0]])
+    t = _trainer(tasks, epochs=1)
+    with pytest.raises(ValueError, match=r"validation data has no labels for task\(s\) \['b'\]"):
+        t.fit(data, other)

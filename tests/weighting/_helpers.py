@@ -29,6 +29,16 @@ class TinyModel(nn.Module):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
         self.x = torch.randn(8, 4, generator=g)
         self.y = torch.randn(8, k, generator=g) * torch.tensor([1.0, 3.0, 0.3, 2.0, 1.0][:k])
+        self.xv = torch.randn(8, 4, generator=g)
+        self.yv = torch.randn(8, k, generator=g) * torch.tensor([1.0, 3.0, 0.3, 2.0, 1.0][:k])
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        rep = torch.tanh(self.shared(x))
+        return {TASKS[i]: h(rep)[:, 0] for i, h in enumerate(self.heads)}
+
+    def _losses_at(self, x, y, params=None) -> torch.Tensor:
+        out = self(x) if params is None else torch.func.functional_call(self, params, (x,), strict=False)
+        return torch.stack([((out[TASKS[i]] - y[:, i]) ** 2).mean() for i in range(len(self.heads))])
 
     def losses(self) -> torch.Tensor:
         rep = torch.tanh(self.shared(self.x))
@@ -41,7 +51,9 @@ class TinyModel(nn.Module):
         return StepContext(step=step, task_names=TASKS[: len(self.heads)], present=present,
                            shared_parameters=shared, last_shared_parameters=shared,
                            representation=getattr(self, "rep", None), grad_fn=jacobian,
-                           generator=generator)
+                           generator=generator, model=self,
+                           validation_losses=lambda params=None: self._losses_at(self.xv, self.yv, params),
+                           extra={"training_losses": lambda params=None: self._losses_at(self.x, self.y, params)})
 
 
 def build(name: str) -> Weighting:

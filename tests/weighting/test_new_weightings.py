@@ -25,8 +25,6 @@ from mtlkit.weighting.forum import forum_qp
 from mtlkit.weighting.moml import moml_direction, moml_hypergradients
 from mtlkit.weighting.stch import stch_value
 
-torch.set_default_dtype(torch.float32)
-
 
 def close(a, b, tol=1e-6):
     torch.testing.assert_close(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64),
@@ -60,20 +58,20 @@ class Toy(nn.Module):
         out = self(x) if params is None else torch.func.functional_call(self, params, (x,), strict=False)
         return torch.stack([((out[n] - y[:, i]) ** 2).mean() for i, n in enumerate(self.names)])
 
-    def validation(self, params=None):
+    def val_losses(self, params=None):
         return self.task_losses(self.xv, self.yv, params)
 
-    def training(self, params=None):
+    def train_losses(self, params=None):
         return self.task_losses(self.xt, self.yt, params)
 
     def context(self, present=None, epoch=0, val_present=None):
-        losses = self.training()
+        losses = self.train_losses()
         ms = {n: torch.ones(12, dtype=torch.bool) if val_present is None else
               torch.full((12,), bool(val_present[i])) for i, n in enumerate(self.names)}
         ys = {n: self.yv[:, i] for i, n in enumerate(self.names)}
         ctx = StepContext(epoch=epoch, task_names=self.names, present=present, model=self,
-                          validation_batch=(self.xv, ys, ms), validation_losses=self.validation,
-                          extra={"losses": losses, "training_losses": self.training})
+                          validation_batch=(self.xv, ys, ms), validation_losses=self.val_losses,
+                          extra={"losses": losses, "training_losses": self.train_losses})
         return losses, ctx
 
 
@@ -102,18 +100,17 @@ def test_stch_value_tends_to_the_max_and_to_the_mean_plus_mu_log_k():
     close(stch_value(a, 0.7, lam, z), 0.7 * torch.logsumexp(lam * (a - z) / 0.7, 0))
 
 
-def _after_warmup(w: STCH, nadir, epoch=1):
+def _after_warmup(w: STCH, nadir) -> None:
     w.setup(["a", "b", "c"])
-    w(torch.tensor(nadir), StepContext(epoch=w.warmup_epochs))  # the warm-up epoch: L̄ = these
-    return epoch
+    w(torch.tensor(nadir), StepContext(epoch=w.warmup_epoch))  # the warm-up epoch: L̄ = these
 
 
 def test_stch_by_hand_through_its_phases():
-    w = STCH(mu=0.5, warmup_epochs=1, eps=1e-8)
+    w = STCH(mu=0.5, warmup_epoch=1, eps=1e-8)
     w.setup(["a", "b", "c"])
     losses = torch.tensor([1.0, 4.0, 2.0], requires_grad=True)
     r = w(losses, StepContext(epoch=0))  # warm-up: Σ log L, nothing recorded
-    assert float(r.objective) == pytest.approx(math.log(8.0), abs=1e-6)
+    assert float(r.objective.detach()) == pytest.approx(math.log(8.0), abs=1e-6)
     close(r.weights, [1.0, 0.25, 0.5])
     assert float(w.nadir_count.sum()) == 0
     # the last warm-up epoch: two batches recorded, L̄ = their mean
@@ -125,7 +122,7 @@ def test_stch_by_hand_through_its_phases():
     r = w(losses, StepContext(epoch=2))
     ratios = [1 / 3, 4 / 3, 1.0]
     e = [q ** (1 / 0.5) for q in ratios]  # exp(log q / μ) = q^{1/μ}
-    assert float(r.objective) == pytest.approx(3 * 0.5 * math.log(sum(e)), rel=1e-5)
+    assert float(r.objective.detach()) == pytest.approx(3 * 0.5 * math.log(sum(e)), rel=1e-5)
     s = [x / sum(e) for x in e]
     close(r.weights, [3 * s[0] / 1.0, 3 * s[1] / 4.0, 3 * s[2] / 2.0], tol=1e-5)
     (d,) = torch.autograd.grad(r.objective, losses)
@@ -137,18 +134,18 @@ def test_stch_by_hand_through_its_phases():
 def test_stch_weights_tend_to_tchebycheff_and_to_the_log_objective():
     nadir = [2.0, 1.0, 4.0]
     losses = torch.tensor([1.0, 2.0, 3.0])  # L/L̄ = (0.5, 2, 0.75): task b is the worst
-    sharp = STCH(mu=1e-3, warmup_epochs=0)
+    sharp = STCH(mu=1e-3, warmup_epoch=0)
     _after_warmup(sharp, nadir)
     ws = sharp(losses, StepContext(epoch=1)).weights
     close(ws, [0.0, 3 / 2.0, 0.0], tol=1e-6)  # only the max term: K·1/L_b
-    flat = STCH(mu=1e6, warmup_epochs=0)
+    flat = STCH(mu=1e6, warmup_epoch=0)
     _after_warmup(flat, nadir)
     wf = flat(losses, StepContext(epoch=1)).weights
     close(wf, 1.0 / losses, tol=1e-5)  # K·(1/K)/L_i: the gradient of Σ log L_i
 
 
 def test_stch_preference_and_absent_tasks():
-    w = STCH(mu=1.0, warmup_epochs=0, preference={"b": 2.0})
+    w = STCH(mu=1.0, warmup_epoch=0, preference={"b": 2.0})
     w.setup(["a", "b", "c"])
     p = torch.tensor([True, True, False])
     w(torch.tensor([2.0, 2.0, 0.0]), StepContext(epoch=0, present=p))
@@ -165,10 +162,10 @@ def test_stch_preference_and_absent_tasks():
 
 
 def test_stch_resumes_mid_warmup_epoch():
-    a = STCH(mu=0.3, warmup_epochs=0)
+    a = STCH(mu=0.3, warmup_epoch=0)
     a.setup(["a", "b"])
     a(torch.tensor([1.0, 3.0]), StepContext(epoch=0))
-    b = STCH(mu=0.3, warmup_epochs=0)
+    b = STCH(mu=0.3, warmup_epoch=0)
     b.setup(["a", "b"])
     b.load_state_dict(copy.deepcopy(a.state_dict()))
     for w in (a, b):
@@ -259,11 +256,11 @@ def test_excess_mtl_absent_task_keeps_its_state():
 def _virtual_validation(toy: Toy, lam: torch.Tensor, alpha: float, primary: torch.Tensor) -> torch.Tensor:
     """F(λ) = Σ_primary L_val(θ − α Σ_k λ_k ∇ℓ_k(θ)), the gradient taken at fixed θ."""
     params = dict(toy.named_parameters())
-    losses = toy.training()
+    losses = toy.train_losses()
     grads = [torch.autograd.grad(losses[k], list(params.values()), retain_graph=True) for k in range(len(lam))]
     shifted = {n: p.detach() - alpha * sum(lam[k] * grads[k][i] for k in range(len(lam)))
                for i, (n, p) in enumerate(params.items())}
-    return (primary.double() * toy.validation(shifted)).sum()
+    return (primary.double() * toy.val_losses(shifted)).sum()
 
 
 def test_auto_lambda_hypergradient_is_exact():
@@ -285,13 +282,13 @@ def test_auto_lambda_hypergradient_is_exact():
     # (2) against autograd through the virtual step (create_graph)
     leaf = lam.clone().requires_grad_(True)
     params = list(toy.parameters())
-    g = torch.autograd.grad((leaf * toy.training()).sum(), params, create_graph=True)
+    g = torch.autograd.grad((leaf * toy.train_losses()).sum(), params, create_graph=True)
     shifted = {n: p - alpha * gi for (n, p), gi in zip(toy.named_parameters(), g)}
-    (auto,) = torch.autograd.grad((primary.double() * toy.validation(shifted)).sum(), leaf)
+    (auto,) = torch.autograd.grad((primary.double() * toy.val_losses(shifted)).sum(), leaf)
     close(h, auto, tol=1e-10)
     # (3) the formula: −α ⟨∇ℓ_k(θ), ∇L_val(θ')⟩
     bl = bilevel_context("test", toy.context()[1])
-    jac = task_jacobian(toy.training(), torch.ones(3, dtype=torch.bool), bl.params)
+    jac = task_jacobian(toy.train_losses(), torch.ones(3, dtype=torch.bool), bl.params)
     theta_v = bl.flat() - alpha * (lam @ jac)
     _, d = bl.validation_gradients(theta_v, primary.double())
     close(auto_lambda_hypergradient(jac, d, alpha), h, tol=1e-12)
@@ -360,7 +357,7 @@ def test_auto_lambda_absent_task_and_missing_validation():
     assert float(r.weights[1]) == 0.0 and float(w.task_weights[1]) == pytest.approx(0.1)
     assert float(w.optim.steps[1]) == 0
     with pytest.raises(ValueError, match="validation"):
-        AutoLambda()(toy.training(), StepContext())
+        AutoLambda()(toy.train_losses(), StepContext())
 
 
 # =========================================================================== MOML
@@ -370,11 +367,11 @@ def test_moml_hypergradients_equal_finite_differences():
     logits = torch.tensor([0.2, -0.1, 0.4], dtype=torch.float64)
     bl = bilevel_context("test", toy.context()[1])
     present = torch.ones(3, dtype=torch.bool)
-    jac = task_jacobian(toy.training(), present, bl.params)
+    jac = task_jacobian(toy.train_losses(), present, bl.params)
     theta = bl.flat()
 
     def val_at(a):
-        return toy.validation(bl.as_params(theta - eta * (torch.softmax(a, 0) @ jac)))
+        return toy.val_losses(bl.as_params(theta - eta * (torch.softmax(a, 0) @ jac)))
 
     w = torch.softmax(logits, 0)
     _, val_jac = bl.validation_gradients(theta - eta * (w @ jac))
@@ -403,15 +400,15 @@ def test_moml_one_update_by_hand():
     w.setup(toy.names)
     bl = bilevel_context("test", toy.context()[1])
     present = torch.ones(3, dtype=torch.bool)
-    jac = task_jacobian(toy.training(), present, bl.params)
+    jac = task_jacobian(toy.train_losses(), present, bl.params)
     w0 = torch.full((3,), 1 / 3, dtype=torch.float64)
     _, val_jac = bl.validation_gradients(bl.flat() - 0.2 * (w0 @ jac))
     direction = moml_direction(moml_hypergradients(jac, val_jac, w0, 0.2))
     r = w(*toy.context())
     close(w.direction_, direction, tol=1e-10)
-    # Adam's first step moves each logit by lr against the sign of its gradient
-    close(w.logits, 1 / 3 - 0.01 * torch.sign(direction), tol=1e-9)
-    close(r.weights, torch.softmax(w.logits, 0), tol=1e-9)
+    # Adam's first step: m̂ = g, v̂ = g², so each logit moves by lr·g/(|g| + 1e-8)
+    close(w.logits, 1 / 3 - 0.01 * direction / (direction.abs() + 1e-8), tol=1e-7)
+    close(r.weights, torch.softmax(w.logits.double(), 0), tol=1e-7)
     assert float(r.weights.sum()) == pytest.approx(1.0)
 
 
@@ -422,7 +419,7 @@ def test_moml_upper_level_leaves_out_tasks_without_validation_labels():
     losses, ctx = toy.context(val_present=[True, False, True])
     w(losses, ctx)
     bl = bilevel_context("test", ctx)
-    jac = task_jacobian(toy.training(), torch.ones(3, dtype=torch.bool), bl.params)
+    jac = task_jacobian(toy.train_losses(), torch.ones(3, dtype=torch.bool), bl.params)
     w0 = torch.full((3,), 1 / 3, dtype=torch.float64)
     _, val_jac = bl.validation_gradients(bl.flat() - 0.1 * (w0 @ jac))
     hyper = moml_hypergradients(jac, val_jac, w0, 0.1)
@@ -479,13 +476,13 @@ def test_forum_one_step_by_hand():
     bl = bilevel_context("test", toy.context()[1])
     theta = bl.flat()
     sm = torch.full((2,), 0.5, dtype=torch.float64)
-    jac = task_jacobian(toy.training(), torch.ones(2, dtype=torch.bool), bl.params)
+    jac = task_jacobian(toy.train_losses(), torch.ones(2, dtype=torch.bool), bl.params)
     omega = theta.clone()
     for _ in range(steps):
         leaves = bl.as_params(omega, requires_grad=True)
-        g = torch.autograd.grad((sm * toy.training(leaves)).sum(), list(leaves.values()))
+        g = torch.autograd.grad((sm * toy.train_losses(leaves)).sum(), list(leaves.values()))
         omega = omega - inner_lr * torch.cat([x.reshape(-1) for x in g])
-    ell, ell_t = toy.training().detach(), toy.training(bl.as_params(omega)).detach()
+    ell, ell_t = toy.train_losses().detach(), toy.train_losses(bl.as_params(omega)).detach()
     js = torch.diag(sm) - torch.outer(sm, sm)
     gq = torch.cat([js @ (ell - ell_t), sm @ jac])
     _, val_jac = bl.validation_gradients(theta)
@@ -500,12 +497,13 @@ def test_forum_one_step_by_hand():
     # the method
     losses, ctx = toy.context()
     res = w(losses, ctx)
-    close(w.lambda_average, lam, tol=1e-9)
+    close(w.lambda_average, lam, tol=1e-7)
     assert w.nu_ == pytest.approx(nu, rel=1e-9)
     close(res.weights, nu * sm, tol=1e-9)
     grads = torch.autograd.grad(res.objective, bl.params)
     close(torch.cat([g.reshape(-1) for g in grads]), direction[2:], tol=1e-9)
-    close(w.logits, 0.5 - 0.01 * torch.sign(direction[:2]), tol=1e-9)
+    g = direction[:2]
+    close(w.logits, 0.5 - 0.01 * g / (g.abs() + 1e-8), tol=1e-7)
 
 
 def test_forum_needs_training_losses_and_refuses_an_aggregator():
@@ -524,8 +522,8 @@ def test_forum_needs_training_losses_and_refuses_an_aggregator():
 # =========================================================================== parameters
 @pytest.mark.parametrize("make,match", [
     (lambda: STCH(mu=0.0), r"'mu' parameter of STCH must be a positive float\. Got 0\.0"),
-    (lambda: STCH(warmup_epochs=-1), r"'warmup_epochs' parameter of STCH must be a non-negative integer"),
-    (lambda: STCH(warmup_epochs=1.5), r"'warmup_epochs' parameter of STCH"),
+    (lambda: STCH(warmup_epoch=-1), r"'warmup_epoch' parameter of STCH must be a non-negative integer"),
+    (lambda: STCH(warmup_epoch=1.5), r"'warmup_epoch' parameter of STCH"),
     (lambda: STCH(preference={"a": -1.0}), r"'preference' parameter of STCH"),
     (lambda: STCH(preference=[1.0]), r"'preference' parameter of STCH must be a mapping"),
     (lambda: STCH(eps=0.0), r"'eps' parameter of STCH"),
@@ -663,7 +661,7 @@ def test_auto_lambda_and_moml_combine_with_an_aggregator(make, two_task_data):
 
 def test_jacobian_helper_agrees_with_task_jacobian():
     toy = Toy(k=2)
-    losses = toy.training()
+    losses = toy.train_losses()
     params = list(toy.parameters())
     present = torch.tensor([True, False])
     j = task_jacobian(losses, present, params)

@@ -67,10 +67,24 @@ class Aggregator(HasParams):
     stateful: ClassVar[bool] = False
     #: the result is ``weights(J Jᵀ) @ J`` (works at either level; weights can be logged)
     gramian_based: ClassVar[bool] = False
-    #: guarantees ⟨g_i, d⟩ ≥ 0 for every task i (checked by the property suite)
+    # Properties the method guarantees (the papers' claims, Quinton & Rey 2024 sec. 2.2 for
+    # the names), for an instance built with its default hyperparameters. The property suite
+    # (tests/aggregation/test_properties.py) checks every claim on every registered method,
+    # and that every property not claimed fails somewhere; docs/aggregation.md shows the
+    # table. A subclass whose guarantee depends on its hyperparameters overrides the flag
+    # with a property (see MGDA.needs_losses).
+    #: ⟨g_i, d⟩ ≥ 0 for every task i: d is in the dual cone of the rows
     non_conflicting: ClassVar[bool] = False
-    #: a permutation of the rows leaves the result unchanged
+    #: a permutation of the rows leaves the result unchanged (same seed for a randomized one)
     permutation_invariant: ClassVar[bool] = True
+    #: ``A(diag(c) J)`` is linear in ``c`` for c > 0 (each task's contribution is
+    #: proportional to its gradient's scale, as in gradient descent)
+    linear_under_scaling: ClassVar[bool] = False
+    #: ``A(J) = 0`` only if J is strongly stationary: ``Jᵀw = 0`` for some w with every
+    #: ``w_i > 0`` (not merely weakly / Pareto-stationary: 0 in the convex hull of the rows)
+    strongly_stationary: ClassVar[bool] = False
+    #: with a single task the result is its gradient, as for Mean
+    equals_mean_for_one_task: ClassVar[bool] = False
     #: draws random numbers (seeded)
     randomized: ClassVar[bool] = False
     #: reads the task losses (pass ``losses=`` when calling)

@@ -39,6 +39,8 @@ class AlignedMTL(GramianWeightedAggregator):
     paper = ("Senushkin, Patakin, Kuznetsov & Konushin 2023, Independent Component Alignment for Multi-Task "
              "Learning (CVPR), Aligned-MTL")
     permutation_invariant = True
+    strongly_stationary = True  # d = σ U_r V_rᵀ1 = 0 iff 1 ⊥ range(G) iff Jᵀ1 = 0
+    equals_mean_for_one_task = True
 
     def __init__(self, *, scale_mode: str = "min") -> None:
         check_choice("AlignedMTL", "scale_mode", scale_mode, options=SCALE_MODES)

@@ -11,7 +11,14 @@ from torch import Tensor
 from mtlkit._checks import check_choice, check_float
 from mtlkit._registry import AGGREGATORS
 from mtlkit.aggregation._base import GramianWeightedAggregator
-from mtlkit.aggregation._solvers import min_norm_weights, normalized, to_numpy
+from mtlkit.aggregation._solvers import (
+    DualCone,
+    eigenvalue_floor,
+    min_norm_weights,
+    normalized,
+    row_normalized,
+    to_numpy,
+)
 
 RESCALES = ("none", "1+c^2", "1+c")
 
@@ -31,8 +38,21 @@ class CAGrad(GramianWeightedAggregator):
     optimum w also minimises ``⟨g_w, g₀⟩ + (λ/2)‖g_w‖²`` with ``λ = c‖g₀‖/‖g_w‖`` — the
     minimum-norm point of the hull of the shifted gradients ``g_i + g₀/λ`` — so a
     one-dimensional root search on λ (safeguarded regula falsi) over exact min-norm solves
-    finds it. When no direction with ‖g_w‖ > 0 does better than g_w = 0 (possible for
-    c ≥ 1 when the tasks are Pareto-stationary), the update is g₀.
+    finds it.
+
+    The degenerate case. When the optimum of the dual has g_w = 0 — 0 lies in the convex hull
+    of the gradients and the ball reaches their dual cone ``C = {x : ⟨g_i, x⟩ ≥ 0 ∀i}``,
+    i.e. dist(g₀, C) ≤ c‖g₀‖, which always holds for c ≥ 1 since d = 0 is then in the ball —
+    the paper's formula is 0/0 (the authors' code adds 1e-8 to ‖g_w‖ and returns a direction
+    set by that constant, which can conflict; returning g₀ conflicts too). The primal problem
+    is still well defined: its optimal value max_d min_i ⟨g_i, d⟩ is 0 (0 in the hull bounds
+    it above; the ball meets C), and its solutions are the points of the ball that conflict
+    with no task, ``B ∩ C``. Of these, CAGrad returns the one closest to g₀ — the update it
+    would take if it could, moved as little as needed to conflict with no task: the projection
+    π_C(g₀) (inside the ball, since 0 ∈ C and ‖π_C(g₀) − g₀‖ ≤ ‖g₀‖ ≤ c‖g₀‖ for c ≥ 1;
+    and for c < 1 because B ∩ C is not empty). It is a weighting of the rows with weights
+    ≥ 1/K, so it is 0 only when the tasks are strongly stationary — d = 0, the other natural
+    choice, would stop at every Pareto-stationary point (as MGDA does). Then the rescaling.
 
     Args:
         c: radius of the ball, relative to ‖g₀‖: a non-negative float (default 0.5).
@@ -45,6 +65,12 @@ class CAGrad(GramianWeightedAggregator):
 
     paper = "Liu, Liu, Jin, Stone & Liu 2021, Conflict-Averse Gradient Descent for Multi-task Learning (NeurIPS), CAGrad"
     permutation_invariant = True
+    strongly_stationary = True  # weights ≥ 1/K in every case (see above)
+
+    @property
+    def equals_mean_for_one_task(self) -> bool:  # type: ignore[override]
+        """One task: d = (1 + c) g / divisor — the gradient for c = 0 or ``rescale="1+c"``."""
+        return self.c == 0.0 or self.rescale == "1+c"
 
     def __init__(self, *, c: float = 0.5, rescale: str = "1+c^2") -> None:
         self.c = check_float("CAGrad", "c", c, low=0.0)
@@ -52,20 +78,39 @@ class CAGrad(GramianWeightedAggregator):
         self.rescale = rescale
 
     def weights(self, gramian: Tensor) -> Tensor:
-        w = cagrad_weights(to_numpy(gramian), self.c)
+        w = cagrad_weights(to_numpy(gramian), self.c, floor=eigenvalue_floor(gramian.dtype))
         divisor = {"none": 1.0, "1+c^2": 1.0 + self.c ** 2, "1+c": 1.0 + self.c}[self.rescale]
         return torch.as_tensor(w / divisor, dtype=gramian.dtype, device=gramian.device)
 
 
-def cagrad_weights(g: np.ndarray, c: float) -> np.ndarray:
-    """Weights of the (un-rescaled) CAGrad update ``d = Jᵀ weights`` for the Gramian ``g``."""
+def cagrad_weights(g: np.ndarray, c: float, *, floor: float | None = None) -> np.ndarray:
+    """Weights of the (un-rescaled) CAGrad update ``d = Jᵀ weights`` for the Gramian ``g``:
+    ``1/K + (c‖g₀‖/‖g_w‖) w`` at the optimum ``w`` of the dual, or, where that optimum has
+    ``g_w = 0`` (c > 0), the weights of the projection of g₀ onto the dual cone of the rows
+    (see :class:`CAGrad`; ``floor``: :func:`~mtlkit.aggregation._solvers.eigenvalue_floor`)."""
     b = np.full(g.shape[0], 1.0 / g.shape[0])
     w, ratio = solve_dual(g, c)
+    if ratio == 0.0 and c > 0.0:
+        return projection_weights(g, b, eigenvalue_floor() if floor is None else floor)
     return b + ratio * w
 
 
+def projection_weights(g: np.ndarray, b: np.ndarray, floor: float) -> np.ndarray:
+    """``v ≥ b`` with ``Jᵀv = π_C(Jᵀb)``, the projection of the combination ``Jᵀb`` (``b ≥ 0``)
+    onto the dual cone ``C = {x : J x ≥ 0}``, from the Gramian ``g`` (zero rows keep ``b``)."""
+    gh, n = row_normalized(g)
+    live = np.flatnonzero(n > 0.0)
+    v = b.astype(np.float64).copy()
+    if live.size:
+        mu = DualCone(gh[np.ix_(live, live)], floor).project(n[live] * b[live])
+        v[live] += mu / n[live]
+    return v
+
+
 def solve_dual(g: np.ndarray, c: float, *, max_iter: int = 100) -> tuple[np.ndarray, float]:
-    """``(w, c‖g₀‖/‖g_w‖)`` at the optimum of CAGrad's dual problem (ratio 0 when g_w = 0)."""
+    """``(w, c‖g₀‖/‖g_w‖)`` at the optimum of CAGrad's dual problem (ratio 0 when g_w = 0 there:
+    then ``w`` is the min-norm point of the hull, a dual optimum, and the update is not given
+    by the paper's formula — see :func:`cagrad_weights`)."""
     k = g.shape[0]
     b = np.full(k, 1.0 / k)
     gn, s = normalized(g)

@@ -30,6 +30,8 @@ class GradDrop(Aggregator):
     activations, which is ``level="representation"`` (there each coordinate is one
     activation of one sample; the paper's batch-summed purity is not used). Seeded: the
     uniform draws come from the aggregator's own generator (state in :meth:`state_dict`).
+    A Jacobian that requires grad (a method differentiating through the update) gets the same
+    values through autograd-safe operations, the masks being constants of the graph.
 
     Args:
         leak: ℓ ∈ [0, 1], one float for every task or one per task index (a leak of 1 keeps
@@ -46,6 +48,15 @@ class GradDrop(Aggregator):
     stateful = True
     randomized = True
     permutation_invariant = True  # given the same draws: P and U do not depend on task order
+    equals_mean_for_one_task = True  # one task: P ∈ {0, 1} keeps every coordinate
+
+    @property
+    def strongly_stationary(self) -> bool:  # type: ignore[override]
+        """Without leak, coordinate j of d is the sum of the positive or of the negative
+        entries of column j, 0 only for a zero column: d = 0 only for J = 0. A leak of 1 for
+        every task gives Σ g_i (0 iff Jᵀ1 = 0). Other leaks can cancel a kept part."""
+        leaks = self.leak if isinstance(self.leak, list) else [self.leak]
+        return len(set(leaks)) == 1 and leaks[0] in (0.0, 1.0)
 
     def __init__(self, *, leak: float | Sequence[float] = 0.0, seed: int = 0) -> None:
         what = "a float in [0, 1] or a non-empty sequence of them"
@@ -73,6 +84,8 @@ class GradDrop(Aggregator):
         u = torch.rand(p, generator=self._rng.generator, dtype=dtype)
         eps = torch.finfo(dtype).eps
         u = u.clamp_(eps, 1.0 - eps).to(jacobian.device)
+        if jacobian.requires_grad and torch.is_grad_enabled():
+            return self._differentiable(jacobian, u, tasks)
         # Σ max(g, 0), and the negative part as the difference; the P-sized intermediates are
         # updated in place (on a CPU each pass over P costs as much as the arithmetic)
         pos_sum, neg_sum = _sign_sums(jacobian)
@@ -88,6 +101,26 @@ class GradDrop(Aggregator):
         if bool((leak == 0).all()):
             return torch.lerp(neg_sum, pos_sum, pick)
         # d = Σ ℓ_i g_i + Σ (1 − ℓ_i) M_i g_i, where M_i g_i keeps one sign per coordinate
+        keep = 1.0 - leak
+        kept_pos = (keep * jacobian.clamp(min=0)).sum(dim=0)
+        kept_neg = (keep * jacobian).sum(dim=0) - kept_pos
+        return (leak * jacobian).sum(dim=0) + torch.lerp(kept_neg, kept_pos, pick)
+
+    def _differentiable(self, jacobian: Tensor, u: Tensor, tasks: Sequence[int] | None) -> Tensor:
+        """:meth:`direction` for a Jacobian that requires grad (e.g. of a second-order method):
+        the same arithmetic without ``out=`` or in-place operations, which autograd refuses.
+        The masks are constants of the graph (the paper drops gradients, it does not
+        differentiate the choice), so ``∂d/∂g_i = ℓ_i + (1 − ℓ_i) M_i``."""
+        pos_sum = jacobian.clamp(min=0).sum(dim=0)
+        total = jacobian.sum(dim=0)
+        neg_sum = total - pos_sum
+        with torch.no_grad():
+            mass = (pos_sum - neg_sum).clamp_min(torch.finfo(jacobian.dtype).tiny)
+            purity = ((pos_sum + neg_sum) / mass + 1.0) * 0.5
+            pick = torch.gt(purity, u).to(jacobian.dtype)
+        leak = self._leaks(jacobian.shape[0], tasks, jacobian)
+        if bool((leak == 0).all()):
+            return torch.lerp(neg_sum, pos_sum, pick)
         keep = 1.0 - leak
         kept_pos = (keep * jacobian.clamp(min=0)).sum(dim=0)
         kept_neg = (keep * jacobian).sum(dim=0) - kept_pos

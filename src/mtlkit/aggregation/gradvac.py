@@ -51,6 +51,9 @@ class GradVac(GramianWeightedAggregator):
     stateful = True
     randomized = True
     permutation_invariant = False
+    linear_under_scaling = True  # cosines are scale-free; each step scales with c_i
+    strongly_stationary = True  # every step adds a non-negative multiple: weights ≥ 1
+    equals_mean_for_one_task = True
 
     def __init__(self, *, beta: float = 0.01, seed: int = 0) -> None:
         self.beta = check_float("GradVac", "beta", beta, low=0.0, high=1.0)

@@ -31,6 +31,7 @@ class IMTLG(GramianWeightedAggregator):
 
     paper = "Liu et al. 2021, Towards Impartial Multi-task Learning (ICLR), IMTL-G"
     permutation_invariant = True
+    equals_mean_for_one_task = True
 
     def weights(self, gramian: Tensor) -> Tensor:
         g = to_numpy(gramian)

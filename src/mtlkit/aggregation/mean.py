@@ -23,6 +23,9 @@ class Mean(GramianWeightedAggregator):
 
     paper = "Equal weighting of task gradients (reference)"
     permutation_invariant = True
+    linear_under_scaling = True
+    strongly_stationary = True  # d = Jᵀ1/K = 0 means Jᵀ1 = 0
+    equals_mean_for_one_task = True
     reads_gramian = False
 
     def weights(self, gramian: Tensor) -> Tensor:

@@ -64,6 +64,11 @@ class MGDA(GramianWeightedAggregator):
     def needs_losses(self) -> bool:  # type: ignore[override]
         return self.normalization in ("loss", "loss+")
 
+    @property
+    def equals_mean_for_one_task(self) -> bool:  # type: ignore[override]
+        """One task: d = g / n₁ — the gradient itself only without normalisation."""
+        return self.normalization == "none"
+
     def weights(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         g = to_numpy(gramian)
         k = g.shape[0]

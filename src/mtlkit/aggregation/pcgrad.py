@@ -45,6 +45,9 @@ class PCGrad(GramianWeightedAggregator):
     stateful = True
     randomized = True
     permutation_invariant = False
+    linear_under_scaling = True  # g_i^PC of c_i g_i is c_i g_i^PC (given the same orders)
+    strongly_stationary = True  # every weight is ≥ 1 (1 + the projection coefficients)
+    equals_mean_for_one_task = True
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = check_int("PCGrad", "seed", seed, low=0)

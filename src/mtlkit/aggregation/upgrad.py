@@ -27,7 +27,7 @@ class UPGrad(GramianWeightedAggregator):
     on the row-normalised Gramian (unit diagonal) and scaled back: rows of very different
     norms cost no accuracy, and ``UPGrad(diag(c) J)`` is linear in ``c > 0`` by construction
     (the paper's "linear under scaling"). The problems are solved in a canonical row order,
-    with the eigenvalues of the normalised Gramian floored at its precision (1000 eps of its
+    with the eigenvalues of the normalised Gramian floored at its precision (100 eps of its
     dtype): exact wherever the Gramian resolves the geometry, and, on nearly weakly-stationary
     matrices (some positive combination of the rows almost vanishes, so the Gramian cannot
     tell how nearly), the same result whatever the order of the tasks, with bounded weights
@@ -41,6 +41,9 @@ class UPGrad(GramianWeightedAggregator):
     paper = "Quinton & Rey 2024, Jacobian Descent for Multi-Objective Optimization (arXiv:2406.16232), UPGrad"
     non_conflicting = True
     permutation_invariant = True
+    linear_under_scaling = True
+    strongly_stationary = True  # weights ≥ 1/K (each v_i ≥ e_i)
+    equals_mean_for_one_task = True
 
     def weights(self, gramian: Tensor) -> Tensor:
         v = dual_cone_weights(to_numpy(gramian), floor=eigenvalue_floor(gramian.dtype))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -100,6 +100,11 @@ def build_trunk(spec: dict[str, Any], input_shape: Sequence[int]) -> Trunk:
     """Build a stock trunk from ``{"name": ..., **params}``, filling the input size from the
     data's ``input_shape`` (per sample) when the spec does not give it."""
     spec = dict(spec)
+    if spec.get("input") is not None:  # a table's input module (category embeddings) before the trunk
+        from mtlkit.data.embedding import with_input
+
+        return cast(Trunk, with_input(spec.pop("input"), spec, input_shape))
+    spec.pop("input", None)
     name = spec.pop("name", None)
     if name not in TRUNKS:
         raise ValueError(f"Unknown trunk {name!r}; choose from {sorted(TRUNKS)}.")

@@ -133,7 +133,8 @@ class DSelectK(MultiTaskModel):
     ``gate="per_example"`` (default) computes α and β by linear maps of the flattened input,
     like MMoE's gates; ``gate="static"`` learns one α, β per task (the paper's static gate).
 
-    Regularisers (:meth:`extra_losses`, from the last training forward pass):
+    Regularisers (:meth:`extra_losses`, on the inputs of the last training forward pass; the
+    gates are evaluated afresh, so the call can come after other passes):
 
     * ``dselect_k_entropy`` = ``entropy_weight`` · Σ_t Σ_i mean_x H(r(z_ti)), with
       ``H(r) = −Σ_l r_l log(r_l + 1e-6)``: the paper's entropy regulariser (λ), which pushes
@@ -203,7 +204,7 @@ class DSelectK(MultiTaskModel):
         self.power_of_two = self.num_experts == 2 ** math.ceil(math.log2(self.num_experts))
         self._gate_means = {t.name: RunningMean() for t in self.tasks}
         self._nonzero_means = {t.name: RunningMean() for t in self.tasks}
-        self._last: dict[str, Tensor] | None = None
+        self._reg_input: Tensor | None = None
         self.config: dict[str, Any] = {
             "name": "dselect_k", "trunk": make.spec, "num_experts": self.num_experts, "k": self.k,
             "gamma": self.gamma, "entropy_weight": self.entropy_weight, "gate": self.gate, "tower_hidden": hidden}
@@ -219,43 +220,48 @@ class DSelectK(MultiTaskModel):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         outs = [e(x).reshape(x.shape[0], -1) for e in self.experts]
-        learning = self.training and torch.is_grad_enabled()
-        selectors: dict[str, Tensor] = {}
+        if self.training and torch.is_grad_enabled():
+            self._reg_input = x.detach()
         res = {}
         for t in self.tasks:
-            q, r = self.gates[t.name](x)
-            if learning:
-                selectors[t.name] = r
+            q, _ = self.gates[t.name](x)
             self._gate_means[t.name].update(q)
             self._nonzero_means[t.name].update((q.detach() > 0).sum(1, keepdim=True))
             res[t.name] = t.shape_output(self.towers[t.name](mix(q, outs)))
-        if learning:
-            self._last = selectors
         return res
 
     # ------------------------------------------------------------------ regularisers
+    def _selectors(self, selectors: dict[str, Tensor] | None) -> dict[str, Tensor]:
+        """``selectors``, or every task's selector outputs (N, k, n) on the inputs of the last
+        training pass, computed afresh (a new graph at every call, so a regulariser can be
+        taken after other forward passes, e.g. a bilevel weighting's validation pass)."""
+        if selectors is not None:
+            return selectors
+        if self._reg_input is None:
+            raise ValueError("DSelectK's regularisers need a training forward pass first.")
+        return {t.name: self.gates[t.name](self._reg_input)[1] for t in self.tasks}
+
     def entropy_loss(self, selectors: dict[str, Tensor] | None = None) -> Tensor:
-        """Σ_t Σ_i mean_x H(r(z_ti)) (unweighted) of the last training pass (or ``selectors``)."""
-        sel = self._last if selectors is None else selectors
-        if not sel:
-            raise ValueError("DSelectK.entropy_loss needs a training forward pass first.")
+        """Σ_t Σ_i mean_x H(r(z_ti)) (unweighted) on the last training pass's inputs (or of
+        ``selectors``)."""
+        sel = self._selectors(selectors)
         terms = [-(r * torch.log(r + EPSILON)).sum(-1).sum(-1).mean() for r in sel.values()]
         return torch.stack(terms).sum()
 
     def reachable_loss(self, selectors: dict[str, Tensor] | None = None) -> Tensor:
-        """Σ_t Σ_i mean_x (1 / Σ_l r(z_ti)_l − 1): 0 when every selector chooses an expert."""
-        sel = self._last if selectors is None else selectors
-        if not sel:
-            raise ValueError("DSelectK.reachable_loss needs a training forward pass first.")
+        """Σ_t Σ_i mean_x (1 / Σ_l r(z_ti)_l − 1): 0 when every selector chooses an expert
+        (on the last training pass's inputs, or of ``selectors``)."""
+        sel = self._selectors(selectors)
         terms = [(1.0 / r.sum(-1).clamp_min(EPSILON) - 1.0).sum(-1).mean() for r in sel.values()]
         return torch.stack(terms).sum()
 
     def extra_losses(self) -> dict[str, Tensor]:
-        if not self._last:
+        if self._reg_input is None:
             return {}
-        out = {"dselect_k_entropy": self.entropy_weight * self.entropy_loss()}
+        sel = self._selectors(None)
+        out = {"dselect_k_entropy": self.entropy_weight * self.entropy_loss(sel)}
         if not self.power_of_two:
-            out["dselect_k_reachable"] = self.reachable_loss()
+            out["dselect_k_reachable"] = self.reachable_loss(sel)
         return out
 
     # ------------------------------------------------------------------ contract

@@ -76,7 +76,9 @@ class MTAN(MultiTaskModel):
     Attention modules (:func:`attention_module`): on feature maps, the paper's
     ``[1×1 conv, BN, ReLU, 1×1 conv, BN, sigmoid]``; on flat features (an MLP trunk, and the
     dense block closing the stock ``cnn1d`` and ``lenet`` trunks) the mask is a per-feature
-    sigmoid gate ``sigmoid(W₂ ReLU(W₁ [h_j; f_j(â_t,j-1)]))`` (no batch norm).
+    sigmoid gate ``sigmoid(W₂ ReLU(W₁ [h_j; f_j(â_t,j-1)]))`` (no batch norm). Such a gate on D
+    features has about 3D² weights per task, so on a block that flattens a large feature map
+    (LeNet's conv2) it is the bulk of MTAN's parameters.
 
     Choices where our trunks differ from the paper's SegNet: the paper applies the mask inside
     each block (computed from the block's first convolution, applied to its last one) and its

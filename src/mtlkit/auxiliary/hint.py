@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,21 +15,12 @@ from mtlkit.kinds import get_kind
 
 
 def resolve_function(fn: Callable[..., Any] | str, owner: str) -> Callable[..., Any]:
-    """A callable as is, or ``"package.module:function"`` imported (for YAML configs)."""
-    if callable(fn):
-        return fn
-    if isinstance(fn, str) and fn.count(":") == 1:
-        module, _, attr = fn.partition(":")
-        try:
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"The 'fn' parameter of {owner}: cannot import {fn!r}: {exc}") from exc
-        if callable(obj):
-            return obj
-    raise ValueError(f"The 'fn' parameter of {owner} must be a callable or a 'module:function' string. "
-                     f"Got {fn!r}.")
+    """A callable as is; ``"package.module:function"`` (YAML configs) only from code the user
+    allowed explicitly (``mtlkit train --code``, :func:`mtlkit.user_code.allow_code`): a config
+    never makes mtlkit import a module by itself."""
+    from mtlkit.user_code import resolve
+
+    return resolve(fn, owner=owner)
 
 
 @AUXILIARY.register()
@@ -48,7 +38,8 @@ class Hint(AuxiliaryGenerator):
     0/1 values.
 
     Args:
-        fn: a callable, or ``"package.module:function"`` (importable, for YAML configs).
+        fn: a callable, or ``"package.module:function"`` for YAML configs: a module the user
+            allowed (``mtlkit train --code my_hints.py``; see :mod:`mtlkit.user_code`).
         kind: ``"regression"`` (default), ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         weight: the loss weight λ of the auxiliary task.
         name: the task name (default ``"aux_hint"``).

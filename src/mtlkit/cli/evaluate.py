@@ -1,4 +1,6 @@
-"""``mtlkit evaluate RUN_DIR [--data FILE]``."""
+"""``mtlkit evaluate RUN_DIR [--data FILE]``: the run's model is verified first (its files
+against their checksums): a truncated ``model.safetensors`` or a missing ``model.json`` is an
+error, also when only ``summary.json`` is shown."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ def evaluate(
     data: Path = typer.Option(None, "--data", help="A labelled CSV/Parquet file to evaluate on."),
 ) -> None:
     """Show the run's test results, or evaluate its model on a labelled file."""
-    from mtlkit.run import SUMMARY, read_json
+    from mtlkit.run import SUMMARY, read_json, verify_model
 
     if data is None:
+        verify_model(run_dir)  # the summary describes this model: refuse a damaged one
         print_summary(read_json(Path(run_dir) / SUMMARY))
         return
     from mtlkit.data._table import read_table

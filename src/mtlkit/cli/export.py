@@ -25,6 +25,15 @@ def export(
 
     run = load_run(run_dir)
     model, tasks = run.model, run.tasks
+    if run.preprocessor is not None and fmt in ("onnx", "torchscript"):
+        # a table run: the preprocessing and the label decoding go into the graph (raw rows in)
+        from mtlkit.export import export_table
+
+        path = export_table(run, out, fmt=fmt, primary=primary_only)
+        shipped = [t.name for t in run.tasks if t.role == "primary" or not primary_only]
+        echo(f"Exported {len(shipped)} task(s) ({', '.join(shipped)}) taking raw rows "
+             f"({len(run.preprocessor.features)} feature columns) as {fmt} to {path}")
+        return
     if primary_only:
         model, tasks = make_primary(model, tasks, run.meta["input_shape"])
     path = export_model(model, tasks, run.meta["input_shape"], out, fmt=fmt, meta=run.meta)

@@ -23,6 +23,9 @@ def predict(
     from mtlkit.data._table import read_table
     from mtlkit.inference import load_run, predict_frame
 
+    if out.exists() and input.exists() and out.samefile(input):  # also a link to it
+        raise FileExistsError(f"--out {str(out)!r} is the input file; writing the predictions there would "
+                              f"replace your data. Choose another --out.")
     run = load_run(run_dir)
     df = read_table(input)
     pred = predict_frame(run, df, all_tasks=all_tasks)

@@ -4,6 +4,10 @@
 own ``config.yaml`` (``--set`` applies on top of it; ``--set training.epochs=N`` with more
 epochs extends a finished run). Every problem of the config is reported at once, before any
 data loads or any file is written.
+
+A config that names user code (a hint's ``fn: "my_hints:parity"``) runs it only with
+``--code my_hints.py`` (or ``--code package.module``): a config, or a run folder being
+resumed, never makes mtlkit import code by itself (:mod:`mtlkit.user_code`).
 """
 
 from __future__ import annotations
@@ -38,11 +42,19 @@ def train(
                                "the budget (training.epochs)."),
     nproc_per_node: int = typer.Option(None, "--nproc-per-node", help="Train data-parallel in N processes "
                                        "(runs torchrun; see docs/scaling.md)."),
+    code: list[str] = typer.Option([], "--code", help="Allow the config to use the functions of this Python "
+                                   "file (my_hints.py) or installed module (package.module); repeatable. "
+                                   "Without it a config that names code is refused."),
+    allow_data_change: bool = typer.Option(False, "--allow-data-change", help="Resume even if the data differs "
+                                           "from the run's (a warning, recorded in run.json)."),
 ) -> None:
     """Train from a YAML config; writes config, metrics, weights, summary and report."""
     from mtlkit.run import check, prepare_from_config, run
+    from mtlkit.user_code import allow_code
 
     set_threads(threads)
+    for spec in code:  # before the config is checked: its hints resolve against these
+        allow_code(spec)
     cfg = _load(config, resume, list(set_))
     if no_baselines:
         cfg.baselines = False
@@ -58,11 +70,14 @@ def train(
             args += [flag, str(value)] if value else []
         for s in set_:
             args += ["--set", s]
-        args += [f for f, on in (("--no-baselines", no_baselines), ("--overwrite", overwrite), ("--force", force)) if on]
+        for c in code:
+            args += ["--code", c]
+        args += [f for f, on in (("--no-baselines", no_baselines), ("--overwrite", overwrite), ("--force", force),
+                                 ("--allow-data-change", allow_data_change)) if on]
         raise typer.Exit(code=launch(nproc_per_node, args))
     prepared = prepare_from_config(cfg)
     result = run(cfg, prepared, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite,
-                 resume=resume is not None, force=force)
+                 resume=resume is not None, force=force, allow_data_change=allow_data_change)
     from mtlkit.training.distributed import exit_worker, is_distributed, is_main_process
 
     if is_main_process():  # distributed: rank 0 prints
@@ -73,14 +88,17 @@ def train(
 
 
 def _load(config: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
-    """The config file with the overrides; without one, the resumed run's own config.yaml."""
+    """The config file with the overrides; without one, the resumed run's own config.yaml
+    (that of an unfinished ``--overwrite`` run beside it, if there is one)."""
     from mtlkit.config import load_config
+    from mtlkit.run import RunFolder
 
     if config is not None:
         return load_config(config, overrides)
     if resume is None:
         raise ValueError("Give the run's CONFIG file (or --resume DIR to continue a run with its own "
                          "config.yaml).")
-    if not (resume / "config.yaml").exists():
+    saved = RunFolder(resume).active().config_path
+    if not saved.exists():
         raise FileNotFoundError(f"Nothing to resume: {str(resume)!r} holds no run (config.yaml).")
-    return load_config(resume / "config.yaml", overrides)
+    return load_config(saved, overrides)

@@ -26,14 +26,50 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(p)
         except ImportError as exc:
             raise ImportError("Reading Parquet needs pyarrow: pip install 'mtlkit[parquet]'.") from exc
+    _check_csv_header(p)
     try:
         if p.suffix.lower() in (".txt", ".tsv"):
-            return pd.read_csv(p, sep=None, engine="python")
-        return pd.read_csv(p)
+            df = pd.read_csv(p, sep=None, engine="python")
+        else:
+            df = pd.read_csv(p)
     except pd.errors.EmptyDataError:
         raise ValueError(f"Data file {str(p)!r} is empty: it has no header row.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"Data file {str(p)!r} cannot be read as CSV: {exc}") from None
+        text = str(exc)  # a parser error may quote a whole line: never echo more than a little
+        text = text if len(text) <= 300 else f"{text[:300]}... ({len(text):,} characters)"
+        raise ValueError(f"Data file {str(p)!r} cannot be read as CSV: {text}") from None
+    from mtlkit.data.tabular import check_frame
+
+    check_frame(df, repr(str(p)))
+    return df
+
+
+#: the longest header line read (bytes): a longer one is refused, never parsed or echoed
+MAX_HEADER_BYTES = 1_000_000
+
+
+def _check_csv_header(p: Path) -> None:
+    """Duplicate column names (pandas would silently rename them ``f0.1``) and an over-long
+    first line (a file without line breaks) are refused before pandas parses the file."""
+    import csv
+
+    with open(p, "rb") as f:
+        first = f.readline(MAX_HEADER_BYTES + 1)
+    if len(first) > MAX_HEADER_BYTES:
+        raise ValueError(f"Data file {str(p)!r}: its first line (the header) is longer than {MAX_HEADER_BYTES:,} "
+                         f"bytes; is it a CSV file with line breaks?")
+    text = first.decode("utf-8", errors="replace").rstrip("\r\n")
+    if not text:
+        return
+    delimiter = "\t" if p.suffix.lower() == ".tsv" else ";" if text.count(";") > text.count(",") else ","
+    names = next(csv.reader([text], delimiter=delimiter), [])
+    seen: set[str] = set()
+    dup = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    if dup:
+        from mtlkit.data.tabular import names
+
+        raise ValueError(f"Data file {str(p)!r}: column name(s) {names(dict.fromkeys(dup))} appear "
+                         f"more than once in its header (duplicate names); rename or drop the copies.")
 
 
 def targets_from_frame(df: pd.DataFrame, tasks: Sequence[Task], *, source: str = "the table"

@@ -73,6 +73,8 @@ def baseline_model(cfg: RunConfig, prepared: PreparedData, task: Task) -> nn.Mod
     from mtlkit.architectures import build_model
 
     trunk = dict(cfg.model.trunk) if cfg.model.trunk else dict(prepared.default_trunk)
+    if prepared.input_module and "input" not in trunk:  # a table's category embeddings
+        trunk["input"] = prepared.input_module
     name, params = cfg.model.architecture.name, cfg.model.architecture.params()
     own = getattr(ARCHITECTURES.get(name), "single_task_config", None) if name in ARCHITECTURES else None
     spec = own(params, task) if own is not None else None

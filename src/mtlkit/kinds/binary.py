@@ -58,7 +58,10 @@ class Binary(TaskKind):
 
     def prediction_columns(self, task: Any, out: Tensor) -> dict[str, np.ndarray]:
         prob = self.predict_transform(task, out).numpy()
-        return {task.name: (prob >= 0.5).astype(int), f"{task.name}_proba": prob}
+        hit = (prob >= 0.5).astype(int)
+        classes = getattr(task, "classes", None)
+        label = hit if classes is None else np.asarray(list(classes), dtype=object)[hit]
+        return {task.name: label, f"{task.name}_proba": prob}
 
     def confusion_data(self, task: Any, out: Any, target: Any, mask: Any
                        ) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -68,7 +68,13 @@ class Multiclass(TaskKind):
 
     def prediction_columns(self, task: Any, out: Tensor) -> dict[str, np.ndarray]:
         prob = self.predict_transform(task, out).numpy()
-        return {task.name: prob.argmax(-1), f"{task.name}_proba": prob.max(-1)}
+        classes = getattr(task, "classes", None)
+        if classes is None:  # integer classes: the index and its probability
+            return {task.name: prob.argmax(-1), f"{task.name}_proba": prob.max(-1)}
+        # named classes: the name and one probability column per class
+        cols: dict[str, np.ndarray] = {task.name: np.asarray(list(classes), dtype=object)[prob.argmax(-1)]}
+        cols.update({f"{task.name}_proba_{c}": prob[:, j] for j, c in enumerate(classes)})
+        return cols
 
     def confusion_data(self, task: Any, out: Any, target: Any, mask: Any
                        ) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -84,7 +90,10 @@ class Multiclass(TaskKind):
         pred = torch.as_tensor(out).float().argmax(-1).cpu().numpy()[m]
         y = torch.as_tensor(target).cpu().numpy()[m]
         labels = list(range(int(task.num_classes or 0)))
-        return classification_report(y, pred, labels=labels, output_dict=True, zero_division=0)
+        classes = getattr(task, "classes", None)
+        names = [str(c) for c in classes] if classes is not None else None
+        return classification_report(y, pred, labels=labels, target_names=names, output_dict=True,
+                                     zero_division=0)
 
     def class_balance(self, task: Any, y: Tensor, mask: Tensor) -> list[Any]:
         return torch.bincount(y[mask], minlength=int(task.num_classes or 0)).tolist()

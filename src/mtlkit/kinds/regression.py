@@ -6,11 +6,22 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit._registry import KINDS
 from mtlkit.kinds._base import Metric, TaskKind, as_bool, masked_mean
+
+
+def target_scale(task: Any, like: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(mean, std)`` of a standardised regression target as tensors like ``like``; ``None``
+    when the task's targets are not standardised."""
+    mean, std = getattr(task, "target_mean", None), getattr(task, "target_std", None)
+    if mean is None or std is None:
+        return None
+    return (torch.tensor(mean, dtype=like.dtype, device=like.device),
+            torch.tensor(std, dtype=like.dtype, device=like.device))
 
 
 @KINDS.register()
@@ -43,6 +54,9 @@ class Regression(TaskKind):
 
     def compute_loss(self, task: Any, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         mask = as_bool(mask)
+        scale = target_scale(task, pred)
+        if scale is not None:  # a standardised target: the loss on the training split's scale
+            target = (target - scale[0]) / scale[1]
         fns: dict[str, Callable[..., Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
         fn = fns[task.loss or self.default_loss]
         return masked_mean(fn(pred, target, reduction="none"), mask)
@@ -55,6 +69,12 @@ class Regression(TaskKind):
             Metric("rmse", lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p))), False),
             Metric("r2", lambda y, p: skm.r2_score(y, p) if len(y) > 1 else float("nan"), True),
         )
+
+    def predict_transform(self, task: Any, out: Tensor) -> Tensor:
+        """The model's output in the target's original units (a standardised target's
+        ``out * std + mean``)."""
+        scale = target_scale(task, out)
+        return out if scale is None else out * scale[1] + scale[0]
 
     def cast_targets(self, task: Any, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         y = y.float()

@@ -85,4 +85,35 @@ def summary_table(summary: Summary | Mapping[str, Any]) -> str:
         lines.append(f"inference ({unit}): MTL {fmt(i_mtl)} vs single-task {fmt(i_stl)} (total)")
     elif i_mtl is not None:
         lines.append(f"inference ({unit}): MTL {fmt(i_mtl)}")
+    gbdt = summary.gbdt if isinstance(summary.gbdt, dict) else {}
+    if gbdt:
+        lines += ["", gbdt_table(summary)]
+    return "\n".join(lines)
+
+
+def gbdt_table(summary: Summary | Mapping[str, Any]) -> str:
+    """The multi-task model against both single-task references (neural and GBDT) of each
+    primary task, and Δm against the GBDT models."""
+    summary = Summary.coerce(summary)
+    test = as_dict(summary.mtl.test if summary.mtl is not None else None)
+    stl = summary.baselines if isinstance(summary.baselines, dict) else {}
+    gbdt = summary.gbdt if isinstance(summary.gbdt, dict) else {}
+    header = ["task", "metric", "MTL", "STL", "GBDT", "best"]
+    rows: list[list[str]] = []
+    for t in task_names(summary):
+        if task_role(summary, t) == "auxiliary" or t not in gbdt:
+            continue
+        m_mtl, m_stl, m_gb = as_dict(test.get(t)), as_dict(stl[t].test if t in stl else None), as_dict(gbdt[t].test)
+        for i, metric in enumerate(list(m_mtl) + [k for k in m_gb if k not in m_mtl]):
+            hib = higher_is_better(summary, t, metric)
+            vals = {"MTL": num(m_mtl.get(metric)), "STL": num(m_stl.get(metric)), "GBDT": num(m_gb.get(metric))}
+            known = {k: v for k, v in vals.items() if v is not None}
+            best = (max if hib else min)(known, key=lambda k: known[k]) if known else ""
+            rows.append([t if i == 0 else "", f"{metric} {arrow(hib)}", fmt(m_mtl.get(metric)),
+                         fmt(m_stl.get(metric)), fmt(m_gb.get(metric)), best])
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    dm = num(summary.delta_m_gbdt)
+    lines.append(f"Δm vs GBDT (primary tasks): {NA if dm is None else f'{fmt_signed(dm, 3)} %'}  "
+                 f"(negative = the multi-task model is better)")
     return "\n".join(lines)

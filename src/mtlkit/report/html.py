@@ -49,7 +49,7 @@ _KNOWN_SUMMARY_KEYS = {
     "delta_m_all_tasks", "stl_params_total", "stl_inference_ms_total", "confusion",
     "classification_report", "higher_is_better", "main_metric", "created", "sign_convention",
     "inference_unit", "source", "sizes", "environment", "nonfinite_skipped", "affinity", "sharing",
-    "search_phase", "warnings",
+    "search_phase", "warnings", "gbdt", "delta_m_gbdt",
 }
 _KNOWN_SHARING_KEYS = {"gates", "cross_stitch", "policy", "discriminator_accuracy"}
 
@@ -369,6 +369,35 @@ def _headline(ctx: _Ctx) -> tuple[str, str, str]:
         parts.append("<h3>Cost: one multi-task model vs the single-task models</h3>")
         parts.append(_costs(ctx))
     return _sec("headline", "Headline: multi-task vs single-task", "".join(parts))
+
+
+def _gbdt(ctx: _Ctx) -> tuple[str, str, str] | None:
+    """The multi-task model against both single-task references: neural and GBDT."""
+    s = ctx.summary
+    gb = s.gbdt if isinstance(s.gbdt, Mapping) else {}
+    if not gb:
+        return None
+    rows: list[list[str]] = []
+    for t in ctx.primary:
+        m_mtl = as_dict(as_dict(ctx.mtl.test).get(t))
+        m_stl = as_dict(ctx.stl[t].test if t in ctx.stl else None)
+        m_gb = as_dict(gb[t].test if t in gb else None)
+        names = list(m_mtl) + [k for k in m_gb if k not in m_mtl]
+        for i, metric in enumerate(names):
+            hib = higher_is_better(s, t, metric)
+            vals = {k: num(m.get(metric)) for k, m in (("mtl", m_mtl), ("stl", m_stl), ("gbdt", m_gb))}
+            known = {k: v for k, v in vals.items() if v is not None}
+            best = (max if hib else min)(known, key=lambda k: known[k]) if known else None
+            row = [f'<td rowspan="{len(names)}" class="task">{esc(t)}</td>'] if i == 0 else []
+            row.append(f"<td>{esc(metric)} {arrow(hib)}</td>")
+            row += [_num_td(vals[k], "better" if k == best and len(known) > 1 else "") for k in ("mtl", "stl", "gbdt")]
+            rows.append(row)
+    body = ('<p class="legend">Each primary task is also fitted with scikit-learn\'s HistGradientBoosting on the '
+            "same training split (the same fitted preprocessing, native categories and missing values) and "
+            'scored on the same test split; the best of the three is <span class="better">highlighted</span>.</p>'
+            + _table(["task", "metric", "multi-task", "single-task (neural)", "single-task (GBDT)"], rows, "metrics")
+            + _dm_box(s.delta_m_gbdt, "Δm vs GBDT (primary tasks)", "the same formula with the GBDT models as M_stl"))
+    return _sec("gbdt", "Against gradient-boosted trees", body)
 
 
 def _auxiliary(ctx: _Ctx) -> tuple[str, str, str] | None:
@@ -1121,7 +1150,7 @@ def _young_gc() -> Iterator[None]:
 
 
 def _build_sections(ctx: _Ctx) -> list[tuple[str, str, str]]:
-    builders = [_headline, _auxiliary, _training, _curves, _comparison, _confusion,
+    builders = [_headline, _gbdt, _auxiliary, _training, _curves, _comparison, _confusion,
                 _classification_reports, _weights, _aggregator, _conflicts, _sharing, _search_phase,
                 _penalties,
                 _sampling, _affinity, _other, _config]

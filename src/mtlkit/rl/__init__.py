@@ -21,7 +21,13 @@ from mtlkit.rl._envs import Space, TaskEnvs, check_env_id, probe
 from mtlkit.rl._trainer import METHOD_CLASSES, RLTrainer, agent_from_spec, build_agent, evaluate
 from mtlkit.rl.care import CARE
 from mtlkit.rl.config import RLConfig, RLConfigError, load_rl_config, parse_rl_config
-from mtlkit.rl.distral import Distral, distillation_loss, kl_to_distilled, regularisation_reward, two_column_logits
+from mtlkit.rl.distral import (
+    Distral,
+    distillation_loss,
+    kl_to_distilled,
+    regularisation_reward,
+    two_column_logits,
+)
 from mtlkit.rl.shared import Shared
 from mtlkit.rl.single import Single
 

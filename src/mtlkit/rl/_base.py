@@ -9,6 +9,7 @@ actions of a task with fewer than ``A`` actions sit at ``-1e9``), ``value`` is `
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
@@ -34,7 +35,7 @@ def mlp(sizes: Sequence[int], activation: str, *, out_gain: float, out_activatio
     layer: 0.01 for policy logits, 1 for values), the usual choice for on-policy agents."""
     act = ACTIVATIONS[activation]
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         lin = nn.Linear(a, b)
         last = i == len(sizes) - 2
         nn.init.orthogonal_(lin.weight, gain=out_gain if last else math.sqrt(2))
@@ -91,12 +92,17 @@ class RLAgent(nn.Module):
         mask = torch.zeros(self.n_tasks, self.n_actions, dtype=torch.bool)
         for t, s in enumerate(spaces):
             mask[t, :s.n_actions] = True
+        self.action_mask: torch.Tensor
         self.register_buffer("action_mask", mask, persistent=False)
         self._masked = not bool(mask.all())
 
     # ------------------------------------------------------------------ to implement
     def forward(self, obs: torch.Tensor) -> AgentOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """The logits alone (acting needs no value); methods override it to skip the critic."""
+        return self.forward(obs).logits
 
     # ------------------------------------------------------------------ hooks (defaults)
     def reward_bonus(self, out: AgentOutput, log_prob_taken: torch.Tensor,

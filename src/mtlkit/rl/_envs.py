@@ -145,12 +145,12 @@ class TaskEnvs:
         def make() -> Any:
             return gym.make(env_id, disable_env_checker=True, **kwargs)
 
-        self.envs = SyncVectorEnv([make for _ in range(self.n)], autoreset_mode=AutoresetMode.DISABLED)
+        self.envs = SyncVectorEnv([make for _ in range(self.n)], copy=False, autoreset_mode=AutoresetMode.DISABLED)
         self.returns = np.zeros(self.n)
         self.lengths = np.zeros(self.n, dtype=np.int64)
 
     def _pad(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float32).reshape(self.n, -1)
+        obs = np.array(obs, dtype=np.float32, copy=True).reshape(self.n, -1)  # (the vector env reuses its buffer)
         if obs.shape[1] < self.obs_dim:
             obs = np.pad(obs, ((0, 0), (0, self.obs_dim - obs.shape[1])))
         return obs
@@ -182,7 +182,7 @@ class TaskEnvs:
         trunc = np.asarray(trunc, dtype=bool) & ~broken & ~term
         self.returns += reward
         self.lengths += 1
-        final_obs = np.where(trunc[:, None], np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+        final_obs = np.where(trunc[:, None], obs, np.float32(0.0)) if trunc.any() else np.zeros_like(obs)
         done = term | trunc | broken
         for i in np.flatnonzero(done):
             if broken[i]:
@@ -198,7 +198,7 @@ class TaskEnvs:
             obs = np.where(done[:, None], self._pad(fresh), obs)
             done = done & ~np.isfinite(obs).all(axis=1)  # a broken reset observation: drop, reset again
             self.dropped += int(done.sum())
-        return StepResult(obs, reward.astype(np.float32), term, trunc, broken, final_obs.astype(np.float32))
+        return StepResult(obs, reward.astype(np.float32), term, trunc, broken, final_obs)
 
     def _retry(self, tries: int) -> int:
         if tries >= 100:

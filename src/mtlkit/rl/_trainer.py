@@ -34,6 +34,7 @@ from mtlkit.rl.single import Single
 METHOD_CLASSES: dict[str, type[RLAgent]] = {c.method: c for c in (Single, Shared, Distral, CARE)}
 RESULT = "result.json"
 POLICY = "policy"
+WINDOW = 10  # a learning-curve point is the mean return of the last WINDOW training episodes
 
 
 def build_agent(method: str, spaces: Sequence[Space], cfg: RLConfig) -> RLAgent:
@@ -94,7 +95,7 @@ def evaluate(agent: RLAgent, cfg: RLConfig, *, device: str = "cpu") -> dict[str,
                 raise RuntimeError("Evaluation episodes did not end after 1,000,000 steps; give the "
                                    "environments a time limit (max_episode_steps).")
             with torch.no_grad():
-                logits = agent(torch.from_numpy(obs).to(device)).logits.cpu()
+                logits = agent.policy_logits(torch.from_numpy(obs).to(device)).cpu()
             if ev.deterministic:
                 actions = logits.argmax(-1).numpy()
             else:
@@ -153,6 +154,7 @@ class RLTrainer:
         self.dropped = [0] * len(self.tasks)
         self.train_seconds = 0.0
         self._pending = self._empty_pending()
+        self._recent: list[list[float]] = [[] for _ in self.tasks]
         self._envs: list[TaskEnvs] = []
         self._obs: np.ndarray | None = None
 
@@ -170,7 +172,7 @@ class RLTrainer:
         return {"model": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.gen.get_state(), "update": self.update, "curves": self.curves,
                 "evaluations": self.evaluations, "dropped": list(self.dropped), "pending": self._pending,
-                "train_seconds": self.train_seconds}
+                "recent": self._recent, "train_seconds": self.train_seconds}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["model"])
@@ -181,6 +183,7 @@ class RLTrainer:
         self.evaluations = list(state["evaluations"])
         self.dropped = [int(x) for x in state["dropped"]]
         self._pending = state["pending"]
+        self._recent = [list(r) for r in state["recent"]]
         self.train_seconds = float(state["train_seconds"])
 
     def _checkpoints(self) -> Any:
@@ -219,7 +222,7 @@ class RLTrainer:
         for s in range(a.n_steps):
             obs = torch.from_numpy(self._obs)
             with torch.no_grad():
-                logits = self.agent(obs.to(self.device)).logits.cpu()
+                logits = self.agent.policy_logits(obs.to(self.device)).cpu()
             probs = torch.softmax(logits, -1).reshape(t_n * n, -1)
             actions = torch.multinomial(probs, 1, generator=self.gen).reshape(t_n, n)
             acts = actions.numpy()
@@ -264,14 +267,17 @@ class RLTrainer:
             for ret, length in e.take_finished():
                 p["returns"][t].append(ret)
                 p["lengths"][t].append(length)
+                self._recent[t] = [*self._recent[t], ret][-WINDOW:]
 
     def _log_point(self) -> None:
         p = self._pending
         steps = self.env_steps
         for t, name in enumerate(self.tasks):
             rets, lens = p["returns"][t], p["lengths"][t]
+            recent = self._recent[t]
             row: dict[str, Any] = {"env_steps": steps, "task": name,
-                                   "return": float(np.mean(rets)) if rets else None,
+                                   "return": float(np.mean(recent)) if recent else None,
+                                   "window_return": float(np.mean(rets)) if rets else None,
                                    "episodes": len(rets), "length": float(np.mean(lens)) if lens else None,
                                    "dropped": self.dropped[t] + (self._envs[t].dropped if self._envs else 0)}
             for key, total in p["sums"].items():

@@ -100,9 +100,11 @@ class CARE(RLAgent):
         self.encoders_k, self.encoder_dim, self.context_dim = encoders, encoder_dim, context_dim
         self.hash_buckets, self.temperature = hash_buckets, float(temperature)
         act = ACTIVATIONS[activation]
+        self.meta: torch.Tensor
+        self.word_embedding: nn.Parameter | None
         if self.text:
             self.register_buffer("meta", bag_of_words(self.metadata, hash_buckets))
-            self.word_embedding = nn.Parameter(torch.randn(hash_buckets, context_dim) * 0.1)
+            self.word_embedding = nn.Parameter(torch.randn(hash_buckets, context_dim))  # as nn.Embedding
             self.context_net = nn.Sequential(act(), nn.Linear(context_dim, context_dim), act())
         else:
             if len({len(m) for m in self.metadata}) != 1 or not self.metadata[0]:
@@ -129,14 +131,20 @@ class CARE(RLAgent):
         z = self.context() if z is None else z
         return torch.softmax(self.attention(z) / self.temperature, dim=-1)
 
-    def forward(self, obs: torch.Tensor) -> AgentOutput:
+    def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.context()
         w = self.attention_weights(z)
         enc = torch.stack([e(obs) for e in self.encoders])          # [k, T, M, E]
         mixed = torch.einsum("ktme,tk->tme", enc, w)
-        x = torch.cat([mixed, z[:, None, :].expand(-1, obs.shape[1], -1)], dim=-1)
+        return torch.cat([mixed, z[:, None, :].expand(-1, obs.shape[1], -1)], dim=-1), w
+
+    def forward(self, obs: torch.Tensor) -> AgentOutput:
+        x, w = self._features(obs)
         logits, value = self.backbone(x)
         return AgentOutput(self.mask(logits), value, {"attention": w})
+
+    def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mask(self.backbone.actor(self._features(obs)[0]))
 
     def task_stats(self, out: AgentOutput, valid: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"attention": out.extras["attention"].detach()}

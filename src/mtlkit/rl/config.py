@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mtlkit.config import ConfigError
 
-METHODS = ("single", "shared", "distral", "care")
 MethodName = Literal["single", "shared", "distral", "care"]
+METHODS: tuple[MethodName, ...] = ("single", "shared", "distral", "care")
 
 
 class RLConfigError(ConfigError):
@@ -77,17 +85,17 @@ class RLTaskConfig(_Strict):
 class A2CConfig(_Strict):
     """The actor-critic shared by all methods."""
 
-    n_envs: int = Field(4, ge=1, le=512, description="environments per task stepped together")
-    n_steps: int = Field(32, ge=1, le=10_000, description="rollout length per update")
-    gamma: float = Field(0.99, gt=0, le=1)
-    gae_lambda: float = Field(0.95, ge=0, le=1)
-    lr: float = Field(1e-3, gt=0, le=1)
+    n_envs: int = Field(default=4, ge=1, le=512, description="environments per task stepped together")
+    n_steps: int = Field(default=32, ge=1, le=10_000, description="rollout length per update")
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    gae_lambda: float = Field(default=0.95, ge=0, le=1)
+    lr: float = Field(default=1e-3, gt=0, le=1)
     optimizer: Literal["adam", "rmsprop"] = "adam"
     hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1)
     activation: Literal["tanh", "relu"] = "tanh"
-    ent_coef: float = Field(0.01, ge=0)
-    vf_coef: float = Field(0.5, ge=0)
-    max_grad_norm: float | None = Field(0.5, gt=0)
+    ent_coef: float = Field(default=0.01, ge=0)
+    vf_coef: float = Field(default=0.5, ge=0)
+    max_grad_norm: float | None = Field(default=0.5, gt=0)
 
     @field_validator("hidden")
     @classmethod
@@ -100,22 +108,22 @@ class A2CConfig(_Strict):
 class DistralConfig(_Strict):
     """α = c_KL/(c_KL + c_Ent) and β = 1/(c_KL + c_Ent), as in the paper."""
 
-    alpha: float = Field(0.5, ge=0, le=1)
-    beta: float = Field(5.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    beta: float = Field(default=5.0, gt=0)
 
 
 class CAREConfig(_Strict):
-    encoders: int = Field(4, ge=1, le=64, description="k, the number of state encoders")
-    encoder_dim: int = Field(32, ge=1)
-    context_dim: int = Field(16, ge=1)
-    hash_buckets: int = Field(256, ge=1, description="rows of the hashed bag-of-words embedding")
-    temperature: float = Field(1.0, gt=0)
+    encoders: int = Field(default=4, ge=1, le=64, description="k, the number of state encoders")
+    encoder_dim: int = Field(default=32, ge=1)
+    context_dim: int = Field(default=16, ge=1)
+    hash_buckets: int = Field(default=256, ge=1, description="rows of the hashed bag-of-words embedding")
+    temperature: float = Field(default=1.0, gt=0)
 
 
 class EvaluationConfig(_Strict):
-    episodes: int = Field(10, ge=1, le=1000, description="episodes per task")
-    seed: int = Field(10_000, ge=0, description="sub-environment i of each task is reset with seed + i")
-    deterministic: bool = Field(True, description="greedy actions (else sampled)")
+    episodes: int = Field(default=10, ge=1, le=1000, description="episodes per task")
+    seed: int = Field(default=10_000, ge=0, description="sub-environment i of each task is reset with seed + i")
+    deterministic: bool = Field(default=True, description="greedy actions (else sampled)")
     at_steps: list[int] = Field(default_factory=list, description="also evaluate at these env steps per task")
 
 
@@ -123,19 +131,19 @@ class RLConfig(_Strict):
     """A multi-task RL run: every method of ``methods`` with every seed of ``seeds``."""
 
     kind: Literal["rl"]
-    name: str = Field("rl", min_length=1)
+    name: str = Field(default="rl", min_length=1)
     tasks: list[RLTaskConfig] = Field(min_length=1)
     methods: list[MethodName] = Field(default_factory=lambda: list(METHODS), min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     budget: int = Field(ge=1, description="environment steps per task (the same for every method)")
-    pad: bool = Field(False, description="zero-pad observations and mask actions when tasks' spaces differ")
+    pad: bool = Field(default=False, description="zero-pad observations and mask actions when tasks' spaces differ")
     agent: A2CConfig = Field(default_factory=A2CConfig)
     distral: DistralConfig = Field(default_factory=DistralConfig)
     care: CAREConfig = Field(default_factory=CAREConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    checkpoint_every: int | None = Field(None, ge=1, description="env steps per task between checkpoints; "
+    checkpoint_every: int | None = Field(default=None, ge=1, description="env steps per task between checkpoints; "
                                          "the environments are reset there, so a resumed run is exact")
-    log_every: int | None = Field(None, ge=1, description="env steps per task between learning-curve points")
+    log_every: int | None = Field(default=None, ge=1, description="env steps per task between learning-curve points")
     device: str = "cpu"
 
     @field_validator("methods", "seeds")

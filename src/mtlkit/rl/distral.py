@@ -115,6 +115,10 @@ class Distral(RLAgent):
         logits = two_column_logits(log_pi0, torch.stack(fs), alpha=self.alpha, beta=self.beta)
         return AgentOutput(self.mask(logits), torch.stack(values), {"log_pi0": log_pi0})
 
+    def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        f = torch.stack([col.actor(obs[t]) for t, col in enumerate(self.columns)])
+        return self.mask(two_column_logits(self.distilled_log_probs(obs), f, alpha=self.alpha, beta=self.beta))
+
     def reward_bonus(self, out: AgentOutput, log_prob_taken: torch.Tensor,
                      actions: torch.Tensor) -> torch.Tensor:
         log_pi0_taken = out.extras["log_pi0"].gather(-1, actions.unsqueeze(-1)).squeeze(-1)

@@ -29,9 +29,15 @@ class Shared(RLAgent):
                  activation: str = "tanh") -> None:
         super().__init__(spaces, hidden=hidden, activation=activation)
         self.net = ActorCritic(self.obs_dim + self.n_tasks, self.n_actions, self.hidden, activation)
+        self.task_codes: torch.Tensor
         self.register_buffer("task_codes", torch.eye(self.n_tasks), persistent=False)
 
+    def _inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([obs, self.task_codes[:, None, :].expand(-1, obs.shape[1], -1)], dim=-1)
+
     def forward(self, obs: torch.Tensor) -> AgentOutput:
-        codes = self.task_codes[:, None, :].expand(-1, obs.shape[1], -1)
-        logits, value = self.net(torch.cat([obs, codes], dim=-1))
+        logits, value = self.net(self._inputs(obs))
         return AgentOutput(self.mask(logits), value, {})
+
+    def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mask(self.net.actor(self._inputs(obs)))

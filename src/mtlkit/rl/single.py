@@ -47,5 +47,13 @@ class Single(RLAgent):
             values.append(v)
         return AgentOutput(torch.stack(logits), torch.stack(values), {})
 
+    def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        logits = []
+        for t, (net, space) in enumerate(zip(self.agents, self.spaces)):
+            lg = net.actor(obs[t, :, :space.obs_dim])
+            logits.append(F.pad(lg, (0, self.n_actions - space.n_actions), value=INVALID)
+                          if space.n_actions < self.n_actions else lg)
+        return torch.stack(logits)
+
     def clip_groups(self) -> list[list[nn.Parameter]]:
         return [list(a.parameters()) for a in self.agents]

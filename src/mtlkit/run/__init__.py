@@ -30,7 +30,9 @@ _LAZY = {
     "resolve_device": "build", "count_parameters": "build",
     "RunFolder": "folder", "RunFolderError": "folder", "FORMAT_VERSION": "folder", "SUMMARY": "folder",
     "MODEL_WEIGHTS": "folder", "MODEL_META": "folder", "RESUMABLE_KEYS": "folder", "save_model": "folder",
-    "load_model": "folder", "load_model_meta": "folder", "read_json": "folder",
+    "load_model": "folder", "load_model_meta": "folder", "read_json": "folder", "verify_model": "folder",
+    "RunLock": "folder", "RunLockedError": "folder", "DataChangedError": "folder", "RUN_RECORD": "folder",
+    "data_fingerprint": "folder",
     "Summary": "summary", "ModelResult": "summary", "EpochRecord": "summary",
     "Trained": "train_one", "train_into": "train_one", "evaluate_outputs": "train_one",
     "inference_ms": "train_one", "model_meta": "train_one",
@@ -38,13 +40,15 @@ _LAZY = {
     "sha256_file": "mtlkit._io",
 }
 
-__all__ = ["FORMAT_VERSION", "MODEL_META", "MODEL_WEIGHTS", "RESUMABLE_KEYS", "SUMMARY", "Built", "EpochRecord",
-           "ModelResult", "PreparedData", "RunFolder", "RunFolderError", "RunResult", "Summary", "Trained",
+__all__ = ["FORMAT_VERSION", "MODEL_META", "MODEL_WEIGHTS", "RESUMABLE_KEYS", "RUN_RECORD", "SUMMARY", "Built",
+           "DataChangedError", "EpochRecord", "ModelResult", "PreparedData", "RunFolder", "RunFolderError",
+           "RunLock", "RunLockedError", "RunResult", "Summary", "Trained",
            "UnknownNamesError", "WarningLog", "atomic_write", "build_all", "build_components",
            "build_model_for", "check", "count_parameters", "default_trunk_for", "evaluate_outputs",
            "inference_ms", "load_model", "load_model_meta", "make_trainer", "model_meta", "prepare",
            "prepare_from_config", "read_json", "resolve_device", "resolve_tasks", "run", "save_model",
-           "sha256_file", "to_jsonable", "train_into", "validate", "write_json", "write_report_safely"]
+           "sha256_file", "to_jsonable", "train_into", "validate", "verify_model", "write_json",
+           "write_report_safely", "data_fingerprint"]
 
 
 def __getattr__(name: str) -> Any:
@@ -87,13 +91,19 @@ if TYPE_CHECKING:
         MODEL_META,
         MODEL_WEIGHTS,
         RESUMABLE_KEYS,
+        RUN_RECORD,
         SUMMARY,
+        DataChangedError,
         RunFolder,
         RunFolderError,
+        RunLock,
+        RunLockedError,
+        data_fingerprint,
         load_model,
         load_model_meta,
         read_json,
         save_model,
+        verify_model,
     )
     from mtlkit.run.summary import EpochRecord, ModelResult, Summary
     from mtlkit.run.train_one import Trained, evaluate_outputs, inference_ms, model_meta, train_into

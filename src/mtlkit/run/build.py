@@ -325,6 +325,8 @@ def build_model_for(cfg: RunConfig, prepared: Any, tasks: Sequence[Task]) -> nn.
     from mtlkit.architectures import build_model
 
     trunk = dict(cfg.model.trunk) if cfg.model.trunk else dict(prepared.default_trunk)
+    if getattr(prepared, "input_module", None) and "input" not in trunk:  # a table's category embeddings
+        trunk["input"] = prepared.input_module
     arch = {"name": cfg.model.architecture.name, **cfg.model.architecture.params(), "trunk": trunk}
     try:
         return build_model(arch, list(tasks), prepared.input_shape)

@@ -5,7 +5,7 @@ configured auxiliary targets, split (seeded) and standardise the inputs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -17,9 +17,31 @@ from mtlkit.config import RunConfig
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data._preprocess import Standardizer
 from mtlkit.data._split import split
+from mtlkit.data.tabular import (
+    TableOptions,
+    TablePreprocessor,
+    check_frame,
+    fit_labels,
+    fit_target_scaling,
+    labels_from_frame,
+    resolve_types,
+)
 from mtlkit.tasks import Task, check_tasks, task_from_dict
 
-__all__ = ["PreparedData", "default_trunk_for", "prepare", "prepare_from_config", "resolve_tasks"]
+__all__ = ["PreparedData", "TableData", "default_trunk_for", "prepare", "prepare_from_config", "prepare_table",
+           "resolve_tasks", "table_options"]
+
+
+@dataclass
+class TableData:
+    """The raw table of a run, its split (row positions) and its fitted preprocessing: what
+    the GBDT baselines and the table-in, table-out predictions use."""
+
+    frame: pd.DataFrame
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    preprocessor: TablePreprocessor
 
 
 @dataclass
@@ -37,6 +59,13 @@ class PreparedData:
     image_column: str | None = None
     source: str = ""
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    #: a table read as it is (:func:`prepare_table`): its frame, split and preprocessing
+    table: TableData | None = None
+
+    @property
+    def input_module(self) -> dict[str, Any] | None:
+        """The spec of the model's input module (a table's category embeddings), if any."""
+        return self.table.preprocessor.input_spec if self.table is not None else None
 
 
 def default_trunk_for(input_shape: Sequence[int]) -> dict[str, Any]:
@@ -145,7 +174,12 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
         df = a.inputs
         aux_tasks.append(a.task)
         aux_targets.append(dataclasses.replace(a, inputs=None))
-    data, feats = from_dataframe(df, tasks, d.features, image_column=d.image_column, image_root=d.image_root,
+    if d.image_column is None:  # a table as it is: types, encoders, imputation, fitted on the training split
+        return prepare_table(df, tasks, d.features, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
+                             options=table_options(cfg), source=repr(d.path), aux_tasks=aux_tasks,
+                             aux_targets=aux_targets, array_generators=array_gens, label=f"file:{d.path}")
+    feature_list = list(d.features) if d.features is not None else None
+    data, feats = from_dataframe(df, tasks, feature_list, image_column=d.image_column, image_root=d.image_root,
                                  image_size=cast(tuple[int, int], tuple(d.image_size)) if d.image_size else None,
                                  grayscale=d.grayscale, source=repr(d.path))
     if aux_targets:
@@ -156,6 +190,76 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
     return prepare(data, tasks + aux_tasks + extra, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
                    standardize=d.standardize, features=None if d.image_column else feats,
                    image_column=d.image_column, source=f"file:{d.path}")
+
+
+def table_options(cfg: RunConfig) -> TableOptions:
+    """The config's ``data.categorical`` and ``data.standardize`` as :class:`TableOptions`."""
+    c = cfg.data.categorical
+    return TableOptions(onehot_max=c.onehot_max, min_count=c.min_count, embedding_dim=c.embedding_dim,
+                        max_categories=c.max_categories, standardize=cfg.data.standardize)
+
+
+def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[str] | Mapping[str, Any] | None = None,
+                  *, fractions: Sequence[float] = (0.6, 0.25, 0.15), stratify: str | None = None, seed: int = 0,
+                  options: TableOptions | None = None, source: str = "the table",
+                  aux_tasks: Sequence[Task] = (), aux_targets: Sequence[Any] = (),
+                  array_generators: Sequence[Any] = (), label: str | None = None) -> PreparedData:
+    """A table as it is -> split, preprocessed data (see :mod:`mtlkit.data.tabular`).
+
+    Column types are declared (``features`` as a mapping) or inferred; class labels get
+    their names (``Task.classes``); the rows are split (seeded, stratified on a task if
+    asked); then the preprocessing (imputation, standardisation, category vocabularies) and
+    the regression targets' scaling are fitted on the training rows alone and applied to
+    every split. ``aux_targets``: auxiliary targets already computed from the table (one
+    row each); ``array_generators``: auxiliary generators of the encoded inputs."""
+    check_frame(df, source)
+    if len(df) == 0:
+        raise ValueError(f"{source} is empty: it has no rows.")
+    tasks = check_tasks(tasks)
+    names = [t.name for t in tasks]
+    if stratify is not None and stratify not in names + [t.name for t in aux_tasks]:
+        raise ValueError(f"split.stratify names unknown task {stratify!r}; tasks are {names}.")
+    label_cols = [c for t in tasks for c in t.label_columns]
+    types = resolve_types(df, features, label_cols, source=source)
+    tasks = fit_labels(df, tasks, source=source)
+    targets, masks = labels_from_frame(df, tasks, source=source)
+    n = len(df)
+    rows = MultiTaskData(torch.arange(n, dtype=torch.float32)[:, None], targets, masks, tasks, source=source)
+    strat = stratify if stratify in names else None
+    parts = split(rows, fractions, seed=seed, stratify=strat)
+    idx = [p.x[:, 0].long().numpy() for p in parts]
+    _check_training_classes(tasks, targets, masks, idx[0], source)
+    pre = TablePreprocessor(types, options).fit(df.iloc[idx[0]], source=f"the training split of {source}")
+    x = torch.as_tensor(pre.transform(df, source=source))
+    tasks = fit_target_scaling(tasks, targets, masks, idx[0])
+    data = MultiTaskData(x, targets, masks, tasks, source=source)
+    if aux_targets:
+        from mtlkit.auxiliary import with_auxiliary
+
+        data = with_auxiliary(data, list(aux_targets))
+    data, _, extra = _array_aux(data, None, array_generators)
+    every = list(tasks) + list(aux_tasks) + list(extra)
+    train, val, test = (data.subset(i) for i in idx)
+    for part in (train, val, test):
+        part.tasks = every
+    shape = (int(x.shape[1]),)
+    return PreparedData(train, val, test, every, shape, default_trunk_for(shape), pre.to_dict(), pre.features,
+                        None, label or source, table=TableData(df, idx[0], idx[1], idx[2], pre))
+
+
+def _check_training_classes(tasks: Sequence[Task], targets: Mapping[str, Any], masks: Mapping[str, Any],
+                            train_idx: np.ndarray, source: str) -> None:
+    """A classification task needs two classes among its labelled training rows."""
+    for t in tasks:
+        if not t.task_kind.class_per_sample:
+            continue
+        y = np.asarray(targets[t.name])[train_idx][np.asarray(masks[t.name], dtype=bool)[train_idx]]
+        seen = np.unique(y)
+        if len(seen) < 2:
+            one = (t.classes[int(seen[0])] if t.classes is not None else seen[0].item()) if len(seen) else None
+            raise ValueError(f"Task {t.name!r}: the training split of {source} holds a single class ({one!r}) of "
+                             f"its label column {t.label_columns[0]!r}; a classifier needs at least two. Use "
+                             f"more data, stratify on it (data.split.stratify), or drop the task.")
 
 
 def _auxiliary_generators(cfg: RunConfig) -> list[Any]:

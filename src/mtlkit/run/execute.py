@@ -6,6 +6,7 @@ Used by ``mtlkit train`` / ``mtlkit demo`` and by :func:`mtlkit.fit`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import re
@@ -21,18 +22,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mtlkit.config import RunConfig
+from mtlkit.config import RunConfig, code_references
 from mtlkit.evaluation.baselines import Baselines, train_baselines
 from mtlkit.evaluation.delta_m import delta_m, delta_m_per_task
 from mtlkit.run.build import Built, build_all, build_components, build_model_for, count_parameters
 from mtlkit.run.data import PreparedData
-from mtlkit.run.folder import RunFolder
+from mtlkit.run.folder import RunFolder, check_name, data_fingerprint
 from mtlkit.run.summary import ModelResult, Summary
 from mtlkit.run.train_one import Trained, evaluate_outputs, inference_ms, model_meta, train_into
 from mtlkit.tasks import Task
 from mtlkit.training import Trainer, predict_raw, seed_everything
 
-__all__ = ["RunResult", "WarningLog", "check", "run", "write_report_safely"]
+__all__ = ["RunResult", "WarningLog", "baseline_kinds", "check", "run", "write_report_safely"]
 
 Log = Callable[[str], None]
 
@@ -64,19 +65,35 @@ class RunResult:
     def report_path(self) -> Path | None:
         return self.run_dir / "report.html" if self.run_dir else None
 
-    def predict(self, x: Any) -> dict[str, torch.Tensor]:
-        """Raw outputs per task for a DataFrame (feature columns), array or tensor of inputs."""
+    def loaded(self) -> Any:
+        """The run's model with its metadata as a :class:`~mtlkit.inference.LoadedRun`."""
+        from mtlkit.inference import LoadedRun
+        from mtlkit.run.train_one import model_meta
+
+        return LoadedRun(self.run_dir, self.model, model_meta(self.model, self.prepared, self.tasks), list(self.tasks))
+
+    def predict(self, x: Any, *, all_tasks: bool = False) -> Any:
+        """Predictions for a table as a DataFrame: per task the decoded label (class name)
+        and its probabilities, or the value in original units; the index and ID columns are
+        carried through (see :func:`mtlkit.inference.predict_frame`). Arrays and tensors of
+        encoded inputs give the raw outputs, as :meth:`predict_raw` does."""
+        if isinstance(x, pd.DataFrame):
+            return self.loaded().predict(x, all_tasks=all_tasks)
+        return self.predict_raw(x)
+
+    def predict_raw(self, x: Any) -> dict[str, torch.Tensor]:
+        """Raw outputs (logits, standardised values) per task for a DataFrame, an array or a
+        tensor of inputs (arrays and tensors: encoded as the model reads them, before the
+        input standardisation of a run without table preprocessing)."""
         from mtlkit.data._preprocess import Standardizer
+        from mtlkit.data.tabular import is_table_preprocessing
 
         if isinstance(x, pd.DataFrame):
-            from mtlkit.data._table import features_from_frame
-
-            if not self.prepared.features:
-                raise ValueError("This model was not trained on named feature columns.")
-            x = torch.as_tensor(features_from_frame(x, self.prepared.features, source="the input"))
+            return self.loaded().predict_raw(x)
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
-        if self.prepared.preprocessing:
-            x = Standardizer.from_dict(self.prepared.preprocessing).transform(x)
+        pre = self.prepared.preprocessing
+        if pre and not is_table_preprocessing(pre):
+            x = Standardizer.from_dict(pre).transform(x)
         return predict_raw(self.model, x)
 
 
@@ -145,12 +162,15 @@ class _Job:
 def check(cfg: RunConfig, out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
           force: bool = False, model: nn.Module | None = None, components: dict[str, Any] | None = None) -> Built:
     """Everything :func:`run` checks before it loads data or writes a file: every component
-    of ``cfg`` (:func:`~mtlkit.run.build.build_all`, all problems in one error) and whether
-    the run may start in (or resume from) ``out_dir``. Returns the built components."""
+    of ``cfg`` (:func:`~mtlkit.run.build.build_all`, all problems in one error), whether
+    another process is writing ``out_dir`` (its lock), and whether the run may start in (or
+    resume from) ``out_dir``. Returns the built components."""
     from mtlkit.training.distributed import is_main_process
 
     built = build_all(cfg, components=components, model=model)
     folder = RunFolder(out_dir, writer=is_main_process()) if out_dir is not None else None
+    if folder is not None:
+        folder.check_unlocked()
     if resume:
         if folder is None:
             raise FileNotFoundError("Nothing to resume: None holds no run (config.yaml).")
@@ -164,7 +184,8 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
         log: Log | None = None, model: nn.Module | None = None,
         components: dict[str, Any] | None = None,
         baseline_builder: Callable[[Task], nn.Module] | None = None, overwrite: bool = False,
-        resume: bool = False, force: bool = False, report: bool = True) -> RunResult:
+        resume: bool = False, force: bool = False, report: bool = True,
+        allow_data_change: bool = False) -> RunResult:
     """Train the multi-task model and (if ``cfg.baselines``) one single-task model per task,
     evaluate on the test split and write the run folder when ``out_dir`` is given.
 
@@ -172,25 +193,30 @@ def run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, p
     is written. ``components`` overrides the weighting/aggregator/schedule/sampler objects
     named by the config (for objects built in Python); ``baseline_builder(task)`` builds the
     single-task reference model (default: hard sharing with the config's trunk). A folder
-    that holds an earlier run is refused unless ``overwrite``, which moves the earlier run
-    aside (:class:`~mtlkit.run.folder.RunFolder`: nothing is ever deleted).
+    that holds an earlier run is refused unless ``overwrite``: the new run is then written
+    beside the earlier one and replaces it only when it has succeeded, the earlier run moving
+    to ``replaced/`` (:class:`~mtlkit.run.folder.RunFolder`: nothing is ever deleted). The
+    folder is locked while the run writes it: a second run on it fails at once.
 
     With ``resume``, every trainer (multi-task and baselines) continues from its newest good
     checkpoint in ``out_dir/checkpoints``; a config that differs from the run's is refused
     (listing the differing keys) unless ``force`` or only the budget changed (more
     ``training.epochs`` extend a finished run; the change is kept in ``summary["resumed"]``).
+    Data that differs from the run's (its fingerprint in ``run.json``) is refused unless
+    ``allow_data_change`` (then a warning, recorded in ``run.json``).
 
     The warnings shown meanwhile are kept in ``summary["warnings"]`` (and the report)."""
     with WarningLog() as warned:
         return _run(cfg, prepared, out_dir=out_dir, progress=progress, log=log, model=model,
                     components=components, baseline_builder=baseline_builder, overwrite=overwrite,
-                    resume=resume, force=force, report=report, warned=warned)
+                    resume=resume, force=force, report=report, warned=warned,
+                    allow_data_change=allow_data_change)
 
 
 def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, progress: bool,
          log: Log | None, model: nn.Module | None, components: dict[str, Any] | None,
          baseline_builder: Callable[[Task], nn.Module] | None, overwrite: bool, resume: bool, force: bool,
-         report: bool, warned: WarningLog) -> RunResult:
+         report: bool, warned: WarningLog, allow_data_change: bool = False) -> RunResult:
     """The body of :func:`run`; ``warned`` collects the warnings shown meanwhile."""
     from mtlkit.training.distributed import (
         DistributedTrainer,
@@ -203,45 +229,75 @@ def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, 
     main = is_main_process()  # distributed: rank 0 alone writes the run folder and prints
     # every problem, before any write (the data's tasks known now: see build_all)
     built = build_all(cfg, components=components, model=model, tasks=prepared.tasks)
+    if out_dir is not None:  # task names become folder names (baselines/<task>, checkpoints/stl-<task>)
+        for t in prepared.tasks:
+            check_name(t.name, "task name")
     if model is None:  # built now, so that a model that cannot be built is refused before any write
         seed_everything(cfg.seed)
         model = build_model_for(cfg, prepared, prepared.tasks)
     folder = RunFolder(out_dir, writer=main) if out_dir is not None else None
-    job = _Job(cfg, prepared, folder, built, progress, (log if main else None) or (lambda s: None),
-               DistributedTrainer if is_distributed() else Trainer, resume, dict(components or {}),
-               baseline_builder)
-    resumed = _open_folder(job, overwrite=overwrite, force=force)
-    early = _references_first(job)
-    final, search_phase = _train_multi_task(job, model)
-    summary = _summarise(job, final, search_phase)
-    summary.resumed = resumed or None
-    stl = (early or job.baselines()) if cfg.baselines and job.tasks else None
-    if stl is not None:
-        _add_baselines(summary, stl, job.tasks, final.test)
-    summary.warnings = warned.entries()  # what the console showed, kept with the run
-    record = summary.to_dict()
-    if folder is not None and main:
-        folder.write_summary(record)
-        if report:
-            write_report_safely(folder.path, job.say)
+    # held from the first write to the last: a second run on the folder fails at once
+    lock = folder.lock() if folder is not None and main else contextlib.nullcontext()
+    with lock:
+        job = _Job(cfg, prepared, folder, built, progress, (log if main else None) or (lambda s: None),
+                   DistributedTrainer if is_distributed() else Trainer, resume, dict(components or {}),
+                   baseline_builder)
+        resumed = _open_folder(job, overwrite=overwrite, force=force, allow_data_change=allow_data_change)
+        try:
+            early = _references_first(job)
+            final, search_phase = _train_multi_task(job, model)
+            summary = _summarise(job, final, search_phase)
+            summary.resumed = resumed or None
+            stl = (early or job.baselines()) if "neural" in baseline_kinds(cfg) and job.tasks else None
+            if stl is not None:
+                _add_baselines(summary, stl, job.tasks, final.test)
+            if "gbdt" in baseline_kinds(cfg) and job.tasks:
+                _add_gbdt(summary, job, final.test)
+            summary.warnings = warned.entries()  # what the console showed, kept with the run
+            record = summary.to_dict()
+            if job.folder is not None and main:
+                job.folder.write_summary(record)
+                if report:
+                    write_report_safely(job.folder.path, job.say)
+        except BaseException:
+            if folder is not None and job.folder is not None and job.folder.path != folder.path:
+                job.say(f"The run failed; the earlier run in {str(folder.path)!r} is untouched. The new run's "
+                        f"files so far are in {str(job.folder.path)!r}: --resume {str(folder.path)!r} continues "
+                        f"it, --overwrite starts it again.")
+            raise
+        if folder is not None and job.folder is not None:
+            aside = folder.commit(job.folder)  # an overwrite: the new run replaces the earlier one now
+            if aside is not None:
+                job.say(f"The earlier run in {str(folder.path)!r} was moved to {str(aside)!r}.")
     return RunResult(folder.path if folder is not None else None, final.model, list(job.tasks), record,
                      final.trainer, prepared, stl.models if stl is not None else {})
 
 
-def _open_folder(job: _Job, *, overwrite: bool, force: bool) -> list[dict[str, Any]]:
-    """Start (or resume) the run in its folder; the run's list of resumes that changed the
-    config (see :meth:`RunFolder.resume`)."""
+def _open_folder(job: _Job, *, overwrite: bool, force: bool, allow_data_change: bool = False
+                 ) -> list[dict[str, Any]]:
+    """Start (or resume) the run in its folder (holding its lock) and point ``job.folder`` at
+    the folder the run writes (``.next/`` beside an earlier run for an ``overwrite``); the
+    run's list of resumes that changed the config (see :meth:`RunFolder.resume`)."""
+    from mtlkit.user_code import records_for
+
     folder = job.folder
     if job.resume and folder is None:
         raise FileNotFoundError("Nothing to resume: None holds no run (config.yaml).")
     if folder is None:
         return []
+    fingerprint = data_fingerprint(job.prepared) if folder.writer else None
+    code = records_for(code_references(job.cfg))
     if not job.resume:
-        aside = folder.start(job.cfg, overwrite=overwrite)
-        if aside is not None:
-            job.say(f"The earlier run in {str(folder.path)!r} was moved to {str(aside)!r}.")
+        job.folder = folder.start(job.cfg, overwrite=overwrite, record={"data": fingerprint, "code": code})
+        if job.folder is not folder:
+            job.say(f"Writing the new run beside the earlier one (in {str(job.folder.path)!r}); it replaces the "
+                    f"earlier run when it has succeeded.")
         return []
-    entries, changed = folder.resume(job.cfg, force=force)
+    target, entries, changed = folder.resume(job.cfg, force=force, data=fingerprint, code=code,
+                                             allow_data_change=allow_data_change)
+    job.folder = target
+    if target is not folder:
+        job.say(f"Continuing the unfinished --overwrite run in {str(target.path)!r}.")
     if changed:
         what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         job.say(f"Resuming with a changed config ({what}); config.yaml updated.")
@@ -372,6 +428,31 @@ def _add_baselines(summary: Summary, stl: Baselines, tasks: Sequence[Task],
     summary.delta_m_all_tasks = delta_m(mtl_test, stl_test, tasks, primary_only=False)
     summary.stl_params_total = sum(v.params or 0 for v in stl.results.values())
     summary.stl_inference_ms_total = sum(v.inference_ms or 0.0 for v in stl.results.values())
+
+
+def baseline_kinds(cfg: RunConfig) -> set[str]:
+    """The single-task references a config asks for: ``baselines: true`` -> neural."""
+    value = cfg.baselines
+    if isinstance(value, bool):
+        return {"neural"} if value else set()
+    return set(value)
+
+
+def _add_gbdt(summary: Summary, job: _Job, mtl_test: dict[str, dict[str, float]]) -> None:
+    """The boosted-tree references (``baselines: [..., gbdt]``) and Δm against them."""
+    from mtlkit.evaluation.gbdt import train_gbdt
+
+    gb = train_gbdt(job.prepared, job.tasks, seed=job.cfg.seed, say=job.say)
+    for name, why in gb.skipped.items():
+        warnings.warn(f"No GBDT baseline for task {name!r}: {why}.", stacklevel=2)
+    summary.gbdt = gb.results
+    confusion = summary.confusion or {}
+    for name, conf in gb.confusion.items():
+        if conf is not None and name in confusion:
+            confusion[name]["gbdt"] = conf
+    dm = delta_m(mtl_test, {k: v.test or {} for k, v in gb.results.items()},
+                 [t for t in job.tasks if t.name in gb.results], primary_only=True)
+    summary.delta_m_gbdt = dm if dm is not None and math.isfinite(dm) else None
 
 
 def write_report_safely(run_dir: Path, say: Log) -> None:

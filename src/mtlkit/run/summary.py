@@ -130,13 +130,17 @@ class Summary(_Record):
     stl_params_total: int | None = field(default=None, metadata=OPTIONAL)
     stl_inference_ms_total: float | None = field(default=None, metadata=OPTIONAL)
     resumed: list[dict[str, Any]] | None = field(default=None, metadata=OPTIONAL)
+    #: the boosted-tree single-task references (``baselines: [neural, gbdt]``), by task
+    gbdt: dict[str, ModelResult] | None = field(default=None, metadata=OPTIONAL)
+    #: Δm of the multi-task model against the GBDT references (primary tasks)
+    delta_m_gbdt: float | None = field(default=None, metadata=OPTIONAL)
     warnings: list[dict[str, Any]] | None = field(default_factory=list)
 
     @classmethod
     def _read(cls, name: str, value: Any) -> Any:
         if name == "mtl":
             return ModelResult.from_dict(value) if isinstance(value, Mapping) else _SKIP
-        if name == "baselines":
+        if name in ("baselines", "gbdt"):
             if value is None:
                 return None
             if not isinstance(value, Mapping):
@@ -148,6 +152,8 @@ class Summary(_Record):
         out = super().to_dict()
         if isinstance(self.baselines, dict) and "baselines" in out:
             out["baselines"] = {k: v.to_dict() for k, v in self.baselines.items()}
+        if isinstance(self.gbdt, dict) and "gbdt" in out:
+            out["gbdt"] = {k: v.to_dict() for k, v in self.gbdt.items()}
         return out
 
     # ------------------------------------------------------------------ reading helpers

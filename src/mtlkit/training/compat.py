@@ -49,6 +49,11 @@ def check_components(model: nn.Module, settings: TrainerSettings, *, weighting: 
         raise ValueError(f"level='representation' needs a model with a shared representation; "
                          f"{type(model).__name__} has none. Use level='parameters'.")
     check_gradients_at(model, weighting)
+    if settings.jacobian_block_size is not None and aggregator is not None and settings.level == "parameters" \
+            and not getattr(aggregator, "gramian_based", False):
+        raise ValueError(f"jacobian_block_size={settings.jacobian_block_size} computes the Gramian block by block, "
+                         f"which serves an aggregator that weights the Gramian (gramian_based); {aggregator} reads "
+                         f"the whole Jacobian. Remove jacobian_block_size or choose a Gramian-based aggregator.")
     if aggregator is not None and settings.level == "parameters" and callable(getattr(model, "shared_parameters", None)) \
             and not _shared(model):
         warnings.warn(f"The model {type(model).__name__} has no shared parameters, so the aggregator "

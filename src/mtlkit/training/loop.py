@@ -74,6 +74,12 @@ def fit(tr: Trainer, train: MultiTaskData, val: MultiTaskData | None, *, resume:
     empty = [t for t in tr.task_names if counts.get(t, 1) == 0]
     if empty:
         raise ValueError(f"Task(s) {empty} have no labelled training sample: every label is missing.")
+    for name, part in (("training", train), ("validation", val)):
+        missing = [t for t in tr.task_names if part is not None and t not in getattr(part, "targets", {})]
+        if missing:
+            raise ValueError(f"The {name} data has no labels for task(s) {missing}; it has "
+                             f"{sorted(getattr(part, 'targets', {}))}. Give every task a label column "
+                             f"(missing values are allowed, they are masked).")
     if getattr(tr.weighting, "needs_validation_batch", False) and (val is None or len(val) == 0):
         raise ValueError(f"The weighting {tr.weighting} learns from validation batches at every step "
                          f"(needs_validation_batch): pass validation data, fit(train, val).")
@@ -179,12 +185,21 @@ def _run_epoch(tr: Trainer, train: MultiTaskData, epoch: int, ep: dict[str, Any]
     return ep
 
 
+#: the running sums of an epoch that live on the losses' device (no host read per step)
+_DEVICE_SUMS = ("loss_sum", "loss_n", "w_sum")
+
+
 def _accumulate(ep: dict[str, Any], r: StepResult, k: int) -> None:
+    dev = r.losses.device
+    if ep["loss_sum"].device != dev:
+        for key in _DEVICE_SUMS:
+            ep[key] = ep[key].to(dev)
     present = torch.zeros_like(r.present) if r.skipped else r.present  # a skipped step teaches nothing
-    ep["loss_sum"] += torch.where(present, r.losses.cpu().float(), torch.zeros(k))
+    losses = r.losses.float()
+    ep["loss_sum"] += torch.where(present, losses, torch.zeros_like(losses))
     ep["loss_n"] += present.float()
-    ep["w_sum"] += r.weights.cpu().float()
-    if r.aggregator_weights is not None:
+    ep["w_sum"] += r.weights.float()
+    if r.aggregator_weights is not None:  # the exact methods read the device anyway (docs/performance.md)
         ep["agg_sum"][r.aggregator_tasks] += r.aggregator_weights.cpu().to(ep["agg_sum"])
         ep["agg_n"][r.aggregator_tasks] += 1
     if r.penalties:
@@ -197,7 +212,7 @@ def _record(tr: Trainer, epoch: int, ep: dict[str, Any]) -> dict[str, Any]:
     """The epoch's record (see the module docstring for its keys)."""
     names = tr.task_names
     steps = int(ep["batch_index"])
-    mean_losses = ep["loss_sum"] / ep["loss_n"].clamp_min(1)
+    mean_losses = (ep["loss_sum"] / ep["loss_n"].clamp_min(1)).cpu()
     tr.weighting.on_epoch_end(epoch, mean_losses)
     if tr.scheduler is not None:
         tr.scheduler.step()
@@ -211,7 +226,7 @@ def _record(tr: Trainer, epoch: int, ep: dict[str, Any]) -> dict[str, Any]:
     if ep.get("nonfinite_tasks"):
         record["nonfinite_tasks"] = dict(ep["nonfinite_tasks"])
     if ep.get("extra_losses"):
-        record["penalties"] = {k: v / max(steps, 1) for k, v in ep["extra_losses"].items()}
+        record["penalties"] = {k: float(v) / max(steps, 1) for k, v in ep["extra_losses"].items()}
     if tr.aggregator is not None and ep["agg_n"].sum() > 0:
         record["aggregator_weights"] = dict(zip(names, (ep["agg_sum"] / ep["agg_n"].clamp_min(1)).tolist()))
     for cb in tr.hooks:

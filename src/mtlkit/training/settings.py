@@ -22,11 +22,11 @@ import random
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch loads where it is used: a config is validated without it
+    import torch
+    from torch import nn
 
 __all__ = ["TrainerSettings", "make_optimizer", "make_scheduler", "seed_everything", "yaml_fields"]
 
@@ -64,6 +64,16 @@ class TrainerSettings:
     jacobian_engine: Literal["loop", "batched", "two-stage"] = _opt(
         "loop", doc="how the parameter-level Jacobian is computed: loop (K backward passes, fastest on CPU), "
         "batched (vmapped) or two-stage (through the shared representation)")
+    precision: Literal["fp32", "bf16", "fp16"] = _opt(
+        "fp32", doc="fp32, or mixed precision: the forward pass and the losses autocast to bf16, or to fp16 "
+        "with a gradient scaler (see docs/performance.md)",
+        error="The 'precision' setting must be one of 'fp32', 'bf16', 'fp16'. Got {value!r}.")
+    compile: bool = _opt(False, doc="torch.compile the model's forward (the first steps pay the compilation)")
+    jacobian_block_size: int | None = _opt(
+        None, ge=1, doc="parameter-level Gramian methods: hold the task Jacobian in blocks of at most this many "
+        "parameter entries (K x block) instead of K x P; the Gramian is summed block by block and the "
+        "direction is one more backward pass (null: the whole Jacobian at once; ignored without such an "
+        "aggregator and at the representation level)")
     monitor_conflicts: bool = _opt(False, yaml_default=True, doc="log gradient-conflict statistics per epoch")
     max_nonfinite_steps: int = _opt(20, ge=1, doc="consecutive skipped non-finite steps before stopping")
     checkpoint_every: int | None = _opt(None, ge=1, doc="also checkpoint every N steps")
@@ -97,7 +107,7 @@ class TrainerSettings:
     @classmethod
     def resolve(cls, settings: TrainerSettings | None, options: dict[str, Any]) -> TrainerSettings:
         """The settings object from ``settings=`` and/or keyword options (options win)."""
-        if "device" in options and isinstance(options["device"], torch.device):
+        if "device" in options and type(options["device"]).__name__ == "device":  # a torch.device
             options["device"] = str(options["device"])
         fields = cls.__dataclass_fields__
         unknown = sorted(set(options) - set(fields))
@@ -200,6 +210,9 @@ def yaml_fields(*, include_hidden: bool = False) -> dict[str, tuple[Any, Any]]:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -208,6 +221,8 @@ def seed_everything(seed: int) -> None:
 def make_optimizer(name: str, params: Iterable[nn.Parameter], *, lr: float, weight_decay: float = 0.0,
                    momentum: float = 0.9) -> torch.optim.Optimizer:
     """``adam`` | ``adamw`` | ``sgd`` (with ``momentum``) over ``params``."""
+    import torch
+
     name = name.lower()
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"The learning rate 'lr' must be a positive float. Got {lr!r}.")
@@ -223,6 +238,8 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], *, lr: float, weig
 def make_scheduler(name: str | None, optimizer: torch.optim.Optimizer, epochs: int, *,
                    step_size: int | None = None, gamma: float = 0.1) -> Any:
     """``none`` | ``cosine`` (over ``epochs``) | ``step`` (every ``epochs // 3``), stepped per epoch."""
+    import torch
+
     if name in (None, "none"):
         return None
     if name == "cosine":

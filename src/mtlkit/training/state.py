@@ -33,7 +33,7 @@ def trainer_state(tr: Trainer) -> dict[str, Any]:
         "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
         "epoch": tr.epoch, "step": tr.step_count, "history": tr.history.records,
         "best_epoch": tr.history.best_epoch, "stopped_early": tr.history.stopped_early,
-        "nonfinite_skipped": tr.nonfinite_skipped,
+        "nonfinite_skipped": tr.nonfinite_skipped, "precision": tr.precision.state_dict(),
     }
     for cb in tr.hooks:
         if cb.state_key:
@@ -62,6 +62,7 @@ def load_trainer_state(tr: Trainer, state: dict[str, Any]) -> None:
     tr.history = History(records=list(state.get("history", [])), best_epoch=state.get("best_epoch"),
                         stopped_early=bool(state.get("stopped_early", False)))
     tr.guard.skipped = int(state.get("nonfinite_skipped", 0))
+    tr.precision.load_state_dict(state.get("precision") or {})
     for cb in tr.hooks:
         if cb.state_key and state.get(cb.state_key) is not None:
             cb.load_state_dict(state[cb.state_key])

@@ -9,6 +9,24 @@ never on its name. Everything that crosses processes goes through ``trainer.comm
 The task's ``Task.weight`` is its prior λ_k: a named weighting sees the losses λ_k L_k, so the
 effective weight of L_k (logged in ``record["weights"]``) is λ_k · w_k, for every weighting;
 with none named the trainer's weighting is ``Static`` with the λ (the objective Σ λ_k L_k).
+
+Host synchronisation. The per-task losses, the labelled counts and the ``present`` mask are
+computed on the device, without a host read per task; the model's outputs are checked once per
+batch size. A step reads the device at these documented points only:
+
+* the update decision, once per step: one flag vector computed on the device (some task
+  present, the losses of the present tasks finite, the gradients finite: one fused norm);
+* with a gradient-space aggregator, a schedule, a weighting that keeps state or reads
+  gradients, or a hook that observes the task gradients: the ``present`` mask and the losses'
+  finiteness, in one read before the backward pass (which rows to differentiate; a stateful
+  method must not see a skipped step);
+* inside methods that need it (e.g. an aggregator's iterative solver), as the method documents.
+
+``benchmarks/gpu_check.py`` counts them with ``torch.cuda.set_sync_debug_mode``.
+
+Mixed precision (:mod:`~mtlkit.training.precision`): the forward pass and the losses run under
+autocast; with fp16 every backward pass starts from scaled losses, per-task gradients are
+unscaled before aggregation, and the optimiser's gradients once before the update.
 """
 
 from __future__ import annotations
@@ -20,20 +38,22 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
-from mtlkit.jacobian import assign_grads, jacobian, representation_jacobian
+from mtlkit.jacobian import assign_grads, jacobian, parameter_blocks, representation_jacobian
+from mtlkit.training.callbacks import Callback
 from mtlkit.weighting._base import StepContext
 
 if TYPE_CHECKING:
     from mtlkit.tasks import Task
     from mtlkit.training.trainer import Batch, Trainer
 
-__all__ = ["StepResult", "train_step"]
+__all__ = ["StepPlan", "StepResult", "label_counts", "make_plan", "train_step"]
 
 
 @dataclass
 class StepResult:
     """What one step did: per-task losses (K,), effective weights (K,), which tasks were
-    optimised (K,) and, when the step was skipped (non-finite), nothing learned."""
+    optimised (K,) and, when the step was skipped (non-finite), nothing learned. ``penalties``:
+    the model's own penalties (detached 0-d tensors, read by the loop once per epoch)."""
 
     losses: Tensor
     weights: Tensor
@@ -41,45 +61,95 @@ class StepResult:
     skipped: bool = False
     aggregator_weights: Tensor | None = None
     aggregator_tasks: list[int] = field(default_factory=list)
-    penalties: dict[str, float] = field(default_factory=dict)
+    penalties: dict[str, Tensor | float] = field(default_factory=dict)
 
     def __iter__(self) -> Any:  # ``losses, weights, present = trainer.train_step(batch)``
         return iter((self.losses, self.weights, self.present))
 
 
+@dataclass
+class StepPlan:
+    """What the steps of a trainer decide once, at ``setup``: whether the checks wait for the
+    single read after the backward pass (``deferred``), the prior λ on the device (None when
+    every λ is 1) and the batch size whose outputs were checked."""
+
+    deferred: bool
+    prior: Tensor | None
+    checked_rows: int = -1
+
+
+def make_plan(tr: Trainer) -> StepPlan:
+    w = tr.weighting
+    quiet = not any(getattr(w, flag, False) for flag in
+                    ("stateful", "needs_gradients", "needs_post_step_losses", "needs_validation_batch"))
+    deferred = tr.aggregator is None and tr.schedule is None and quiet
+    prior = None if bool((tr.prior == 1).all()) else tr.prior.to(tr.device)
+    return StepPlan(deferred, prior)
+
+
+def _overrides(cb: Callback, name: str) -> bool:
+    return getattr(type(cb), name) is not getattr(Callback, name)
+
+
+def label_counts(masks: Sequence[Tensor]) -> Tensor:
+    """Labelled entries per task (K,), on the masks' device, without a host read: one
+    reduction when every mask has the same shape and dtype, else one per task."""
+    first = masks[0]
+    if all(m.shape == first.shape and m.dtype == first.dtype for m in masks):
+        return torch.stack(list(masks)).reshape(len(masks), -1).sum(1)
+    return torch.stack([m.reshape(-1).sum() for m in masks])
+
+
 def task_losses(tr: Trainer, out: Mapping[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]
-            ) -> tuple[Tensor, Tensor]:
-    """Per-task losses (K,) and which tasks have labels (K,), global over processes; the
-    per-task graphs are kept in ``step_losses`` (None when the values came from ``comm``)."""
+                ) -> tuple[Tensor, Tensor]:
+    """Per-task losses (K,) and which tasks have labels (K, bool, on the losses' device),
+    global over processes; the per-task graphs are kept in ``step_losses`` (None when the
+    values came from ``comm``)."""
     if not isinstance(out, Mapping):
         raise TypeError(f"The model {type(tr.model).__name__} must return a dict {{task name: Tensor}}; "
                         f"it returned a {type(out).__name__}.")
-    losses = [_task_loss(tr, t, out, ys, ms) for t in tr.tasks]
-    present = torch.tensor([bool(ms[t.name].any()) for t in tr.tasks])
-    counts = [ms[t.name].bool().sum() for t in tr.tasks]
+    rows = next(iter(ys.values())).shape[0] if ys else -1
+    plan = tr.plan
+    if plan.checked_rows != rows:  # the outputs' names, types and shapes: once per batch size
+        for t in tr.tasks:
+            _check_output(tr, t, out, rows)
+        plan.checked_rows = rows
+    if tr.device.type != "cpu":
+        ys = {k: v.to(tr.device, non_blocking=True) for k, v in ys.items()}
+        ms = {k: m.to(tr.device, non_blocking=True) for k, m in ms.items()}
+    losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tr.tasks]
+    counts = label_counts([ms[t.name] for t in tr.tasks])
+    present = counts > 0
     for cb in tr.hooks:
-        losses, present = cb.transform_losses(tr, dict(out), ys, ms, losses, present)
+        if _overrides(cb, "transform_losses"):
+            losses, present = cb.transform_losses(tr, dict(out), ys, ms, losses, present)
     stacked = torch.stack(losses)
-    synced = tr.comm.sync_losses(stacked, torch.stack(counts).to(tr.device))
+    synced = tr.comm.sync_losses(stacked, counts)
     if synced is not None:
         tr.step_losses = None  # the per-task list holds local values: use the synced stack
-        return synced
+        return synced[0], synced[1].to(synced[0].device)
     tr.step_losses = losses  # per-task graphs: a row of the stack would traverse every head
-    return stacked, present
+    return stacked, present.to(stacked.device)
 
-def _task_loss(tr: Trainer, t: Task, out: Mapping[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]) -> Tensor:
+
+def _check_output(tr: Trainer, t: Task, out: Mapping[str, Tensor], rows: int) -> None:
     if t.name not in out:
         raise KeyError(f"The model returned no output for task {t.name!r}; it returned {sorted(out)}.")
     pred = out[t.name]
     if not isinstance(pred, Tensor) or not pred.is_floating_point():
         raise TypeError(f"The model's output for task {t.name!r} must be a floating-point Tensor "
                         f"(logits or values). Got {getattr(pred, 'dtype', type(pred).__name__)}.")
-    y, m = ys[t.name].to(tr.device), ms[t.name].to(tr.device)
-    want = (y.shape[0], *t.output_shape)
+    want = (rows, *t.output_shape)
     if tuple(pred.shape) != want:
         raise ValueError(f"The model's output for task {t.name!r} has shape {tuple(pred.shape)}; "
                          f"expected {want} for a {t.kind} task.")
-    return t.compute_loss(pred, y, m)
+
+
+def _task_loss(tr: Trainer, t: Task, out: Mapping[str, Tensor], ys: dict[str, Tensor], ms: dict[str, Tensor]) -> Tensor:
+    """One task's loss with its output checked (the step's extra forward passes)."""
+    y, m = ys[t.name].to(tr.device), ms[t.name].to(tr.device)
+    _check_output(tr, t, out, y.shape[0])
+    return t.compute_loss(out[t.name], y, m)
 
 
 def needs_representation(tr: Trainer) -> bool:
@@ -93,57 +163,73 @@ def needs_representation(tr: Trainer) -> bool:
 def train_step(tr: Trainer, batch: Batch) -> StepResult:
     """One optimisation step on ``batch``; see the module docstring."""
     x, ys, ms = batch
-    x = x.to(tr.device)
     for cb in tr.hooks:
         cb.before_step(tr, batch)
+    x = x.to(tr.device, non_blocking=True)
     observe = getattr(tr.model, "observe_batch", None)
     if callable(observe):  # e.g. the adversarial discriminator learns each sample's tasks
         observe({k: m.to(tr.device) for k, m in ms.items()})
-    out, rep = tr.comm.forward(tr, x, needs_representation(tr))
-    losses, present = tr._losses(out, ys, ms)
+    with tr.precision.autocast():
+        out, rep = tr.comm.forward(tr, x, needs_representation(tr))
+        losses, present = tr._losses(out, ys, ms)
     per_task = tr.step_losses if tr.step_losses is not None else list(losses.unbind())
     ctx = StepContext(step=tr.step_count, epoch=tr.epoch, task_names=tr.task_names, present=present,
                       shared_parameters=tr.shared, last_shared_parameters=tr.last_shared,
                       representation=rep, grad_fn=tr.grad_fn, generator=tr.method_generator,
                       extra={"losses": losses}, model=tr.model)
     if getattr(tr.weighting, "needs_validation_batch", False):
-        _add_validation(tr, ctx)
+        _add_bilevel(tr, ctx, x, ys, ms)
     if tr.schedule is not None:
         present = present & tr.schedule.select(tr.step_count, present, ctx).to(present.device)
         ctx.present = present
-    zeros = torch.zeros_like(losses).detach()
-    if not bool(present.any()):
-        tr.step_count += 1
-        return StepResult(losses.detach(), zeros, present)
-    bad = [tr.task_names[k] for k in range(len(losses)) if present[k] and not torch.isfinite(losses[k])]
-    if bad:
-        tr.guard.skip(tr, bad, "loss")
-        return StepResult(losses.detach(), zeros, present, skipped=True)
-    prior = tr.prior.to(losses)
-    res = tr.weighting(losses * prior, ctx)
-    weights = res.weights.detach() * prior
-    result = StepResult(losses.detach(), weights, present)
-    extra_sum = _extra_losses(tr, result)
+    host = None
+    if not tr.plan.deferred or any(_overrides(cb, "observe_gradients") for cb in tr.hooks):
+        checked = _host_check(tr, losses, present)
+        if isinstance(checked, StepResult):
+            return checked
+        host = checked
+    prior = tr.plan.prior
+    # the model's penalties are read before the weighting: a bilevel weighting's extra forwards
+    # would overwrite what the model cached for them (the adversarial discriminator's input)
+    extra_sum, penalties = _extra_losses(tr)
+    res = tr.weighting(losses if prior is None else losses * prior, ctx)
+    weights = res.weights.detach() if prior is None else res.weights.detach() * prior
+    result = StepResult(losses.detach(), weights, present, penalties=penalties)
     tr.optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
     for cb in tr.hooks:
         cb.observe_gradients(tr, per_task, present, rep)
-    _backward(tr, res.objective, weights, per_task, present, rep, extra_sum, result)
-    if not _apply_update(tr, present):
-        result.skipped = True
+    _backward(tr, res.objective, weights, per_task, host, rep, extra_sum, result)
+    if not _apply_update(tr, losses, present, result, checked=host is not None):
         return result
     if getattr(tr.weighting, "needs_post_step_losses", False):
-        with torch.no_grad():
+        with torch.no_grad(), tr.precision.autocast():
             out2, _ = tr.comm.forward(tr, x, False)
             after, _ = tr._losses(out2, ys, ms)
-        tr.weighting.after_step(after * prior, ctx)
+        tr.weighting.after_step(after if prior is None else after * prior, ctx)
     tr.step_count += 1
     return result
 
 
-def _add_validation(tr: Trainer, ctx: StepContext) -> None:
+def _host_check(tr: Trainer, losses: Tensor, present: Tensor) -> list[bool] | StepResult:
+    """The one read before the backward pass (see the module docstring): the host copy of
+    ``present``, or the result of a step with no task present or a non-finite loss."""
+    flags = torch.stack([present, present & ~torch.isfinite(losses.detach())]).tolist()
+    if not any(flags[0]):
+        tr.step_count += 1
+        return StepResult(losses.detach(), torch.zeros_like(losses).detach(), present)
+    bad = [name for name, b in zip(tr.task_names, flags[1]) if b]
+    if bad:
+        tr.guard.skip(tr, bad, "loss")
+        return StepResult(losses.detach(), torch.zeros_like(losses).detach(), present, skipped=True)
+    return [bool(v) for v in flags[0]]
+
+
+def _add_bilevel(tr: Trainer, ctx: StepContext, x_train: Tensor, ys_train: dict[str, Tensor],
+                 ms_train: dict[str, Tensor]) -> None:
     """A validation batch for this step (drawn with replacement by the trainer's own seeded
-    generator, so a resumed run draws the same ones) and the function that gives the model's
-    per-task losses on it, optionally at other parameter values (for a virtual step)."""
+    generator, so a resumed run draws the same ones) and the functions that give the model's
+    per-task losses on it and on the training batch, optionally at other parameter values (for
+    a virtual step). Both give the raw losses (no task prior)."""
     val = tr.validation_data
     if val is None or len(val) == 0:
         raise ValueError(f"The weighting {tr.weighting} needs validation data at every step "
@@ -154,67 +240,114 @@ def _add_validation(tr: Trainer, ctx: StepContext) -> None:
     ctx.validation_batch = (x, ys, ms)
     x = x.to(tr.device)
 
-    def validation_losses(params: dict[str, Tensor] | None = None) -> Tensor:
-        if params is None:
-            out = tr.model(x)
-        else:
-            out = torch.func.functional_call(tr.model, params, (x,), strict=False)
-        return torch.stack([_task_loss(tr, t, out, ys, ms) for t in tr.tasks])
+    def losses_at(inputs: Tensor, targets: dict[str, Tensor], masks: dict[str, Tensor]) -> Any:
+        def fn(params: dict[str, Tensor] | None = None) -> Tensor:
+            with tr.precision.autocast():
+                if params is None:
+                    out = tr.model(inputs)
+                else:
+                    out = torch.func.functional_call(tr.model, params, (inputs,), strict=False)
+                return torch.stack([_task_loss(tr, t, out, targets, masks) for t in tr.tasks])
+        return fn
 
-    ctx.validation_losses = validation_losses
+    ctx.validation_losses = losses_at(x, ys, ms)
+    ctx.training_losses = losses_at(x_train, ys_train, ms_train)
 
 
-def _extra_losses(tr: Trainer, result: StepResult) -> Tensor | None:
+def _extra_losses(tr: Trainer) -> tuple[Tensor | None, dict[str, Tensor | float]]:
     """The model's own penalties (``extra_losses()``: AdaShare's sparsity, the adversarial
-    loss ...), summed into the objective and recorded per epoch."""
+    loss ...), summed into the objective, and their detached values (recorded per epoch; no
+    host read here)."""
     fn = getattr(tr.model, "extra_losses", None)
     extras: dict[str, Tensor] = fn() if callable(fn) else {}
     if not extras:
-        return None
-    result.penalties = {name: float(v.detach()) for name, v in extras.items()}
-    return cast(Tensor, sum(extras.values()))
+        return None, {}
+    return cast(Tensor, sum(extras.values())), {name: v.detach() for name, v in extras.items()}
 
 
-def _backward(tr: Trainer, objective: Tensor, weights: Tensor, per_task: Sequence[Tensor], present: Tensor,
-              rep: Tensor | None, extra_sum: Tensor | None, result: StepResult) -> None:
-    """Gradients of the step in ``.grad``, the same on every process."""
+def _backward(tr: Trainer, objective: Tensor, weights: Tensor, per_task: Sequence[Tensor],
+              host: list[bool] | None, rep: Tensor | None, extra_sum: Tensor | None, result: StepResult) -> None:
+    """Gradients of the step in ``.grad`` (scaled by the loss scale under fp16), the same on
+    every process."""
+    total = objective if extra_sum is None else objective + extra_sum
     if tr.aggregator is None or (tr.level == "parameters" and not tr.shared):
         # no aggregator, or no shared parameters (e.g. soft sharing): nothing to aggregate
-        total = objective if extra_sum is None else objective + extra_sum
-        total.backward()
+        tr.precision.scaled_loss(total).backward()
         tr.comm.sync_grads(tr.trainable + tr.weighting_parameters())
         return
-    unsynced = _aggregated_backward(tr, objective, weights, per_task, present, rep, extra_sum, result)
+    assert host is not None  # an aggregator reads the present mask before the backward pass
+    unsynced = _aggregated_backward(tr, objective, weights, per_task, host, rep, extra_sum, result)
     tr.comm.sync_grads(unsynced + tr.weighting_parameters())
 
 
 def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Sequence[Tensor],
-                         present: Tensor, rep: Tensor | None, extra_sum: Tensor | None,
+                         host: list[bool], rep: Tensor | None, extra_sum: Tensor | None,
                          result: StepResult) -> list[nn.Parameter]:
     """Shared parameters get the aggregated direction, the others their own (weighted)
-    gradient. Returns the parameters whose gradients are still local to this process."""
-    idx = present.nonzero()[:, 0].tolist()
-    weighted = [w[k] * per_task[k] for k in idx]
+    gradient. Returns the parameters whose gradients are still local to this process.
+
+    The rows are the gradients of the weighted losses w_k L_k: each backward pass starts from
+    w_k (times the loss scale under fp16), so weighting a row costs nothing."""
+    idx = [k for k, on in enumerate(host) if on]
+    rows = [per_task[k] for k in idx]
+    scale = tr.precision.scale(w)
+    seeds = (w[idx] if scale is None else w[idx] * scale).unbind()
+    blockwise = tr.settings.jacobian_block_size is not None and tr.level == "parameters"
     if tr.level == "representation":
         assert rep is not None
-        d = _aggregate(tr, representation_jacobian(weighted, rep), idx, weighted, result)
-        rep.backward(d.view_as(rep).to(rep.dtype), retain_graph=True)
+        j = _unscaled(representation_jacobian(rows, rep, grad_outputs=seeds).float(), scale)
+        d = _aggregate(tr, j, idx, w, rows, result)
+        rep.backward(_scaled(d, scale).view_as(rep).to(rep.dtype), retain_graph=True)
+    elif blockwise:
+        _blockwise_backward(tr, rows, seeds, idx, w, scale, result)
     else:
-        j = tr.comm.sync_jacobian(jacobian(weighted, tr.shared, engine=tr.jacobian_engine, representation=rep))
-        d = _aggregate(tr, j, idx, weighted, result)
+        j = jacobian(rows, tr.shared, engine=tr.jacobian_engine, representation=rep, grad_outputs=seeds)
+        j = tr.comm.sync_jacobian(_unscaled(j, scale))
+        d = _aggregate(tr, j, idx, w, rows, result)
         # a Gramian-based direction is the fresh product w @ J: handed over without a copy
-        assign_grads(tr.shared, d, copy=result.aggregator_weights is None)
+        assign_grads(tr.shared, _scaled(d, scale), copy=result.aggregator_weights is None and scale is None)
     shared_ids = {id(p) for p in tr.shared}
     others = [p for p in tr.trainable if id(p) not in shared_ids] + tr.weighting_parameters()
-    rest = objective if extra_sum is None else objective + extra_sum
+    rest = tr.precision.scaled_loss(objective if extra_sum is None else objective + extra_sum)
     if others:
         _accumulate(others, torch.autograd.grad(rest, others, retain_graph=extra_sum is not None,
                                                 allow_unused=True))
     if extra_sum is not None and tr.shared and extra_sum.requires_grad:
-        _accumulate(tr.shared, torch.autograd.grad(extra_sum, tr.shared, allow_unused=True))
-    if tr.level == "representation" or extra_sum is not None:
+        _accumulate(tr.shared, torch.autograd.grad(tr.precision.scaled_loss(extra_sum), tr.shared,
+                                                   allow_unused=True))
+    if tr.level == "representation" or blockwise or extra_sum is not None:
         return list(tr.trainable)
     return [p for p in tr.trainable if id(p) not in shared_ids]
+
+
+def _unscaled(j: Tensor, scale: Tensor | None) -> Tensor:
+    return j if scale is None else j.div_(scale.to(j.dtype))
+
+
+def _scaled(d: Tensor, scale: Tensor | None) -> Tensor:
+    return d if scale is None else d * scale.to(d.dtype)
+
+
+def _blockwise_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tensor], idx: list[int], w: Tensor,
+                        scale: Tensor | None, result: StepResult) -> None:
+    """``jacobian_block_size``: the K×K Gramian summed over blocks of the shared parameters
+    (K×block entries held at a time), the aggregator's weights a from it, and the shared
+    parameters' gradient Σ_k a_k w_k ∇L_k from one more backward pass (local: synced with the
+    others). The same direction as ``a @ J``, up to float rounding."""
+    agg = tr.aggregator
+    g: Tensor | None = None
+    for block in parameter_blocks(tr.shared, tr.settings.jacobian_block_size or 1):
+        jb = tr.comm.sync_jacobian(_unscaled(jacobian(rows, block, engine=tr.jacobian_engine,
+                                                      grad_outputs=seeds), scale))
+        gb = tr.comm.gramian(jb, "parameters")
+        g = gb if g is None else g.add_(gb)
+        del jb
+    assert g is not None and agg is not None
+    a = agg.weights_from(g, **_extras(tr, idx, w, rows))  # type: ignore[attr-defined]
+    result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
+    coef = (a.to(w) * torch.stack(list(seeds))).unbind()
+    target = cast(Tensor, sum(c * r for c, r in zip(coef, rows)))
+    _accumulate(tr.shared, torch.autograd.grad(target, tr.shared, retain_graph=True, allow_unused=True))
 
 
 def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
@@ -223,35 +356,63 @@ def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> Non
             p.grad = g if p.grad is None else p.grad + g
 
 
-def _aggregate(tr: Trainer, j: Tensor, idx: list[int], weighted: Sequence[Tensor], result: StepResult) -> Tensor:
+def _extras(tr: Trainer, idx: list[int], w: Tensor, rows: Sequence[Tensor]) -> dict[str, Any]:
+    """What a stateful or loss-reading aggregator is told about the rows: which tasks they
+    are and, when it reads them, the weighted losses w_k L_k."""
+    extras: dict[str, Any] = {"tasks": idx}
+    if getattr(tr.aggregator, "needs_losses", False):
+        extras["losses"] = torch.stack([r.detach() for r in rows]) * w[idx]
+    return extras
+
+
+def _aggregate(tr: Trainer, j: Tensor, idx: list[int], w: Tensor, rows: Sequence[Tensor],
+               result: StepResult) -> Tensor:
     """The aggregator's direction for the shared part. Stateful methods learn which tasks the
     rows are (``tasks``), loss-normalised ones get the (weighted) losses, and a method that
     weights the Gramian gets the global one from ``comm``."""
     agg = tr.aggregator
     assert agg is not None
-    extras: dict[str, Any] = {"tasks": idx}
-    if getattr(agg, "needs_losses", False):
-        extras["losses"] = torch.stack([v.detach() for v in weighted])
     wants_gramian = getattr(agg, "gramian_based", False) and getattr(agg, "reads_gramian", True)
-    out = agg.aggregate(j, gramian=tr.comm.gramian(j, tr.level) if wants_gramian else None, **extras)
+    out = agg.aggregate(j, gramian=tr.comm.gramian(j, tr.level) if wants_gramian else None,
+                        **_extras(tr, idx, w, rows))
     if out.weights is not None:
         result.aggregator_weights = out.weights.detach()
         result.aggregator_tasks = idx
     return out.direction
 
 
-def _apply_update(tr: Trainer, present: Tensor) -> bool:
-    """Check the gradients are finite, clip, step the optimiser. False: the step was skipped."""
+def _apply_update(tr: Trainer, losses: Tensor, present: Tensor, result: StepResult, *, checked: bool) -> bool:
+    """Unscale (fp16), check the step on the device and read the verdict once, clip, step the
+    optimiser. False: nothing was learned (no task present, or skipped as non-finite)."""
+    opt = tr.optimizer
+    assert opt is not None
+    tr.precision.unscale(opt)
     grads = [p.grad for p in tr.trainable if p.grad is not None]
     # one fused foreach reduction: the total norm is non-finite iff some gradient entry is
-    total_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-    assert tr.optimizer is not None
-    if not bool(torch.isfinite(total_norm)):
-        tr.optimizer.zero_grad(set_to_none=True)
-        tr.guard.skip(tr, [n for n, k in zip(tr.task_names, present.tolist()) if k], "gradient")
+    total_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=tr.device)
+    finite = torch.isfinite(total_norm).reshape(1)
+    if checked:  # presence and the losses were read before the backward pass
+        flags = [True, True, *finite.tolist()]
+    else:
+        loss_ok = (torch.isfinite(losses.detach()) | ~present).all()
+        flags = torch.cat([present.any().reshape(1), loss_ok.reshape(1), finite]).tolist()
+    if not all(flags):
+        tr.precision.skip(opt, unscaled=True)
+        if not flags[0]:  # no task has a label in this batch: nothing to learn, nothing wrong
+            result.weights = torch.zeros_like(result.weights)
+            tr.step_count += 1
+            return False
+        names = tr.task_names
+        if not flags[1]:
+            bad = [n for n, b in zip(names, (present & ~torch.isfinite(losses.detach())).tolist()) if b]
+            tr.guard.skip(tr, bad, "loss")
+        else:
+            tr.guard.skip(tr, [n for n, k in zip(names, present.tolist()) if k], "gradient")
+        result.skipped = True
         return False
     if tr.settings.clip_grad_norm:
         torch.nn.utils.clip_grads_with_norm_(tr.trainable, tr.settings.clip_grad_norm, total_norm)
-    tr.optimizer.step()
+    tr.precision.step(opt)
+    tr.precision.update()
     tr.guard.ok()
     return True

@@ -35,6 +35,7 @@ from mtlkit.training.comm import Comm
 from mtlkit.training.compat import check_components, conflicts_site
 from mtlkit.training.loop import History
 from mtlkit.training.monitor import ConflictMonitor
+from mtlkit.training.precision import Precision
 from mtlkit.training.settings import (
     TrainerSettings,
     make_optimizer,
@@ -78,7 +79,8 @@ class Trainer:
             relative improvement of the primary tasks against epoch 1), ``seed``, ``device``,
             ``progress``, ``monitor_conflicts`` (gradient-conflict statistics per epoch, on the
             shared representation or the last shared layer: ``conflicts_at``),
-            ``jacobian_engine``, ``max_nonfinite_steps``, ``checkpoint_every``,
+            ``jacobian_engine``, ``jacobian_block_size``, ``precision`` (``fp32`` | ``bf16`` |
+            ``fp16``), ``compile``, ``max_nonfinite_steps``, ``checkpoint_every``,
             ``keep_checkpoints``, ``sync_batch_norm``.
         comm: the :class:`~mtlkit.training.comm.Comm` (default: one process;
             :class:`~mtlkit.training.DistributedTrainer` passes a process group's).
@@ -109,6 +111,8 @@ class Trainer:
         check_components(model, self.settings, weighting=self.weighting, aggregator=aggregator,
                          schedule=schedule, sampler=sampler, tasks=self.tasks)
         self.device = torch.device(self.settings.device)
+        self.precision = Precision(self.settings.precision, self.device)
+        self.plan = step.StepPlan(deferred=False, prior=None)  # decided at setup
         self.comm = comm if comm is not None else Comm()
         self.history = History()
         self.step_count = self.epoch = 0
@@ -199,6 +203,8 @@ class Trainer:
     def setup(self, train: MultiTaskData | None = None) -> None:
         """Prepare optimiser, scheduler and the methods (``fit`` and ``train_step`` call it)."""
         self.model.to(self.device)
+        if self.settings.compile:
+            self.model.compile()  # in place: the same module, its forward compiled on first use
         sizes = train.labelled_counts() if train is not None and hasattr(train, "labelled_counts") else None
         self.weighting.setup_from_tasks(self.tasks, sizes)
         self.weighting.to(self.device)  # after setup: per-task tensors are created there
@@ -218,6 +224,7 @@ class Trainer:
         self.shared = [p for p in shared_fn() if p.requires_grad] if callable(shared_fn) else []
         last_fn = getattr(self.model, "last_shared_parameters", None)
         self.last_shared = list(last_fn()) if callable(last_fn) else self.shared[-2:]
+        self.plan = step.make_plan(self)
         self.comm.setup(self)
 
     def weighting_parameters(self) -> list[nn.Parameter]:

@@ -37,6 +37,7 @@ class StepContext:
             model on ``validation_batch``; ``params`` (``{name: tensor}``, e.g. parameters after
             a virtual step, with graph) replace the model's own via
             :func:`torch.func.functional_call`, so the result can be differentiated through them.
+        training_losses: the same on this step's training batch (raw losses, no task prior).
     """
 
     step: int = 0
@@ -53,6 +54,7 @@ class StepContext:
     model: nn.Module | None = None
     validation_batch: Any = None
     validation_losses: Callable[..., Tensor] | None = None
+    training_losses: Callable[..., Tensor] | None = None
 
 
 @dataclass

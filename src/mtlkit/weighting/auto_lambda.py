@@ -150,9 +150,10 @@ class AutoLambda(Weighting):
         lam = self.task_weights.to(jac)
         theta_v = bl.flat() - self.alpha * (lam @ jac)
         _, d = bl.validation_gradients(theta_v, self.primary_tasks(k).to(jac))
-        h = auto_lambda_hypergradient(jac, d, self.alpha).to(self.task_weights)
+        h = auto_lambda_hypergradient(jac, d, self.alpha)
         self.hypergradient_ = h
-        new = self.optim.step(self.task_weights.clone(), h, p.to(self.task_weights.device)).clamp_min(0.0)
+        new = self.optim.step(self.task_weights.clone(), h.to(self.task_weights),
+                              p.to(self.task_weights.device)).clamp_min(0.0)
         self.task_weights = new
         w = torch.where(p, new.to(losses), zero)
         return WeightingResult((w * losses).sum(), w.detach())

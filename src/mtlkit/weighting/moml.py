@@ -135,8 +135,8 @@ class MOML(Weighting):
         _, val_jac = bl.validation_gradients(theta_v)
         hyper = moml_hypergradients(jac, val_jac, w, self.inner_lr)
         upper = validation_present(ctx, getattr(self, "task_names", None), k).to(hyper.device)
-        direction = moml_direction(hyper[upper]).to(self.logits)
+        direction = moml_direction(hyper[upper])
         self.direction_ = direction
-        self.logits = self.optim.step(self.logits.clone(), direction, p.to(self.logits.device))
+        self.logits = self.optim.step(self.logits.clone(), direction.to(self.logits), p.to(self.logits.device))
         new = masked_softmax(self.logits.to(losses), p.to(losses.device))
         return WeightingResult((new * losses).sum(), new.detach())

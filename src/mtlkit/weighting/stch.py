@@ -48,10 +48,10 @@ class STCH(Weighting):
     paper, g_μ(f | λ) = μ log Σ_i exp(λ_i (f_i − z_i)/μ) (:func:`stch_value`), is applied as
     in the authors' multi-task code (github.com/Xi-L/STCH, ``STCH_MTL``, the same as LibMTL's
     ``STCH``), to the log-losses f_i = log(L_i + ε) with the reference point
-    z_i = log(L̄_i + ε), L̄_i the task's mean training loss over the last warm-up epoch:
+    z_i = log(L̄_i + ε), L̄_i the task's mean batch loss over epoch ``warmup_epoch``:
 
-    * epochs ``0 .. warmup_epochs − 1``: the objective is Σ_i log(L_i + ε) (weights 1/(L_i + ε));
-    * epoch ``warmup_epochs``: the same, and every batch loss is added to L̄_i;
+    * epochs ``0 .. warmup_epoch − 1``: the objective is Σ_i log(L_i + ε) (weights 1/(L_i + ε));
+    * epoch ``warmup_epoch``: the same, and every batch loss is added to L̄_i;
     * later epochs: ``K · μ · log Σ_i exp(λ_i log((L_i + ε)/(L̄_i + ε)) / μ)``, whose weights
       ∂/∂L_i are K·s_i·λ_i/(L_i + ε), s = softmax(λ_i log((L_i + ε)/(L̄_i + ε))/μ): the task
       that is worst *relative to its own warm-up loss* gets the largest share. The factor K
@@ -63,21 +63,22 @@ class STCH(Weighting):
     makes the K objectives commensurable. The task priors λ_k·L_k the trainer passes cancel
     in log((λ_k L_k + ε)/(λ_k L̄_k + ε)) (up to ε): task priorities go in ``preference``.
 
-    L̄, its counts and the epoch are taken from ``ctx.epoch``; the sums are state
-    (``state_dict()``), so a resumed run continues exactly. A task absent from a batch is left
+    The phase is read from ``ctx.epoch``; the per-task sums and counts behind L̄ are state
+    (``state_dict()``), so a resumed run continues exactly, mid-epoch included. A task absent from a batch is left
     out of the log-sum-exp (weight 0) and out of L̄; a task never present in the warm-up epoch
     gets L̄_i = 1 (no normalisation).
 
     Args:
         mu: μ > 0, the smoothing (official code and LibMTL: 1.0).
-        warmup_epochs: epochs of Σ log L before STCH starts; L̄ is the mean loss of the last
-            of them (official code and LibMTL: ``STCH_warmup_epoch`` = 4, i.e. epochs 0–3 plain,
-            epoch 4 plain + L̄, STCH from epoch 5).
+        warmup_epoch: the (0-based) epoch whose mean losses are L̄; it and the epochs before it
+            use Σ log L, STCH starts with the next one (the official code's and LibMTL's
+            ``STCH_warmup_epoch``, default 4: epochs 0–3 plain, epoch 4 plain + L̄, STCH from
+            epoch 5).
         preference: λ_i > 0 per task (default 1 for every task, the authors' MTL setting).
         eps: ε > 0 in log(L + ε) (the official code adds 1e-20 inside the log).
 
     >>> import torch
-    >>> w = STCH(mu=1.0, warmup_epochs=0); w.setup(["a", "b"])
+    >>> w = STCH(mu=1.0, warmup_epoch=0); w.setup(["a", "b"])
     >>> w(torch.tensor([2.0, 4.0]), StepContext(epoch=0)).weights  # warm-up: 1/L
     tensor([0.5000, 0.2500])
     >>> w(torch.tensor([1.0, 2.0]), StepContext(epoch=1)).weights  # L/L̄ = (½, ½): K·½/L
@@ -88,11 +89,11 @@ class STCH(Weighting):
              "Multi-Objective Optimization (ICML)")
     stateful = True
 
-    def __init__(self, *, mu: float = 1.0, warmup_epochs: int = 4,
+    def __init__(self, *, mu: float = 1.0, warmup_epoch: int = 4,
                  preference: Mapping[str, float] | None = None, eps: float = 1e-8) -> None:
         super().__init__()
         self.mu = check_float("STCH", "mu", mu, low=0.0, low_open=True)
-        self.warmup_epochs = check_int("STCH", "warmup_epochs", warmup_epochs, low=0)
+        self.warmup_epoch = check_int("STCH", "warmup_epoch", warmup_epoch, low=0)
         if preference is not None:
             if not isinstance(preference, Mapping):
                 raise ValueError(f"The 'preference' parameter of STCH must be a mapping "
@@ -139,8 +140,8 @@ class STCH(Weighting):
         if not bool(p.any()):
             return WeightingResult((losses * 0.0).sum(), zero)
         logs = torch.log(losses + self.eps)
-        if ctx.epoch <= self.warmup_epochs:
-            if ctx.epoch == self.warmup_epochs:
+        if ctx.epoch <= self.warmup_epoch:
+            if ctx.epoch == self.warmup_epoch:
                 on = p.to(self.nadir_sum.device)
                 value = losses.detach().to(device=self.nadir_sum.device, dtype=torch.float64)
                 self.nadir_sum = self.nadir_sum + torch.where(on, value, torch.zeros_like(value))

@@ -1,0 +1,393 @@
+"""Side by side, in one run: mtlkit's training step against a hand-written PyTorch loop, the
+floor of the exact gradient methods, and TorchJD.
+
+    .venv/bin/python benchmarks/peers.py                     # K = 4, 10, 40; every method
+    .venv/bin/python benchmarks/peers.py --ks 4 --quick      # a smoke run (seconds)
+    .venv/bin/python benchmarks/peers.py --memory            # also the peak-memory table
+
+The shared problem (issue 22): an MLP trunk 64 -> 512 -> 512 -> 512 (ReLU), K linear
+regression heads, batch 256 with about 10 % of the labels missing (masked losses), SGD with
+lr 1e-3 and no momentum. Every variant trains its own copy of the same initial model on the
+same batch, on the CPU (``--device`` for another).
+
+Rows:
+
+* ``hand``: a hand-written loop (forward, the K masked losses of ``Task.compute_loss``, their
+  sum, ``backward``, ``SGD.step``) — the reference of goal 1;
+* ``hand (plain torch)``: the same with the masked MSE written out in plain torch (for
+  information: it shows what the loss functions themselves cost);
+* ``plain``: ``Trainer.train_step`` with no aggregator (goal 1: <= 1.05x ``hand``);
+* ``floor``: forward, K ``torch.autograd.grad`` calls through the trunk, then one plain step
+  (backward of the sum, ``SGD.step``) on the same graph — the least an exact per-task-gradient
+  method costs; every parameter-level method is ``Trainer.train_step`` with that aggregator
+  (goal 2: <= 1.10x the floor);
+* ``torchjd``: TorchJD's documented path (``mtl_backward`` + ``jac_to_grad``) with its own
+  aggregator of the same name and hyperparameters, when ``torchjd`` is installed (the
+  ``bench`` extra).
+
+Timing: ``--rounds`` rounds; in each, every variant runs ``--steps`` steps (after a warm-up),
+in an order rotated from round to round so that a burst of load hits all alike. The table
+shows the median ms per step over the rounds; a ratio is the median over the rounds of the
+per-round ratio. ``--clock cpu`` (default with one thread) is process CPU time, robust on a
+shared machine; ``--clock wall`` elapsed time (default with more threads).
+
+``--memory``: for every variant, a fresh subprocess runs 3 steps and reports the growth of its
+peak resident set size (``VmHWM``) over the state after building the model and the data (on
+CUDA: ``torch.cuda.max_memory_allocated``), next to plain training and the size of the K×P
+Jacobian.
+"""
+
+from __future__ import annotations
+
+import os
+
+# one BLAS thread for the K×K solvers: spinning BLAS threads would be billed to the process
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import copy
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtlkit import HardSharing, Task, Trainer
+from mtlkit._registry import AGGREGATORS
+from mtlkit.architectures.backbones import mlp
+
+warnings.filterwarnings("ignore", category=RuntimeWarning)
+
+Batch = tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]
+
+
+@dataclass
+class Problem:
+    k: int
+    tasks: list[Task]
+    model: HardSharing  # the initial model: every variant trains a deep copy
+    batch: Batch
+    device: torch.device
+
+    @property
+    def shared_numel(self) -> int:
+        return sum(p.numel() for p in self.model.shared_parameters())
+
+
+def make_problem(k: int, device: str = "cpu", batch: int = 256, seed: int = 0) -> Problem:
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    tasks = [Task(f"t{i}", "regression") for i in range(k)]
+    model = HardSharing(mlp(64, (512, 512, 512)), tasks)
+    x = torch.randn(batch, 64, generator=g)
+    ys = {t.name: torch.randn(batch, 1, generator=g) for t in tasks}
+    ms = {t.name: torch.rand(batch, 1, generator=g) > 0.1 for t in tasks}
+    dev = torch.device(device)
+    to = lambda d: {n: v.to(dev) for n, v in d.items()}  # noqa: E731
+    return Problem(k, tasks, model.to(dev), (x.to(dev), to(ys), to(ms)), dev)
+
+
+def _sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.0)
+
+
+# ------------------------------------------------------------------ the variants
+def hand(p: Problem) -> Callable[[], None]:
+    model = copy.deepcopy(p.model)
+    opt = _sgd(model)
+    x, ys, ms = p.batch
+    tasks = p.tasks
+
+    def step() -> None:
+        out = model(x)
+        loss = sum(t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+
+    return step
+
+
+def hand_plain_torch(p: Problem) -> Callable[[], None]:
+    model = copy.deepcopy(p.model)
+    opt = _sgd(model)
+    x, ys, ms = p.batch
+    names = [t.name for t in p.tasks]
+    fms = {n: m.float() for n, m in ms.items()}
+    counts = {n: m.sum().clamp_min(1) for n, m in fms.items()}
+
+    def step() -> None:
+        out = model(x)
+        loss = sum((F.mse_loss(out[n], ys[n], reduction="none") * fms[n]).sum() / counts[n] for n in names)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+
+    return step
+
+
+def floor(p: Problem) -> Callable[[], None]:
+    model = copy.deepcopy(p.model)
+    opt = _sgd(model)
+    shared = list(model.shared_parameters())
+    x, ys, ms = p.batch
+    tasks = p.tasks
+
+    def step() -> None:
+        out = model(x)
+        losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks]
+        for loss in losses:
+            torch.autograd.grad(loss, shared, retain_graph=True)
+        opt.zero_grad(set_to_none=True)
+        sum(losses).backward()  # type: ignore[union-attr]
+        opt.step()
+
+    return step
+
+
+def ours(p: Problem, method: str | None, **settings: Any) -> Callable[[], None]:
+    model = copy.deepcopy(p.model)
+    agg = AGGREGATORS.build(method) if method else None
+    tr = Trainer(model, p.tasks, aggregator=agg, optimizer="sgd", lr=1e-3, momentum=0.0,
+                 batch_size=p.batch[0].shape[0], progress=False, device=str(p.device), **settings)
+    tr.setup()
+    batch = p.batch
+    return lambda: tr.train_step(batch) and None
+
+
+#: our registry name -> TorchJD's aggregator with the same hyperparameters
+def torchjd_aggregator(name: str, k: int) -> Any:
+    import torchjd.aggregation as tj
+
+    table: dict[str, Callable[[], Any]] = {
+        "mean": tj.Mean, "mgda": tj.MGDA, "pcgrad": tj.PCGrad, "graddrop": tj.GradDrop, "imtl_g": tj.IMTLG,
+        "aligned_mtl": lambda: tj.AlignedMTL(scale_mode="min"), "upgrad": tj.UPGrad, "dualproj": tj.DualProj,
+        "config": tj.ConFIG, "gradvac": lambda: tj.GradVac(beta=0.01), "cagrad": lambda: tj.CAGrad(c=0.5),
+        "fairgrad": lambda: tj.FairGrad(alpha=1.0), "nash_mtl": lambda: tj.NashMTL(n_tasks=k),
+        "krum": lambda: tj.Krum(n_byzantine=0, n_selected=1), "trimmed_mean": lambda: tj.TrimmedMean(trim_number=1),
+    }
+    if name not in table:
+        return None
+    agg = table[name]()
+    agg(torch.randn(k, 3))  # refuses here when an optional dependency (cvxpy ...) is missing
+    return agg
+
+
+def torchjd_step(p: Problem, name: str) -> Callable[[], None] | None:
+    try:
+        from torchjd.autojac import jac_to_grad, mtl_backward
+
+        agg = torchjd_aggregator(name, p.k)
+    except Exception:
+        return None
+    if agg is None:
+        return None
+    model = copy.deepcopy(p.model)
+    opt = _sgd(model)
+    shared = list(model.shared_parameters())
+    x, ys, ms = p.batch
+    tasks = p.tasks
+
+    def step() -> None:
+        rep = model.encode(x)
+        out = model.decode(rep)
+        losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks]
+        opt.zero_grad(set_to_none=True)
+        mtl_backward(losses, features=rep)
+        jac_to_grad(shared, agg)
+        opt.step()
+
+    return step
+
+
+# ------------------------------------------------------------------ timing
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def run_rounds(fns: dict[str, Callable[[], None]], rounds: int, steps: int, warmup: int,
+               clock: Callable[[], float], sync: Callable[[], None]) -> dict[str, list[float]]:
+    """ms per step of each function, one value per round; the order rotates every round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    names = list(fns)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            gc.collect()
+            sync()
+            t0 = clock()
+            for _ in range(steps):
+                fns[n]()
+            sync()
+            out[n].append((clock() - t0) * 1000.0 / steps)
+    return out
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over the rounds of a's time / b's time."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def med(times: dict[str, list[float]], a: str) -> float:
+    return statistics.median(times[a])
+
+
+# ------------------------------------------------------------------ tables
+def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Callable[[], float]) -> list[str]:
+    p = make_problem(k, args.device)
+    sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    fns: dict[str, Callable[[], None]] = {"hand": hand(p), "hand (plain torch)": hand_plain_torch(p),
+                                          "plain": ours(p, None, **_settings(args)), "floor": floor(p)}
+    for m in methods:
+        fns[m] = ours(p, m, **_settings(args))
+        tj = None if args.no_torchjd else torchjd_step(p, m)
+        if tj is not None:
+            fns[f"{m} (torchjd)"] = tj
+    t = run_rounds(fns, args.rounds, args.steps, args.warmup, clock, sync)
+    lines = [f"\n### K = {k} ({p.shared_numel / 1e6:.2f} M shared parameters, batch 256; median ms per step "
+             f"over {args.rounds} rounds of {args.steps} steps)\n",
+             f"hand-written plain sum: {med(t, 'hand'):.2f} ms (plain torch losses: "
+             f"{med(t, 'hand (plain torch)'):.2f} ms); floor: {med(t, 'floor'):.2f} ms\n",
+             f"plain (Trainer.train_step): {med(t, 'plain'):.2f} ms = **{ratio(t, 'plain', 'hand'):.3f}x "
+             f"hand-written** (goal <= 1.05)\n",
+             "| method | ms | / floor (goal <= 1.10) | TorchJD ms | ours / TorchJD (goal <= 1) |",
+             "|---|---:|---:|---:|---:|"]
+    for m in methods:
+        tj = f"{m} (torchjd)"
+        theirs = (f"{med(t, tj):.2f} | {ratio(t, m, tj):.3f}") if tj in t else "— | —"
+        lines.append(f"| {m} | {med(t, m):.2f} | {ratio(t, m, 'floor'):.3f} | {theirs} |")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.precision != "fp32":
+        out["precision"] = args.precision
+    if args.block:
+        out["jacobian_block_size"] = args.block
+    return out
+
+
+# ------------------------------------------------------------------ memory
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    raise OSError("no VmHWM")
+
+
+def memory_child(variant: str, k: int, device: str, extra: dict[str, Any]) -> None:
+    torch.set_num_threads(1)
+    p = make_problem(k, device)
+    if variant == "plain":
+        fn = ours(p, None, **extra)
+    elif variant == "floor":
+        fn = floor(p)
+    elif variant == "hand":
+        fn = hand(p)
+    elif variant.endswith(" (torchjd)"):
+        maybe = torchjd_step(p, variant.split()[0])
+        if maybe is None:
+            print(json.dumps({"mb": None}))
+            return
+        fn = maybe
+    else:
+        fn = ours(p, variant, **extra)
+    gc.collect()
+    cuda = p.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    else:
+        before = _peak_rss_mb()
+    for _ in range(3):
+        fn()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb()
+    print(json.dumps({"mb": peak - before}))
+
+
+def memory_table(k: int, args: argparse.Namespace, methods: list[str]) -> list[str]:
+    jac_mb = k * make_problem(1).shared_numel * 4 / 2**20
+    what = "max allocated" if args.device.startswith("cuda") else "growth of the peak RSS"
+    lines = [f"\n### Peak memory, K = {k} ({what} over 3 steps, MB; the K×P float32 Jacobian is "
+             f"{jac_mb:.0f} MB)\n", "| variant | MB | beyond plain | beyond plain / Jacobian |", "|---|---:|---:|---:|"]
+
+    def measure(variant: str) -> float | None:
+        cmd = [sys.executable, __file__, "--memory-child", variant, str(k), "--device", args.device,
+               "--precision", args.precision, *(["--block", str(args.block)] if args.block else [])]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            return json.loads(res.stdout.strip().splitlines()[-1])["mb"]
+        except (ValueError, IndexError, KeyError):
+            return None
+
+    plain = measure("plain")
+    for v in ["hand", "plain", "floor", *methods, *([f"{m} (torchjd)" for m in methods] if not args.no_torchjd else [])]:
+        mb = plain if v == "plain" else measure(v)
+        if mb is None:
+            continue
+        beyond = mb - plain if plain is not None else float("nan")
+        lines.append(f"| {v} | {mb:.0f} | {beyond:.0f} | {beyond / jac_mb:.2f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ks", type=int, nargs="+", default=[4, 10, 40])
+    ap.add_argument("--methods", nargs="*", default=None, help="aggregators (default: every registered one)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=None, help="steps per round (default: 20 // K, at least 2)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    ap.add_argument("--block", type=int, default=None, help="training.jacobian_block_size for our methods")
+    ap.add_argument("--no-torchjd", action="store_true")
+    ap.add_argument("--memory", action="store_true", help="also the peak-memory table (at the largest K)")
+    ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="3 rounds of 2 steps, methods mean, mgda, upgrad")
+    ap.add_argument("--memory-child", nargs=2, metavar=("VARIANT", "K"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        extra = _settings(args)
+        memory_child(args.memory_child[0], int(args.memory_child[1]), args.device, extra)
+        return
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    clock = CLOCKS[args.clock or ("cpu" if args.threads == 1 and args.device == "cpu" else "wall")]
+    if args.quick:
+        args.rounds, args.steps = 3, 2
+    methods = args.methods if args.methods is not None else (
+        ["mean", "mgda", "upgrad"] if args.quick else AGGREGATORS.names())
+    head = (f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
+            f"clock {args.clock or ('cpu' if args.threads == 1 and args.device == 'cpu' else 'wall')}, "
+            f"device {args.device}, precision {args.precision}; command: python benchmarks/peers.py "
+            + " ".join(sys.argv[1:]))
+    print(head, flush=True)
+    if not args.memory_only:
+        for k in args.ks:
+            steps = args.steps or max(2, 20 // k)
+            table_for(k, argparse.Namespace(**{**vars(args), "steps": steps}), methods, clock)
+    if args.memory or args.memory_only:
+        memory_table(max(args.ks), args, methods)
+
+
+if __name__ == "__main__":
+    main()
