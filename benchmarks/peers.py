@@ -45,6 +45,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import contextlib
 import copy
 import gc
 import json
@@ -77,13 +78,24 @@ class Problem:
     model: HardSharing  # the initial model: every variant trains a deep copy
     batch: Batch
     device: torch.device
+    precision: str = "fp32"
+
+    def autocast(self) -> Any:
+        """The hand-written loops' autocast (the same as ``training.precision``)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def scaler(self) -> Any:
+        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
     @property
     def shared_numel(self) -> int:
         return sum(p.numel() for p in self.model.shared_parameters())
 
 
-def make_problem(k: int, device: str = "cpu", batch: int = 256, seed: int = 0) -> Problem:
+def make_problem(k: int, device: str = "cpu", batch: int = 256, seed: int = 0, precision: str = "fp32") -> Problem:
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     tasks = [Task(f"t{i}", "regression") for i in range(k)]
@@ -93,11 +105,22 @@ def make_problem(k: int, device: str = "cpu", batch: int = 256, seed: int = 0) -
     ms = {t.name: torch.rand(batch, 1, generator=g) > 0.1 for t in tasks}
     dev = torch.device(device)
     to = lambda d: {n: v.to(dev) for n, v in d.items()}  # noqa: E731
-    return Problem(k, tasks, model.to(dev), (x.to(dev), to(ys), to(ms)), dev)
+    return Problem(k, tasks, model.to(dev), (x.to(dev), to(ys), to(ms)), dev, precision)
 
 
 def _sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.0)
+
+
+def _update(loss: Tensor, opt: torch.optim.Optimizer, scaler: Any) -> None:
+    """``backward`` and ``step``, through the gradient scaler under fp16."""
+    if scaler is None:
+        loss.backward()
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
 
 
 # ------------------------------------------------------------------ the variants
@@ -106,13 +129,14 @@ def hand(p: Problem) -> Callable[[], None]:
     opt = _sgd(model)
     x, ys, ms = p.batch
     tasks = p.tasks
+    scaler = p.scaler()
 
     def step() -> None:
-        out = model(x)
-        loss = sum(t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks)
+        with p.autocast():
+            out = model(x)
+            loss = sum(t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks)
         opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        opt.step()
+        _update(loss, opt, scaler)  # type: ignore[arg-type]
 
     return step
 
@@ -125,12 +149,14 @@ def hand_plain_torch(p: Problem) -> Callable[[], None]:
     fms = {n: m.float() for n, m in ms.items()}
     counts = {n: m.sum().clamp_min(1) for n, m in fms.items()}
 
+    scaler = p.scaler()
+
     def step() -> None:
-        out = model(x)
-        loss = sum((F.mse_loss(out[n], ys[n], reduction="none") * fms[n]).sum() / counts[n] for n in names)
+        with p.autocast():
+            out = model(x)
+            loss = sum((F.mse_loss(out[n], ys[n], reduction="none") * fms[n]).sum() / counts[n] for n in names)
         opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        opt.step()
+        _update(loss, opt, scaler)  # type: ignore[arg-type]
 
     return step
 
@@ -142,20 +168,24 @@ def floor(p: Problem) -> Callable[[], None]:
     x, ys, ms = p.batch
     tasks = p.tasks
 
+    scaler = p.scaler()
+
     def step() -> None:
-        out = model(x)
-        losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks]
+        with p.autocast():
+            out = model(x)
+            losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks]
         for loss in losses:
-            torch.autograd.grad(loss, shared, retain_graph=True)
+            torch.autograd.grad(loss if scaler is None else scaler.scale(loss), shared, retain_graph=True)
         opt.zero_grad(set_to_none=True)
-        sum(losses).backward()  # type: ignore[union-attr]
-        opt.step()
+        _update(sum(losses), opt, scaler)  # type: ignore[arg-type]
 
     return step
 
 
 def ours(p: Problem, method: str | None, **settings: Any) -> Callable[[], None]:
     model = copy.deepcopy(p.model)
+    if p.precision != "fp32":
+        settings.setdefault("precision", p.precision)
     agg = AGGREGATORS.build(method) if method else None
     tr = Trainer(model, p.tasks, aggregator=agg, optimizer="sgd", lr=1e-3, momentum=0.0,
                  batch_size=p.batch[0].shape[0], progress=False, device=str(p.device), **settings)
@@ -183,6 +213,10 @@ def torchjd_aggregator(name: str, k: int) -> Any:
 
 
 def torchjd_step(p: Problem, name: str) -> Callable[[], None] | None:
+    """TorchJD's documented path; under fp16 none (it has no loss scaling), under bf16 its
+    forward pass autocast like ours."""
+    if p.precision == "fp16":
+        return None
     try:
         from torchjd.autojac import jac_to_grad, mtl_backward
 
@@ -198,9 +232,10 @@ def torchjd_step(p: Problem, name: str) -> Callable[[], None] | None:
     tasks = p.tasks
 
     def step() -> None:
-        rep = model.encode(x)
-        out = model.decode(rep)
-        losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks]
+        with p.autocast():
+            rep = model.encode(x)
+            out = model.decode(rep)
+            losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in tasks]
         opt.zero_grad(set_to_none=True)
         mtl_backward(losses, features=rep)
         jac_to_grad(shared, agg)
@@ -246,10 +281,12 @@ def med(times: dict[str, list[float]], a: str) -> float:
 
 # ------------------------------------------------------------------ tables
 def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Callable[[], float]) -> list[str]:
-    p = make_problem(k, args.device)
+    p = make_problem(k, args.device, precision=args.precision)
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
     fns: dict[str, Callable[[], None]] = {"hand": hand(p), "hand (plain torch)": hand_plain_torch(p),
                                           "plain": ours(p, None, **_settings(args)), "floor": floor(p)}
+    if getattr(args, "compile", False):  # training.compile: true (the warm-up pays the compilation)
+        fns["plain (compile)"] = ours(p, None, compile=True, **_settings(args))
     for m in methods:
         fns[m] = ours(p, m, **_settings(args))
         tj = None if args.no_torchjd else torchjd_step(p, m)
@@ -262,6 +299,8 @@ def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Calla
              f"{med(t, 'hand (plain torch)'):.2f} ms); floor: {med(t, 'floor'):.2f} ms\n",
              f"plain (Trainer.train_step): {med(t, 'plain'):.2f} ms = **{ratio(t, 'plain', 'hand'):.3f}x "
              f"hand-written** (goal <= 1.05)\n",
+             *([f"plain with training.compile: {med(t, 'plain (compile)'):.2f} ms = "
+                f"{ratio(t, 'plain (compile)', 'plain'):.3f}x plain\n"] if "plain (compile)" in t else []),
              "| method | ms | / floor (goal <= 1.10) | TorchJD ms | ours / TorchJD (goal <= 1) |",
              "|---|---:|---:|---:|---:|"]
     for m in methods:
@@ -292,7 +331,7 @@ def _peak_rss_mb() -> float:
 
 def memory_child(variant: str, k: int, device: str, extra: dict[str, Any]) -> None:
     torch.set_num_threads(1)
-    p = make_problem(k, device)
+    p = make_problem(k, device, precision=extra.pop("precision", "fp32"))
     if variant == "plain":
         fn = ours(p, None, **extra)
     elif variant == "floor":
@@ -360,6 +399,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     ap.add_argument("--block", type=int, default=None, help="training.jacobian_block_size for our methods")
     ap.add_argument("--no-torchjd", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also the plain step with training.compile: true")
     ap.add_argument("--memory", action="store_true", help="also the peak-memory table (at the largest K)")
     ap.add_argument("--memory-only", action="store_true")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 2 steps, methods mean, mgda, upgrad")

@@ -5,7 +5,7 @@
     python benchmarks/rl.py --solve              # the single-task baseline on CartPole-v1 (threshold 475)
 
 For each family, method and seed one agent is trained (A2C, the same settings for every
-method: 4 environments per task, 32-step rollouts, Adam 1e-3, [64, 64] tanh) with the same
+method: 4 environments per task, 16-step rollouts, Adam 1e-3, [64, 64] tanh) with the same
 number of environment steps per task, and evaluated at each budget on 10 episodes per task
 (greedy actions, sub-environment i reset with seed 10000 + i: the same start states for every
 method). The tables give the mean evaluation return per task, mean ± sd over seeds, the Δm

@@ -56,6 +56,7 @@ def make_trainer(name: str, data, tasks) -> Trainer:
     model = HardSharing(mlp(data.x.shape[1], (256, 128)), tasks)
     trainer = Trainer(model, tasks, weighting=WEIGHTINGS.build(name), lr=1e-3, progress=False, seed=0)
     trainer.setup(data)
+    trainer.validation_data = data  # bilevel weightings (auto_lambda ...) draw validation batches
     return trainer
 
 

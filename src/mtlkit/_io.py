@@ -20,13 +20,11 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -181,16 +179,20 @@ def to_jsonable(obj: Any) -> Any:
     """Plain JSON values from tensors, arrays and NumPy scalars; non-finite floats become
     ``None`` (JSON has no NaN).
 
+    >>> import numpy as np, torch
     >>> to_jsonable({"a": torch.tensor([1.5]), 2: float("nan"), "c": np.int64(3)})
     {'a': [1.5], '2': None, 'c': 3}
     """
+    # torch and numpy as already loaded (a value cannot be theirs otherwise): a run config is
+    # read and checked without importing torch
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (torch.Tensor, np.ndarray)):
+    if (torch is not None and isinstance(obj, torch.Tensor)) or (np is not None and isinstance(obj, np.ndarray)):
         return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+    if np is not None and isinstance(obj, (np.floating, np.integer, np.bool_)):
         return to_jsonable(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None

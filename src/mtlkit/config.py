@@ -149,10 +149,10 @@ ColumnType = Literal["numeric", "categorical", "boolean", "datetime", "id"]
 class CategoricalConfig(_Strict):
     """How a table's categorical columns are encoded (mtlkit.data.tabular.TableOptions)."""
 
-    onehot_max: int = Field(16, ge=0, description="one-hot up to this many categories, else an embedding")
-    min_count: int = Field(5, ge=1, description="rarer categories share the embedding's unknown bucket")
-    embedding_dim: int | None = Field(None, ge=1, description="embedding width (default from the cardinality)")
-    max_categories: int = Field(1_000_000, ge=1, description="refuse a column with more distinct values")
+    onehot_max: int = Field(default=16, ge=0, description="one-hot up to this many categories, else an embedding")
+    min_count: int = Field(default=5, ge=1, description="rarer categories share the embedding's unknown bucket")
+    embedding_dim: int | None = Field(default=None, ge=1, description="embedding width (default from the cardinality)")
+    max_categories: int = Field(default=1_000_000, ge=1, description="refuse a column with more distinct values")
 
 
 class DataConfig(_Strict):
@@ -162,7 +162,7 @@ class DataConfig(_Strict):
     features: list[str] | dict[str, ColumnType | None] | None = Field(
         None, description="feature columns: a list (types inferred) or {column: numeric|categorical|boolean|"
                           "datetime|id}; default: every column that is not a label")
-    categorical: CategoricalConfig = Field(default_factory=lambda: CategoricalConfig())
+    categorical: CategoricalConfig = Field(default_factory=CategoricalConfig)
     image_column: str | None = None
     image_root: str | None = None
     image_size: list[int] | None = None
@@ -262,6 +262,15 @@ else:
     TrainingConfig = create_model("TrainingConfig", __base__=_TrainingBase, **_training_fields())
 
 
+class TrackingConfig(_Strict):
+    """Where the run is logged besides its folder (:mod:`mtlkit.tracking`): a TensorBoard log
+    directory and/or an MLflow tracking URI (a local folder, ``file:...`` or ``sqlite:///...``)."""
+
+    tensorboard: str | None = Field(None, description="TensorBoard log directory (one sub-folder per run)")
+    mlflow: str | None = Field(None, description="MLflow tracking URI: a folder, file:/path or sqlite:///path.db")
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the run's name)")
+
+
 class RunConfig(_Strict):
     """The whole run. ``tasks`` may be omitted for built-in datasets (they bring theirs)."""
 
@@ -275,6 +284,23 @@ class RunConfig(_Strict):
         default_factory=list, description="auxiliary-target generators: [{generator: fourier, k: 8, weight: 0.1}]")
     baselines: bool | list[Literal["neural", "gbdt"]] = Field(
         True, description="true: neural single-task baselines; or a list of neural, gbdt")
+    seeds: list[int] | None = Field(
+        None, description="train the run once per seed (seed-<s>/ sub-runs) and report intervals and verdicts")
+    tracking: TrackingConfig | None = Field(None, description="{tensorboard: DIR} and/or {mlflow: URI}")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_distinct(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("give at least one seed (e.g. seeds: [0, 1, 2])")
+            dup = sorted({s for s in v if v.count(s) > 1})
+            if dup:
+                raise ValueError(f"duplicate seed(s) {dup}")
+            neg = [s for s in v if s < 0]
+            if neg:
+                raise ValueError(f"seeds must be non-negative integers; got {neg}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -348,7 +374,9 @@ def _resolve_data_path(data: dict[str, Any], base: Path) -> None:
         if not isinstance(value, str) or not value or Path(value).is_absolute():
             continue
         beside = base / value
-        if beside.exists() or not Path(value).exists():
+        if beside.exists():
+            section[key] = str(beside.resolve())  # the run's config.yaml then reads from anywhere
+        elif not Path(value).exists():
             section[key] = str(beside)
 
 

@@ -265,6 +265,14 @@ class _InputAdapter(nn.Module):
                  ) -> None:
         super().__init__()
         self.model = model
+        tabular = [p for p in (student_pre, teacher_pre) if p and "mean" not in p]
+        if tabular and _canonical(student_pre) == _canonical(teacher_pre):
+            student_pre = teacher_pre = None  # the same fitted table preprocessing: inputs already agree
+        elif tabular:
+            raise ValueError("The teacher run was trained with another table preprocessing than the student "
+                             "(fitted on another split, or other column types/options); its inputs cannot be "
+                             "translated. Train the teacher on the same data and split (same seed) as the "
+                             "student.")
         self._s = _mean_std(student_pre)
         self._t = _mean_std(teacher_pre)
 
@@ -277,6 +285,12 @@ class _InputAdapter(nn.Module):
         if self._t is not None:
             z = (z - self._t[0]) / self._t[1]
         return self.model(z.to(torch.float32))
+
+
+def _canonical(pre: dict[str, Any] | None) -> str:
+    import json
+
+    return json.dumps(pre, sort_keys=True, default=str)
 
 
 def _mean_std(pre: dict[str, Any] | None) -> tuple[Tensor, Tensor] | None:

@@ -160,8 +160,8 @@ def _refuse(pre: Any, tasks: list[Task]) -> None:
                          f"...) by pandas, and the exported graph has no date parser. Give the parts as numeric "
                          f"columns (or leave the column out) and train again, or export the encoded model "
                          f"(mtlkit.export.export_model).")
-    bad = [t.name for t in tasks if t.task_kind.dense or t.task_kind.pairwise or t.task_kind.multi_column
-           and t.task_kind.is_classification]
+    bad = [t.name for t in tasks if t.task_kind.dense or t.task_kind.pairwise
+           or (t.task_kind.multi_column and t.task_kind.is_classification)]
     if bad:
         raise ValueError(f"Cannot export raw rows for task(s) {bad}: only binary, multiclass and regression "
                          f"tasks are decoded in the graph.")
@@ -224,7 +224,8 @@ def _onnx_raw(model: nn.Module, tasks: list[Task], pre: Any, width: int) -> Any:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Decoded(model, tasks).eval(), (torch.zeros(2, width),), buf, dynamo=False,
+        torch.onnx.export(_Decoded(model, tasks).eval(), (torch.zeros(2, width),), buf,  # type: ignore[arg-type]
+                          dynamo=False,
                           input_names=["x"], output_names=names,
                           dynamic_axes={"x": {0: "batch"}, **{n: {0: "batch"} for n in names}})
     core = onnx.load_from_string(buf.getvalue())

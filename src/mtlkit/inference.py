@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -57,7 +57,7 @@ class LoadedRun:
     @property
     def preprocessor(self) -> TablePreprocessor | None:
         pre = self.meta.get("preprocessing")
-        return TablePreprocessor.from_dict(pre) if is_table_preprocessing(pre) else None
+        return TablePreprocessor.from_dict(cast(dict[str, Any], pre)) if is_table_preprocessing(pre) else None
 
     def predict(self, df: pd.DataFrame, *, all_tasks: bool = False) -> pd.DataFrame:
         """Predictions as a table (see :func:`predict_frame`)."""
@@ -87,7 +87,7 @@ def inputs_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the in
     if len(df) == 0:  # a header-only file: no samples to predict (was a bare KeyError)
         raise ValueError(f"{source} is empty: it has no rows.")
     if is_table_preprocessing(pre):
-        return torch.as_tensor(TablePreprocessor.from_dict(pre).transform(df, source=source))
+        return torch.as_tensor(TablePreprocessor.from_dict(cast(dict[str, Any], pre)).transform(df, source=source))
     if meta.get("image_column"):
         col = meta["image_column"]
         if col not in df.columns:

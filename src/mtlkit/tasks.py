@@ -44,7 +44,8 @@ from mtlkit.kinds.contrastive import contrastive_loss
 
 ROLES = ("primary", "auxiliary")
 
-__all__ = ["ROLES", "Metric", "Task", "TaskKind", "check_tasks", "contrastive_loss", "task_from_dict"]
+__all__ = ["ROLES", "Metric", "Task", "TaskKind", "check_funnels", "check_tasks", "contrastive_loss",
+           "funnel_masks", "task_from_dict"]
 
 
 def __getattr__(name: str) -> Any:
@@ -99,6 +100,13 @@ class Task:
             regression target, one per output (set when the data is prepared): the model
             predicts ``(y - mean) / std``, the loss is computed on that scale, and
             :meth:`predict_transform`, the metrics and the predictions are in original units.
+        given: the name of the task this one follows in a funnel (``conversion`` given
+            ``click``): its event can only happen where the ``given`` task's is positive. Its
+            labels cover every sample (0 where the parent is 0: the entire-space labels of
+            ESMM); where the parent is unlabelled it is masked, and a positive where the parent
+            is negative is refused or masked (:func:`funnel_masks`). ``esmm`` and ``aitm``
+            read the funnel from it; the ranking metrics add the conditional view on the
+            parent's positives. Binary tasks only.
 
     >>> t = Task("digit", "multiclass", num_classes=10)
     >>> t.out_dim, t.main_metric, t.metric("accuracy").higher_is_better
@@ -131,6 +139,7 @@ class Task:
     standardize: bool | None = None
     target_mean: tuple[float, ...] | None = None
     target_std: tuple[float, ...] | None = None
+    given: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -151,6 +160,13 @@ class Task:
                 f"Task {self.name!r}: the 'weight' must be a finite non-negative float. Got {self.weight!r}."
             )
         self._check_out_shape(spec)
+        if self.given is not None:
+            if not isinstance(self.given, str) or not self.given or self.given == self.name:
+                raise ValueError(f"Task {self.name!r}: 'given' names another task (the funnel step before "
+                                 f"this one). Got {self.given!r}.")
+            if self.kind != "binary":
+                raise ValueError(f"Task {self.name!r}: 'given' (a funnel step) is for binary tasks; kind "
+                                 f"{self.kind!r} takes none.")
         if self.margin is not None and not spec.pairwise:
             raise ValueError(f"Task {self.name!r}: 'margin' is for the contrastive kind; kind "
                              f"{self.kind!r} takes no margin.")
@@ -321,7 +337,7 @@ class Task:
             d["out_shape"] = list(d["out_shape"])
         if d["margin"] is None:  # only contrastive tasks have one
             del d["margin"]
-        for key in ("classes", "positive_class", "standardize", "target_mean", "target_std"):
+        for key in ("classes", "positive_class", "standardize", "target_mean", "target_std", "given"):
             if d[key] is None:  # set for tables only: older readers keep working
                 del d[key]
             elif isinstance(d[key], tuple):
@@ -342,6 +358,60 @@ def check_tasks(tasks: Sequence[Task]) -> list[Task]:
             raise ValueError(f"Duplicate task name {t.name!r}: task names must be unique.")
         seen.add(t.name)
     return tasks
+
+
+def check_funnels(tasks: Sequence[Task]) -> dict[str, str]:
+    """The funnel of ``tasks`` as ``{task: parent}``; a parent that is not among the tasks, or
+    a cycle, is an error that names the task."""
+    names = {t.name for t in tasks}
+    parents = {t.name: t.given for t in tasks if t.given is not None}
+    for child, parent in parents.items():
+        if parent not in names:
+            raise ValueError(f"Task {child!r} is given {parent!r} (a funnel step), but there is no task "
+                             f"{parent!r}; the tasks are {sorted(names)}.")
+        kind = next(t.kind for t in tasks if t.name == parent)
+        if kind != "binary":
+            raise ValueError(f"Task {child!r} is given {parent!r}, a {kind} task; a funnel step follows a "
+                             f"binary task.")
+    for start in parents:
+        seen, node = {start}, parents.get(start)
+        while node is not None:
+            if node in seen:
+                raise ValueError(f"The funnel declarations ('given') of tasks {sorted(seen)} form a cycle.")
+            seen.add(node)
+            node = parents.get(node)
+    return parents
+
+
+def funnel_masks(tasks: Sequence[Task], targets: dict[str, Tensor], masks: dict[str, Tensor], *,
+                 violations: str = "error") -> dict[str, Tensor]:
+    """The masks with each funnel task (``given``) masked where its parent is unlabelled.
+
+    A positive label where the parent is labelled negative (a conversion without a click)
+    contradicts the funnel: ``violations="error"`` (default) refuses the data with their
+    count; ``"mask"`` masks those entries out.
+
+    >>> import torch
+    >>> ts = [Task("click", "binary"), Task("buy", "binary", given="click")]
+    >>> y = {"click": torch.tensor([1.0, 0.0, 1.0]), "buy": torch.tensor([1.0, 1.0, 0.0])}
+    >>> m = {"click": torch.tensor([True, True, False]), "buy": torch.ones(3, dtype=torch.bool)}
+    >>> funnel_masks(ts, y, m, violations="mask")["buy"].tolist()
+    [True, False, False]
+    """
+    if violations not in ("error", "mask"):
+        raise ValueError(f"The 'violations' argument must be 'error' or 'mask'. Got {violations!r}.")
+    out = dict(masks)
+    for child, parent in check_funnels(tasks).items():
+        pm, py = out[parent].bool(), targets[parent]
+        cm, cy = out[child].bool(), targets[child]
+        bad = cm & pm & (py <= 0.5) & (cy > 0.5)
+        n = int(bad.sum())
+        if n and violations == "error":
+            raise ValueError(f"Task {child!r} (given {parent!r}) has {n} positive label(s) where {parent!r} is "
+                             f"negative (a {child} without a {parent}). Fix the data, or mask them "
+                             f"(violations='mask').")
+        out[child] = cm & pm & ~bad
+    return out
 
 
 def task_from_dict(d: dict[str, Any]) -> Task:

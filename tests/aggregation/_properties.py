@@ -137,14 +137,44 @@ def row_scales(k: int = 5, seed: int = 0, low: float = -15.0, high: float = 15.0
     return (scales[:, None] * conflicting(k, 7, seed, torch.float64)).to(dtype)
 
 
+def disjoint_supports(dtype=torch.float64) -> Tensor:
+    """Tasks touching disjoint parameters (one task none): orthogonal rows, weakly but not
+    strongly stationary (the zero row); per coordinate most entries are 0."""
+    return torch.tensor([[1.0, 0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0, 0.0],
+                         [0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -1.0, 0.3]], dtype=dtype)
+
+
 def unnormalisable(dtype=torch.float64) -> Tensor:
     """Four rows in 3 dimensions, far from strongly stationary, where IMTL-G's normaliser
-    ``1ᵀ G⁺ n`` (n: the row norms) vanishes: its weights cannot sum to 1 (the paper's formula
-    has a pole here). Found by bisection between two Jacobians of opposite normaliser."""
-    return torch.tensor([[-0.01818457894758227, 0.02253887087935794, 0.1881192945194976],
-                         [-1.147659202302934, 0.22354973149916182, 1.4593471846507273],
-                         [-0.22578956911983536, 0.679259731573649, 0.03704838627249907],
-                         [-1.1141690383761318, 0.7483311320820387, 1.29113976503968]], dtype=dtype)
+    ``1ᵀ N⁻¹ Ĝ⁺ 1`` (N: the row norms, Ĝ: the Gramian of the unit rows) vanishes: its weights
+    cannot sum to 1 (the paper's formula has a pole here). Found by bisection between two
+    Jacobians of opposite normaliser."""
+    return torch.tensor([[-0.32705483353823417, 0.08332487340920208, -0.10959882380342972],
+                         [-0.3251146943123441, 0.22308816483492958, -1.442861804973394],
+                         [-1.368988684421581, 0.4835685618606915, -2.2693334197547674],
+                         [-0.508431888697634, 0.1485482803263152, -0.17583142901059332]], dtype=dtype)
+
+
+def mixed_sign_cancelling(dtype=torch.float64) -> Tensor:
+    """Five rows in R⁴ whose unit vectors satisfy 1.92 ĝ1 + ĝ2 + ĝ3 + ĝ4 − ½ ĝ5 = 0 (mixed signs:
+    not strongly stationary), with norms chosen so that Σ_i ⟨g_i, Û⁺1⟩ = 0 (ConFIG's length
+    vanishes there)."""
+    import numpy as np
+
+    u = np.random.default_rng(0).normal(size=(4, 4))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    g1 = -(u[0] + u[1] + u[2] - 0.5 * u[3])
+    units = np.vstack([g1 / np.linalg.norm(g1), u])
+    p1 = units @ np.linalg.pinv(units) @ np.ones(5)
+    norms = np.ones(5)
+    norms[0] = -(p1[1:].sum()) / p1[0]
+    return torch.tensor(norms[:, None] * units, dtype=dtype)
+
+
+def scaled_zero_row(scale: float, dtype=torch.float64) -> Tensor:
+    """Four random rows, one of them zero, scaled: one step of a simplex method whose step is
+    larger than the simplex sends the weights to the zero row's vertex (MoCo, MoDo)."""
+    return scale * random_matrix(4, 7, dtype=dtype).index_fill(0, torch.tensor([2]), 0.0)
 
 
 FAMILIES: dict[str, Callable[[], Tensor]] = {
@@ -154,6 +184,7 @@ FAMILIES: dict[str, Callable[[], Tensor]] = {
     "k_gt_p": lambda: more_tasks_than_params(),
     "zero_row": lambda: with_zero_row(),
     "zero_rows": lambda: with_zero_rows(),
+    "disjoint": lambda: disjoint_supports(),
     "duplicated": lambda: duplicated_rows(),
     "opposite": lambda: opposite_rows(),
     "weakly_stationary": lambda: weakly_stationary_matrix(),
@@ -199,10 +230,7 @@ def magnitude(agg: Aggregator, j: Tensor) -> tuple[Tensor, float]:
         warnings.simplefilter("ignore", RuntimeWarning)
         out = agg.aggregate(j)
     norms = j.double().norm(dim=1)
-    if out.weights is not None:
-        m = float(out.weights.double().abs() @ norms)
-    else:
-        m = float(norms.sum())
+    m = float(out.weights.double().abs() @ norms) if out.weights is not None else float(norms.sum())
     return out.direction, max(m, float(out.direction.double().norm()))
 
 
@@ -307,6 +335,17 @@ def equals_mean_for_one_task(name: str, j: Tensor) -> float:
     return _ratio(err, rel_tol(j.dtype) * float(j.double().norm()))
 
 
+#: for strong stationarity also the Jacobians where a method's direction vanishes although
+#: they are not strongly stationary (its direction is round-off there, so no other property
+#: is judged on them)
+STATIONARITY_FAMILIES: dict[str, Callable[[], Tensor]] = {
+    **FAMILIES,
+    "zero_row_x10": lambda: scaled_zero_row(10.0),
+    "zero_row_x100": lambda: scaled_zero_row(100.0),
+    "mixed_sign_cancelling": lambda: mixed_sign_cancelling(),
+}
+
+
 @dataclass(frozen=True)
 class Property:
     flag: str  #: the class-level flag that claims it
@@ -319,7 +358,7 @@ PROPERTIES: dict[str, Property] = {p.flag: p for p in (
     Property("non_conflicting", "non-conflicting", non_conflicting, FAMILIES),
     Property("permutation_invariant", "permutation-invariant", permutation_invariant, FAMILIES),
     Property("linear_under_scaling", "linear under scaling", linear_under_scaling, FAMILIES),
-    Property("strongly_stationary", "strongly stationary", strongly_stationary, FAMILIES),
+    Property("strongly_stationary", "strongly stationary", strongly_stationary, STATIONARITY_FAMILIES),
     Property("equals_mean_for_one_task", "Mean for one task", equals_mean_for_one_task, ONE_TASK),
 )}
 

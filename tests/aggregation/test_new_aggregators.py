@@ -113,6 +113,46 @@ def test_parameters_are_keyword_only():
             cls(1)
 
 
+# --------------------------------------------------------------------------- unclaimed flags
+def _stationarity_gap(j: torch.Tensor) -> float:
+    """min_{w ≥ 1} ‖Jᵀw‖ / Σ‖g_i‖: 0 iff J is strongly stationary (Jᵀw = 0 for some w > 0)."""
+    nnls = pytest.importorskip("scipy.optimize").nnls
+    jd = j.double().numpy()
+    mu = nnls(jd.T, -(jd.T @ np.ones(jd.shape[0])))[0]
+    return float(np.linalg.norm(jd.T @ (1.0 + mu))) / float(np.linalg.norm(jd, axis=1).sum())
+
+
+def _config_zero_direction() -> torch.Tensor:
+    """Five rows in R⁴ whose unit vectors satisfy 1.92 ĝ1 + ĝ2 + ĝ3 + ĝ4 − ½ ĝ5 = 0 (mixed
+    signs: not strongly stationary), with norms chosen so that Σ_i ⟨g_i, g_u⟩ = 0."""
+    u = np.random.default_rng(0).normal(size=(4, 4))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    g1 = -(u[0] + u[1] + u[2] - 0.5 * u[3])
+    units = np.vstack([g1 / np.linalg.norm(g1), u])
+    p1 = units @ np.linalg.pinv(units) @ np.ones(5)  # the projection of 1 on the range of Û
+    assert p1[0] < 0
+    norms = np.ones(5)
+    norms[0] = -(p1[1:].sum()) / p1[0]  # Σ_i n_i (P1)_i = 0: the length of d is 0
+    return torch.tensor(norms[:, None] * units)
+
+
+@pytest.mark.parametrize(("agg", "j"), [
+    (MoCo(), lambda: 10.0 * random_matrix(4, 7).index_fill(0, torch.tensor([2]), 0.0)),
+    (MoDo(), lambda: 100.0 * random_matrix(4, 7).index_fill(0, torch.tensor([2]), 0.0)),
+    (TrimmedMean(), lambda: torch.tensor([[1.0, 2.0], [0.0, 0.0], [-1.0, -3.0]], dtype=torch.float64)),
+    (ConFIG(), _config_zero_direction),
+], ids=["moco", "modo", "trimmed_mean", "config"])
+def test_strong_stationarity_is_rightly_unclaimed(agg, j):
+    # a zero direction for a Jacobian that is not strongly stationary. MoCo/MoDo: one step of
+    # γ(G + ρI) larger than the simplex sends λ to the zero row's vertex; TrimmedMean: the
+    # median of each coordinate is the zero row's; ConFIG: the length Σ⟨g_i, g_u⟩ vanishes.
+    jac = j()
+    assert _stationarity_gap(jac) > 1e-2
+    d = agg(jac)
+    assert float(d.norm()) <= 1e-12 * float(jac.norm(dim=1).sum())
+    assert not type(agg).strongly_stationary
+
+
 # --------------------------------------------------------------------------- FairGrad
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
 @pytest.mark.parametrize("seed", range(3))

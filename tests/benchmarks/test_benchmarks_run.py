@@ -21,7 +21,11 @@ CASES = {
     "distributed": ["--steps", "6", "--warmup", "2", "--repeats", "1", "--ks", "2",
                     "--methods", "equal", "equal_bn"],
     "report_time": ["--only", "demo", "--repeats", "1", "--runs-dir", "{tmp}/runs"],
+    "peers": ["--quick", "--ks", "4", "--methods", "mean", "upgrad", "--no-torchjd"],
+    "startup": ["--runs", "1"],
     "rl": ["--quick", "--budgets", "500", "--episodes", "1", "--threads", "1"],
+    "tabular": ["--quick", "--seeds", "1", "--epochs", "1"],
+    "recommenders": ["--quick", "--archs", "esmm", "aitm"],
 }
 
 

@@ -35,25 +35,25 @@ def test_every_encoder_and_the_context_receive_gradient():
                     rewards=torch.randn(5, 3, 2, generator=g), cuts=torch.zeros(5, 3, 2, dtype=torch.bool),
                     valid=torch.ones(5, 3, 2, dtype=torch.bool), last_obs=torch.randn(3, 2, 4, generator=g))
     actor_critic_loss(agent, batch, A2CSettings()).total.backward()
-    for j, enc in enumerate(agent.encoders):
-        grads = [p.grad for p in enc.parameters()]
-        assert all(gr is not None and gr.abs().sum() > 0 for gr in grads), f"encoder {j} has no gradient"
-    assert agent.word_embedding is not None and agent.word_embedding.grad is not None
-    assert agent.word_embedding.grad.abs().sum() > 0
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.attention.parameters())
+    for tower in (agent.actor, agent.critic):
+        for j, enc in enumerate(tower.encoders):
+            grads = [p.grad for p in enc.parameters()]
+            assert all(gr is not None and gr.abs().sum() > 0 for gr in grads), f"encoder {j} has no gradient"
+        assert tower.word_embedding is not None and tower.word_embedding.grad is not None
+        assert tower.word_embedding.grad.abs().sum() > 0
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tower.attention.parameters())
 
 
 def test_mixture_is_the_attention_weighted_sum_of_encoders():
     agent = _agent(TEXTS, encoders=3)
     obs = torch.randn(3, 4, 4)
-    z = agent.context()
-    w = agent.attention_weights(z)
-    mixed = sum(w[:, j, None, None] * agent.encoders[j](obs) for j in range(3))
-    x = torch.cat([mixed, z[:, None, :].expand(-1, 4, -1)], -1)
-    logits, value = agent.backbone(x)
     out = agent(obs)
-    torch.testing.assert_close(out.logits, logits)
-    torch.testing.assert_close(out.value, value)
+    for tower, got in ((agent.actor, out.logits), (agent.critic, out.value.unsqueeze(-1))):
+        z = tower.context()
+        w = tower.attention_weights(z)
+        mixed = sum(w[:, j, None, None] * tower.encoders[j](obs) for j in range(3))
+        x = torch.cat([mixed, z[:, None, :].expand(-1, 4, -1)], -1)
+        torch.testing.assert_close(got, tower.head(x))
 
 
 def test_hashed_bag_of_words_is_stable_and_normalised():

@@ -37,8 +37,8 @@ def test_two_column_log_probs_are_alpha_log_pi0_plus_beta_f_minus_log_z(agent):
         paper = torch.softmax(ALPHA * h[i] + BETA * f, -1)
         torch.testing.assert_close(log_pi[i].exp(), paper, rtol=1e-5, atol=1e-6)
     assert agent.c_kl == pytest.approx(ALPHA / BETA) and agent.c_ent == pytest.approx((1 - ALPHA) / BETA)
-    assert ALPHA == pytest.approx(agent.c_kl / (agent.c_kl + agent.c_ent))
-    assert BETA == pytest.approx(1 / (agent.c_kl + agent.c_ent))
+    assert agent.c_kl / (agent.c_kl + agent.c_ent) == pytest.approx(ALPHA)
+    assert 1 / (agent.c_kl + agent.c_ent) == pytest.approx(BETA)
 
 
 def _toy_batch() -> Rollout:

@@ -90,7 +90,7 @@ def test_second_run_fails_at_once_while_the_first_holds_the_folder(tmp_path, con
 def test_two_runs_in_one_process_cannot_share_a_folder(tmp_path):
     lock = RunLock(tmp_path / "run").acquire()
     try:
-        with pytest.raises(RunLockedError, match=r"pid %d" % os.getpid()):
+        with pytest.raises(RunLockedError, match=rf"pid {os.getpid()}"):
             RunLock(tmp_path / "run").acquire()
     finally:
         lock.release()

@@ -57,14 +57,17 @@ def test_a_folder_that_is_not_ours_is_refused_and_untouched(tmp_path):
         assert _files(out) == before
 
 
-def test_cli_refuses_a_folder_that_is_not_ours_before_loading_data(tmp_path):
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_cli_refuses_a_folder_that_is_not_ours_before_loading_data(tmp_path, flags):
+    """Issue 20, item 3: `mtlkit train cfg.yaml --out P` on a folder holding checkpoints/ and
+    metrics.jsonl deleted them (shutil.rmtree(run_dir / "checkpoints"))."""
     out = tmp_path / "mine"
     before = _fill_with_user_files(out)
     _frame().to_csv(tmp_path / "d.csv", index=False)
     cfg = {"data": {"path": str(tmp_path / "d.csv")}, "tasks": [t.to_dict() for t in TASKS],
            "training": {"epochs": 1}, "baselines": False}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    res = CliRunner().invoke(get_app(), ["train", str(tmp_path / "c.yaml"), "--out", str(out), "--overwrite",
+    res = CliRunner().invoke(get_app(), ["train", str(tmp_path / "c.yaml"), "--out", str(out), *flags,
                                          "--no-progress"])
     assert res.exit_code == 2 and "holds no mtlkit run" in res.output
     assert _files(out) == before

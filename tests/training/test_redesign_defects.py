@@ -6,6 +6,7 @@ not be extended on resume; and the layout rules (one settings dataclass for both
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -135,7 +136,7 @@ def test_a_weighting_can_request_a_validation_batch_per_step():
 
     class Probe(Equal):
         needs_validation_batch = True
-        seen: list = []
+        seen: ClassVar[list] = []
 
         def forward(self, losses, ctx):
             x, ys, _ = ctx.validation_batch

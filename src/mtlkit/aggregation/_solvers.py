@@ -219,6 +219,8 @@ def min_norm_weights(g: np.ndarray, *, support: np.ndarray | None = None) -> np.
         return np.full(k, 1.0 / k)
     if zero.any():
         return zero / float(zero.sum())
+    if k == 2:
+        return _min_norm_two(n[0], n[1], float(gh[0, 1]))
     h = 1.0 / n
     h = h / float(h.max())
     so = scipy_optimize("the min-norm solver", required=False) if k >= SCIPY_NNLS_MIN_K else None
@@ -234,6 +236,15 @@ def min_norm_weights(g: np.ndarray, *, support: np.ndarray | None = None) -> np.
     if not np.isfinite(total) or total <= 0.0:
         return np.full(k, 1.0 / k)
     return w / total
+
+
+def _min_norm_two(a: float, b: float, c: float) -> np.ndarray:
+    """The min-norm point of the segment between two rows of norms ``a``, ``b`` and cosine
+    ``c``: ``t ∝ b (b − a c)``, ``1 − t ∝ a (a − b c)`` over ``(a − b)² + 2ab(1 − c)``, each
+    written without cancellation (norms 1e30 apart keep their 1e-30 weights), clipped at 0."""
+    w = np.array([max(b * (b - a * c), 0.0), max(a * (a - b * c), 0.0)])
+    total = float(w.sum())
+    return w / total if total > 0.0 and np.isfinite(total) else np.full(2, 0.5)
 
 
 #: from this K on, the NNLS problems (UPGrad's K projections, the min-norm point of MGDA,
@@ -279,6 +290,14 @@ def dual_cone_weights(g: np.ndarray, *, floor: float | None = None) -> np.ndarra
         return out
     sub = gh[np.ix_(idx, idx)]
     if (sub >= 0.0).all():
+        return out
+    if idx.size == 2:
+        # two unit rows of cosine c < 0: π(ĝ_0) = ĝ_0 − c ĝ_1 (the half-space of ĝ_1; it keeps
+        # ⟨ĝ_0, ·⟩ = 1 − c² ≥ 0), and symmetrically
+        i, j = idx
+        c = float(sub[0, 1])
+        out[i, j] = -c * n[i] / n[j]
+        out[j, i] = -c * n[j] / n[i]
         return out
     cone = DualCone(sub, eigenvalue_floor() if floor is None else floor)
     e = np.zeros(idx.size)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mtlkit._registry import AGGREGATORS
 from mtlkit.aggregation._base import GramianWeightedAggregator
-from mtlkit.aggregation._solvers import normalized, to_numpy
+from mtlkit.aggregation._solvers import row_normalized, to_numpy
 
 #: eigenvalues of the cosine matrix below this many ``K·eps`` of the largest are treated as
 #: zero by the pseudo-inverse (the Gramian's own round-off is a few ``eps·√P`` of its scale)
@@ -30,8 +30,10 @@ class ConFIG(GramianWeightedAggregator):
     When the unit gradients are linearly independent (K ≤ P) every task gets the same
     positive cosine 1/‖g_u‖, so d conflicts with none; otherwise Û⁺1 is the least-squares
     solution and that guarantee is lost (the flag ``non_conflicting`` is therefore off).
-    One task gives its gradient; the result is linear in the scale of the gradients and
-    does not depend on their order.
+    One task gives its gradient; g_u depends on the directions only, so the result is
+    linear in a positive rescaling of each row (``ConFIG(diag(c) J)`` is linear in c), and it
+    does not depend on the order of the rows. With dependent unit gradients the length
+    Σ⟨g_i, g_u⟩ can vanish although the tasks are not stationary.
 
     Computed on the Gramian alone (so it works at representation level and with a Gramian
     summed over processes): ``Û⁺ = Ûᵀ (ÛÛᵀ)⁺`` and ``ÛÛᵀ = D⁻¹GD⁻¹`` is the matrix of
@@ -53,6 +55,8 @@ class ConFIG(GramianWeightedAggregator):
     paper = ("Liu, Chu & Thuerey 2024, ConFIG: Towards Conflict-free Training of Physics Informed Neural "
              "Networks (arXiv:2408.11104; ICLR 2025), ConFIG")
     permutation_invariant = True
+    linear_under_scaling = True  # g_u depends on the directions only; the length is linear
+    equals_mean_for_one_task = True
 
     def weights(self, gramian: Tensor) -> Tensor:
         eps = float(torch.finfo(gramian.dtype).eps)
@@ -63,23 +67,19 @@ class ConFIG(GramianWeightedAggregator):
 def config_weights(g: np.ndarray, *, rcond: float) -> np.ndarray:
     """Weights ``w`` of the ConFIG direction ``d = Jᵀw`` for the Gramian ``g``."""
     k = g.shape[0]
-    gn, s = normalized(g)
     out = np.zeros(k)
-    if s == 0.0:
-        return out
-    norms = np.sqrt(np.clip(np.diag(gn), 0.0, None))
-    inv = np.where(norms > 0.0, 1.0 / np.where(norms > 0.0, norms, 1.0), 0.0)
-    cos = gn * inv[:, None] * inv[None, :]
-    lam, vec = np.linalg.eigh(0.5 * (cos + cos.T))
+    cos, n = row_normalized(g)  # ÛÛᵀ, and the row norms (zero rows: zero rows of ÛÛᵀ)
+    lam, vec = np.linalg.eigh(cos)
     top = float(lam[-1])
-    if top <= 0.0:
+    if not top > 0.0:
         return out
     keep = lam > min(rcond, 0.5) * top
-    c = vec[:, keep] @ ((vec[:, keep].T @ np.ones(k)) / lam[keep])  # (ÛÛᵀ)⁺ 1
-    v = c * inv  # g_u = Jᵀ v (in the units of gn)
-    gv = gn @ v
-    vv = float(v @ gv)  # ‖g_u‖²
-    if not vv > 0.0:
+    c = vec[:, keep] @ ((vec[:, keep].T @ np.ones(k)) / lam[keep])  # (ÛÛᵀ)⁺ 1: g_u = Ûᵀc
+    gc = cos @ c  # ⟨ĝ_i, g_u⟩
+    norm2 = float(c @ gc)  # ‖g_u‖²
+    if not norm2 > 0.0:
         return out
-    # d = (Σ_i ⟨g_i, g_u⟩ / ‖g_u‖²) g_u; homogeneous of degree 0 in the scale of G
-    return (float(gv.sum()) / vv) * v
+    # d = (Σ_i ⟨g_i, g_u⟩ / ‖g_u‖²) g_u, with ⟨g_i, g_u⟩ = n_i ⟨ĝ_i, g_u⟩ and g_u = Σ_i (c_i/n_i) g_i
+    live = n > 0.0
+    out[live] = (float(n @ gc) / norm2) * c[live] / n[live]
+    return out

@@ -100,21 +100,24 @@ def fairgrad_weights(g: np.ndarray, alpha: float) -> np.ndarray:
     else:
         log_c = (1.0 - alpha) * np.log(nl)
         log_kappa = float(np.max(log_c))
-        v, why = _solve(sub, np.exp(log_c - log_kappa), alpha, mgda)
+        with np.errstate(all="ignore"):  # non-finite values are detected where they matter
+            v, why = _solve(sub, log_c - log_kappa, alpha, mgda)
     if v is None:
         warnings.warn(f"FairGrad: {why}; this step uses the MGDA min-norm weights instead.",
                       RuntimeWarning, stacklevel=3)
         out[live] = mgda / nl  # the min-norm point of the unit rows, as raw-row weights
         return out
-    out[live] = np.exp(np.log(v) + log_kappa / (1.0 + alpha) - np.log(nl))
+    with np.errstate(divide="ignore", under="ignore"):
+        out[live] = np.exp(np.log(v) + log_kappa / (1.0 + alpha) - np.log(nl))
     return out
 
 
-def _solve(g: np.ndarray, c: np.ndarray, alpha: float, m: np.ndarray, *,
+def _solve(g: np.ndarray, log_c: np.ndarray, alpha: float, m: np.ndarray, *,
            max_iter: int = 100) -> tuple[np.ndarray | None, str]:
     """The weights ŵ on the unit rows with Gramian ``g`` (unit diagonal, not
-    Pareto-stationary) and utility weights ``c`` (≤ 1), given the rows' MGDA min-norm weights
-    ``m``. Returns ``(ŵ, "")`` or ``(None, reason)``.
+    Pareto-stationary) and utility weights ``c = exp(log_c)`` (≤ 1; computed in logs, so a
+    c_i below the range of floating point is 0, not 0·∞), given the rows' MGDA min-norm
+    weights ``m``. Returns ``(ŵ, "")`` or ``(None, reason)``.
 
     Solved in the space of updates rather than of weights: with ``AᵀA = G`` (column a_i of
     A = ĝ_i in an orthonormal basis of the rows' span), d ↔ x and u_i = a_iᵀx, the weights
@@ -142,16 +145,19 @@ def _solve(g: np.ndarray, c: np.ndarray, alpha: float, m: np.ndarray, *,
         u = a.T @ x
         if not (u > 0.0).all():
             return -math.inf
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            util = c @ np.log(u) if alpha == 1.0 else (c @ u ** (1.0 - alpha)) / (1.0 - alpha)
-            val = float(util) - 0.5 * float(x @ x)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            if alpha == 1.0:
+                util = float(np.exp(log_c) @ np.log(u))
+            else:
+                util = float(np.exp(log_c + (1.0 - alpha) * np.log(u)).sum()) / (1.0 - alpha)
+            val = util - 0.5 * float(x @ x)
         return val if math.isfinite(val) else -math.inf
 
     def gradient(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """(u, ŵ, ∇f, the size of the terms summed in ∇f)"""
         u = a.T @ x
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            w = c * u ** (-alpha)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            w = _weights(log_c, u, alpha)
             grad = a @ w - x
             scale = max(float(np.linalg.norm(x)), float(np.abs(w).sum()))
         return u, w, grad, scale
@@ -163,7 +169,7 @@ def _solve(g: np.ndarray, c: np.ndarray, alpha: float, m: np.ndarray, *,
             return None, "the Newton iterates left the range of floating point"
         if gnorm <= 1e-13 * scale:
             return w, ""
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
             hess = np.eye(a.shape[0]) + (a * (alpha * w / u)) @ a.T
         try:
             step = np.linalg.solve(hess, grad)
@@ -198,13 +204,19 @@ def _solve(g: np.ndarray, c: np.ndarray, alpha: float, m: np.ndarray, *,
     # precision, that of the same problem with u_i = 0 for them, and their weights are the
     # multipliers of those constraints
     noisy = u <= 1e-9 * xn
-    pinned = _pinned(a, c, x, alpha, noisy) if noisy.any() else None
+    pinned = _pinned(a, log_c, x, alpha, noisy) if noisy.any() else None
     if pinned is not None:
         return pinned, ""
     return None, f"the Newton solver stalled at a relative residual of {rel:.1e}"
 
 
-def _pinned(a: np.ndarray, c: np.ndarray, x: np.ndarray, alpha: float, pin: np.ndarray, *,
+def _weights(log_c: np.ndarray, u: np.ndarray, alpha: float) -> np.ndarray:
+    """ŵ_i = c_i u_i^{−α}, in logs (0 where c_i = 0)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        return np.exp(log_c - alpha * np.log(u))
+
+
+def _pinned(a: np.ndarray, log_c: np.ndarray, x: np.ndarray, alpha: float, pin: np.ndarray, *,
             max_iter: int = 50) -> np.ndarray | None:
     """Newton on ``x = A_F ŵ_F + A_P μ`` (ŵ_i = c_i (a_iᵀx)^{−α}), ``A_Pᵀx = 0`` (F the free
     tasks, P = ``pin`` the pinned ones) from ``x``: the optimum of Σ_F c_i U(u_i) − ½‖x‖² with
@@ -213,14 +225,17 @@ def _pinned(a: np.ndarray, c: np.ndarray, x: np.ndarray, alpha: float, pin: np.n
     k = a.shape[0]
     pin = pin.copy()
     for _ in range(max_iter):
-        af, ap, cf = a[:, ~pin], a[:, pin], c[~pin]
+        af, ap, cf = a[:, ~pin], a[:, pin], log_c[~pin]
         n_pin = int(pin.sum())
         u = af.T @ x
         if not (u > 0.0).all():
             return None
-        wf = cf * u ** (-alpha)
+        wf = _weights(cf, u, alpha)
         kkt = np.zeros((k + n_pin, k + n_pin))
-        kkt[:k, :k] = np.eye(k) + (af * (alpha * wf / u)) @ af.T
+        with np.errstate(over="ignore", invalid="ignore"):
+            kkt[:k, :k] = np.eye(k) + (af * (alpha * wf / u)) @ af.T
+        if not np.all(np.isfinite(kkt)):
+            return None
         kkt[:k, k:] = -ap
         kkt[k:, :k] = ap.T
         try:
@@ -240,7 +255,7 @@ def _pinned(a: np.ndarray, c: np.ndarray, x: np.ndarray, alpha: float, pin: np.n
         u = af.T @ x
         if not (u > 0.0).all():
             return None
-        wf = cf * u ** (-alpha)
+        wf = _weights(cf, u, alpha)
         xn = float(np.linalg.norm(x))
         res = float(np.linalg.norm(af @ wf + ap @ mu - x))
         scale = max(xn, float(wf.sum() + np.abs(mu).sum()))

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mtlkit._registry import AGGREGATORS
 from mtlkit.aggregation._base import GramianWeightedAggregator
-from mtlkit.aggregation._solvers import normalized, to_numpy
+from mtlkit.aggregation._solvers import row_normalized, to_numpy
 
 
 @AGGREGATORS.register()
@@ -19,10 +19,14 @@ class IMTLG(GramianWeightedAggregator):
     ICLR 2021. The update ``d = Σ_i α_i g_i`` with ``Σ_i α_i = 1`` has the same projection
     on every unit gradient u_i = g_i/‖g_i‖: ``⟨d, u_i⟩ = ⟨d, u_j⟩`` for all i, j. The paper's
     closed form ``α_{2:K} = g_1 Uᵀ (D Uᵀ)⁻¹`` is, written with the Gramian G and the norms
-    n_i = ‖g_i‖, ``G α = t n``, i.e. ``α = G⁺ n / (1ᵀ G⁺ n)``. The pseudo-inverse (relative
-    cut-off at the Jacobian dtype's precision) extends it to rank-deficient Gramians, where
-    the paper's inverse does not exist; a zero gradient gets weight 0. The weights may be
-    negative; the update is not guaranteed to be non-conflicting.
+    n_i = ‖g_i‖, ``G α = t n``, i.e. ``α = G⁻¹ n / (1ᵀ G⁻¹ n)``. With ``G = N Ĝ N`` (N the
+    norms, Ĝ the unit-diagonal Gramian of the unit gradients), ``G⁻¹ n = N⁻¹ Ĝ⁻¹ 1`` is
+    computed on Ĝ, which stays well conditioned for gradients of very different norms (1e-15
+    to 1e15). The pseudo-inverse of Ĝ (relative cut-off at the Jacobian dtype's precision)
+    extends it to rank-deficient Gramians, where the paper's inverse does not exist; a zero
+    gradient gets weight 0. Where ``1ᵀ N⁻¹ Ĝ⁺ 1 = 0`` the weights cannot sum to 1 (the formula
+    has a pole) and the update is 0. The weights may be negative; the update is not
+    guaranteed to be non-conflicting.
 
     >>> import torch
     >>> IMTLG()(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))  # equal projections (0.75 each)
@@ -36,12 +40,16 @@ class IMTLG(GramianWeightedAggregator):
     def weights(self, gramian: Tensor) -> Tensor:
         g = to_numpy(gramian)
         k = g.shape[0]
-        gn, s = normalized(g)
-        if s == 0.0:
+        # G = N Ĝ N (N = diag of the norms, Ĝ unit-diagonal): G⁻¹n = N⁻¹ Ĝ⁻¹ 1, computed on the
+        # well-conditioned Ĝ whatever the spread of the gradients' norms
+        gh, norms = row_normalized(g)
+        live = norms > 0.0
+        if not live.any():
             return torch.full((k,), 1.0 / k, dtype=gramian.dtype, device=gramian.device)
-        norms = np.sqrt(np.clip(np.diag(gn), 0.0, None))
         rcond = 10.0 * k * float(torch.finfo(gramian.dtype).eps)
-        v = np.linalg.pinv(gn, rcond=rcond, hermitian=True) @ norms
+        v = np.zeros(k)
+        sub = gh[np.ix_(live, live)]
+        v[live] = (np.linalg.pinv(sub, rcond=rcond, hermitian=True) @ np.ones(int(live.sum()))) / norms[live]
         total = float(v.sum())
         if not np.isfinite(total) or abs(total) <= 1e-12 * float(np.abs(v).sum()):
             w = np.zeros(k)

@@ -57,6 +57,7 @@ class Krum(GramianWeightedAggregator):
     paper = ("Blanchard, El Mhamdi, Guerraoui & Stainer 2017, Machine Learning with Adversaries: Byzantine "
              "Tolerant Gradient Descent (NeurIPS; arXiv:1703.02757), Krum / Multi-Krum as in TorchJD")
     permutation_invariant = True
+    equals_mean_for_one_task = True
 
     def __init__(self, *, n_byzantine: int = 0, n_selected: int = 1, distance: str = "squared") -> None:
         self.n_byzantine = check_int("Krum", "n_byzantine", n_byzantine, low=0)

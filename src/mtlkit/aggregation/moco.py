@@ -71,6 +71,7 @@ class MoCo(Aggregator):
              "Learning: A Provably Convergent Approach (ICLR; arXiv:2210.12624), MoCo")
     stateful = True
     permutation_invariant = True
+    equals_mean_for_one_task = True
 
     def __init__(self, *, beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0, beta_sigma: float = 0.5,
                  gamma_sigma: float = 0.5) -> None:

@@ -54,6 +54,7 @@ class MoDo(GramianWeightedAggregator):
              "Generalization and Conflict-Avoidance (NeurIPS; arXiv:2305.20057), MoDo")
     stateful = True
     permutation_invariant = True
+    equals_mean_for_one_task = True
 
     def __init__(self, *, gamma: float = 1e-3, rho: float = 0.1) -> None:
         self.gamma = check_float("MoDo", "gamma", gamma, low=0.0)

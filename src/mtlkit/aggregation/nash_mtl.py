@@ -54,10 +54,10 @@ class NashMTL(GramianWeightedAggregator):
 
     Converged when ``max_i |α_i ⟨g_i, d⟩ − 1| ≤ tolerance`` or, when the sums ``α_i (Gα)_i``
     cannot be computed that accurately (strongly conflicting tasks, whose terms cancel), within
-    their round-off (64 eps times the sum of the absolute terms). A solver that does not
-    converge hands over to the next one, all solving the same system: ``"ccp"`` → Newton →
-    exact coordinate descent on Ψ (each step solves ``Ĝ_ii α_i² + b_i α_i = 1``; slow but
-    monotone) → Newton again from there. The solution is unique, so the result does not
+    their round-off (64 eps times the sum of the absolute terms). The ``"ccp"`` solution is
+    polished by Newton steps on the same system; a solver that does not converge hands over
+    to the next one, all solving the same system: Newton → exact coordinate descent on Ψ (each
+    step solves ``Ĝ_ii α_i² + b_i α_i = 1``; slow but monotone) → Newton again from there. The solution is unique, so the result does not
     depend on the starting point or on the order of the tasks (the system is solved in a
     canonical row order).
 
@@ -109,7 +109,7 @@ class NashMTL(GramianWeightedAggregator):
         gh, n = row_normalized(g)
         live = np.flatnonzero(n > 0.0)
         if live.size:
-            alpha, why = self._solve(gh[np.ix_(live, live)], None if tasks is None else [tasks[i] for i in live],
+            alpha, why = self._solve(gh[np.ix_(live, live)], None if tasks is None else [tasks[int(i)] for i in live],
                                      eigenvalue_floor(gramian.dtype))
             if alpha is None:
                 self.fallbacks_ += 1
@@ -124,8 +124,11 @@ class NashMTL(GramianWeightedAggregator):
     def _solve(self, gh: np.ndarray, ids: list[int] | None, floor: float) -> tuple[np.ndarray | None, str]:
         """α̂ for the unit rows of ``gh``, or ``(None, why)``."""
         k = gh.shape[0]
-        w = min_norm_weights(gh)
-        gap = math.sqrt(max(float(w @ gh @ w), 0.0))
+        # 0 can be in the hull of unit vectors only if some pair conflicts
+        gap = 1.0
+        if (gh < 0.0).any():
+            w = min_norm_weights(gh)
+            gap = math.sqrt(max(float(w @ gh @ w), 0.0))
         if gap <= math.sqrt(floor):
             return None, (f"0 lies in the convex hull of the task gradients (the min-norm point of the hull of "
                           f"their unit vectors has norm {gap:.1e}, within the Gramian's precision): they are "
@@ -137,22 +140,22 @@ class NashMTL(GramianWeightedAggregator):
             start = np.array([self._alpha.get(ids[i], 1.0) for i in perm], dtype=np.float64)
             start = np.where(np.isfinite(start) & (start > 0.0), start, 1.0)
         tol = self.tolerance if self.tolerance is not None else (1e-9 if self.solver == "newton" else 1e-6)
-        attempts = []
+        attempts: list[str] = []
         a = start
+        newton_steps = (self.max_iterations or 100) if self.solver == "newton" else 100
         if self.solver == "ccp":
-            a, ok, why = _ccp(gc, a, self.max_iterations or 20, tol)
+            a, _, why = _ccp(gc, a, self.max_iterations or 20, tol)
             attempts.append(why)
-            if not ok:
-                a = np.where(np.isfinite(a) & (a > 0.0), a, 1.0)
-        if self.solver == "newton" or not attempts[-1] == "":
-            a, ok, why = _newton(gc, a, self.max_iterations or 100, tol)
+            a = np.where(np.isfinite(a) & (a > 0.0), a, 1.0)
+        # Newton from there: the default solver, or the polish of the ccp solution to round-off
+        a, ok, why = _newton(gc, a, newton_steps, tol)
+        attempts.append(why)
+        if not ok:
+            a, ok, why = _coordinate_descent(gc, start, tol)
             attempts.append(why)
-            if not ok:
-                a, ok, why = _coordinate_descent(gc, start, tol)
+            if ok:
+                a, ok, why = _newton(gc, a, newton_steps, tol)
                 attempts.append(why)
-                if ok:
-                    a, ok, why = _newton(gc, a, self.max_iterations or 100, tol)
-                    attempts.append(why)
         if not ok:
             return None, "no solver converged (" + "; ".join(x for x in attempts if x) + ")"
         alpha = np.empty(k)

@@ -48,6 +48,8 @@ class SDMGrad(GramianWeightedAggregator):
     paper = ("Xiao, Ban & Ji 2023, Direction-oriented Multi-objective Learning: Simple and Provable "
              "Stochastic Algorithms (NeurIPS; arXiv:2305.18409), SDMGrad")
     permutation_invariant = True
+    strongly_stationary = True  # weights ≥ λ/(K(1+λ)) > 0 (λ > 0; λ = 0 is MGDA, only weakly)
+    equals_mean_for_one_task = True
 
     def __init__(self, *, lmbd: float = 0.3) -> None:
         self.lmbd = check_float("SDMGrad", "lmbd", lmbd, low=0.0)

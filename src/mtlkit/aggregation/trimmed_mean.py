@@ -41,6 +41,7 @@ class TrimmedMean(Aggregator):
     paper = ("Yin, Chen, Ramchandran & Bartlett 2018, Byzantine-Robust Distributed Learning: Towards Optimal "
              "Statistical Rates (ICML; arXiv:1803.01498), coordinate-wise trimmed mean as in TorchJD")
     permutation_invariant = True
+    equals_mean_for_one_task = True
 
     def __init__(self, *, trim_number: int = 1) -> None:
         self.trim_number = check_int("TrimmedMean", "trim_number", trim_number, low=0)

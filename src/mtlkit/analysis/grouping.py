@@ -437,7 +437,10 @@ def restrict_config(cfg: RunConfig, prepared: PreparedData, names: Sequence[str]
     out = cfg.model_copy(deep=True)
     out.name = name
     out.baselines = False
-    out.tasks = [TaskConfig(**t.to_dict()) for t in prepared.tasks if t.name in set(names)]
+    # fitted statistics (a standardised target's mean/std) are refitted when the group trains
+    keys = set(TaskConfig.model_fields)
+    out.tasks = [TaskConfig(**{k: v for k, v in t.to_dict().items() if k in keys})
+                 for t in prepared.tasks if t.name in set(names)]
     mon = out.training.monitor
     if mon and mon.partition(":")[0] not in set(names):
         out.training.monitor = None

@@ -12,16 +12,19 @@ from mtlkit.architectures._base import MultiTaskModel, contrastive_needs_pairs, 
 from mtlkit.architectures._layers import GradientReversal
 from mtlkit.architectures.adashare import AdaShare
 from mtlkit.architectures.adversarial import AdversarialSharedPrivate
+from mtlkit.architectures.aitm import AITM
 from mtlkit.architectures.backbones import build_trunk, cnn1d, lenet, mlp
 from mtlkit.architectures.cross_stitch import CrossStitch
 from mtlkit.architectures.deep_supervision import DeepSupervision
 from mtlkit.architectures.dselect_k import DSelectK
+from mtlkit.architectures.esmm import ESMM
 from mtlkit.architectures.fusion import Fusion
 from mtlkit.architectures.hard_sharing import HardSharing
 from mtlkit.architectures.learning_to_branch import LearningToBranch
 from mtlkit.architectures.mmoe import MMoE
 from mtlkit.architectures.mtan import MTAN
 from mtlkit.architectures.ple import PLE
+from mtlkit.architectures.shared_bottom import SharedBottom
 from mtlkit.architectures.siamese import Siamese, contrastive_loss, make_pairs
 from mtlkit.architectures.soft_sharing import SoftSharing
 from mtlkit.tasks import Task
@@ -38,7 +41,7 @@ def build_model(config: dict[str, Any], tasks: Sequence[Task], input_shape: Sequ
     return cls.from_config(tasks, input_shape, **cfg)
 
 
-__all__ = ["MTAN", "PLE", "AdaShare", "AdversarialSharedPrivate", "CrossStitch", "DSelectK",
+__all__ = ["AITM", "ESMM", "MTAN", "PLE", "AdaShare", "AdversarialSharedPrivate", "CrossStitch", "DSelectK",
            "DeepSupervision", "Fusion", "GradientReversal", "HardSharing", "LearningToBranch", "MMoE", "MultiTaskModel",
-           "Siamese", "SoftSharing", "build_model", "build_trunk", "cnn1d", "contrastive_loss", "lenet",
+           "SharedBottom", "Siamese", "SoftSharing", "build_model", "build_trunk", "cnn1d", "contrastive_loss", "lenet",
            "make_head", "make_pairs", "mlp"]

@@ -100,6 +100,10 @@ def build_trunk(spec: dict[str, Any], input_shape: Sequence[int]) -> Trunk:
     """Build a stock trunk from ``{"name": ..., **params}``, filling the input size from the
     data's ``input_shape`` (per sample) when the spec does not give it."""
     spec = dict(spec)
+    if spec.get("input") is not None and "fields" in spec["input"]:  # ID fields (recommenders)
+        from mtlkit.architectures._embeddings import with_fields
+
+        return cast(Trunk, with_fields(spec.pop("input"), spec, input_shape))
     if spec.get("input") is not None:  # a table's input module (category embeddings) before the trunk
         from mtlkit.data.embedding import with_input
 

@@ -127,10 +127,16 @@ class _Layout:
         self.n_tasks = n_tasks
         self._lab = lab
         self._wl = wl
+        # every task a classification task with the same number of classes (e.g. all binary):
+        # the node summaries are computed for all tasks at once
+        same = all(k == "classification" for k in kinds) and len(set(n_classes)) == 1
+        self._classes_of_all = int(n_classes[0]) if same and n_tasks else 0
 
     # ------------------------------------------------------------ node summaries
     def summarize(self, stats: np.ndarray):
         """stats (k, Qn) -> n_lab (k,T), impurity (k,T), n*impurity (k,T), values."""
+        if self._classes_of_all:
+            return self._summarize_classes(stats)
         k = stats.shape[0]
         n_lab = np.empty((k, self.n_tasks))
         imp = np.zeros((k, self.n_tasks))
@@ -156,6 +162,22 @@ class _Layout:
                 values.append(val)
             imp[~has, t] = 0.0
         return n_lab, imp, n_lab * imp, values
+
+    def _summarize_classes(self, stats: np.ndarray):
+        """:meth:`summarize` when every task is a classification task with C classes: the
+        columns are (T, C + 1) blocks, handled as one array (no loop over the tasks)."""
+        k, c = stats.shape[0], self._classes_of_all
+        s = stats.reshape(k, self.n_tasks, c + 1)
+        n_lab = s[:, :, -1].astype(np.float64)
+        has = n_lab > 0
+        frac = s[:, :, :-1] / np.where(has, n_lab, 1.0)[:, :, None]
+        if self.criterion == "gini":
+            imp = 1.0 - np.sum(frac * frac, axis=2)
+        else:
+            imp = -np.sum(frac * np.log2(np.maximum(frac, _TINY)), axis=2)
+        frac[~has] = np.nan
+        imp[~has] = 0.0
+        return n_lab, imp, n_lab * imp, [frac[:, t] for t in range(self.n_tasks)]
 
     # ------------------------------------------------------------ split statistics
     def prepare_split(self, coef: np.ndarray) -> None:
@@ -237,12 +259,11 @@ class _Layout:
             acc = np.zeros(M)  # terms divided by n at the end
             rows = range(g["c0"], g["c1"])
             if gini and g["single"] and len(rows):
-                itmp = np.empty(M, dtype=self.prod_dtype)
-                for i, a in zip(rows, g["a_crow"], strict=True):
-                    np.subtract(n, S[i], out=itmp)
-                    itmp *= S[i]
-                    np.multiply(itmp, -2.0 * a, out=ftmp)
-                    acc += ftmp
+                # Σ_i −2 a_i c0_i c1_i for all rows at once (exact integer products)
+                block = S[g["c0"]:g["c1"]]
+                prod = np.subtract(n, block, dtype=self.prod_dtype)
+                prod *= block
+                acc += (-2.0 * g["a_crow"]) @ prod.astype(np.float64, copy=False)
             elif len(rows):
                 bounds = [*g["cstarts"].tolist(), len(rows)]
                 for t, a in enumerate(g["a_ctask"]):

@@ -15,31 +15,27 @@ KINDS = ("architectures", "weightings", "aggregators", "samplers", "schedules", 
 @friendly_errors
 def list_(what: str = typer.Argument("all", help=f"One of: all, {', '.join(KINDS)}.")) -> None:
     """List what is available, with each method's paper and parameters."""
-    from mtlkit import _registry as R
-    from mtlkit.tasks import KINDS as TASK_KINDS
+    from mtlkit.cli._catalog import PACKAGES, entries, kind_names
 
-    regs = {"architectures": R.ARCHITECTURES, "weightings": R.WEIGHTINGS, "aggregators": R.AGGREGATORS,
-            "samplers": R.SAMPLERS, "schedules": R.SCHEDULES, "auxiliary": R.AUXILIARY, "datasets": R.DATASETS}
     if what != "all" and what not in KINDS:
         raise ValueError(f"Unknown list {what!r}; choose all or one of {', '.join(KINDS)}.")
     if what in ("all", "tasks"):
         echo("Task kinds:")
-        for k in TASK_KINDS:
+        for k in kind_names():
             echo(f"  {k}")
-    for name, reg in regs.items():
+    for name in PACKAGES:
         if what not in ("all", name):
             continue
-        try:
-            entries = list(reg)
+        try:  # read from the method files' source: no torch import (mtlkit.cli._catalog)
+            found = entries(name)
         except ImportError as exc:  # a package with a missing optional dependency
             echo(f"{name.capitalize()}: (unavailable: {exc})")
             continue
         echo(f"{name.capitalize()}:")
-        if not entries:
+        if not found:
             echo("  (none yet)")
-        for e in entries:
-            params = ", ".join(f"{k}={v!r}" for k, v in e.parameters().items()
-                               if k not in ("tasks", "trunk", "self"))
+        for e in found:
+            params = ", ".join(f"{k}={v!r}" for k, v in e.params.items() if k not in ("tasks", "trunk", "self"))
             paper = f" — {e.paper}" if e.paper else ""
             echo(f"  {e.name}{paper}")
             if params:

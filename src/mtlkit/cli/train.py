@@ -47,18 +47,31 @@ def train(
                                    "Without it a config that names code is refused."),
     allow_data_change: bool = typer.Option(False, "--allow-data-change", help="Resume even if the data differs "
                                            "from the run's (a warning, recorded in run.json)."),
+    seeds: int = typer.Option(None, "--seeds", help="Train N times (seeds seed, seed+1, ...; each in "
+                              "--out/seed-<s>/) and report mean ± sd, 95 % intervals, paired tests and a "
+                              "verdict per task. YAML: seeds: [0, 1, 2]."),
 ) -> None:
     """Train from a YAML config; writes config, metrics, weights, summary and report."""
-    from mtlkit.run import check, prepare_from_config, run
     from mtlkit.user_code import allow_code
 
     set_threads(threads)
     for spec in code:  # before the config is checked: its hints resolve against these
         allow_code(spec)
+    if seeds is not None:  # checked before the config: --seeds 0 is an error whatever the config says
+        from mtlkit.run.seeds import seeds_from_count
+
+        seeds_from_count(seeds)
     cfg = _load(config, resume, list(set_))
+    # imported after the config is read: a typo in it is reported without loading torch
+    from mtlkit.run import check, prepare_from_config, run
+
     if no_baselines:
         cfg.baselines = False
     run_dir = resume or out or Path("runs") / cfg.name
+    if seeds is not None or cfg.seeds:
+        _train_seeds(cfg, seeds, run_dir, progress=progress, overwrite=overwrite, resume=resume,
+                     nproc_per_node=nproc_per_node)
+        return
     # every problem of the config and of the run folder, before any data loads or file is written
     check(cfg, run_dir, resume=resume is not None, overwrite=overwrite, force=force)
     if nproc_per_node is not None:  # each worker runs this command without the option
@@ -87,14 +100,32 @@ def train(
         exit_worker(0)
 
 
+def _train_seeds(cfg: RunConfig, count: int | None, run_dir: Path, *, progress: bool, overwrite: bool,
+                 resume: Path | None, nproc_per_node: int | None) -> None:
+    """``--seeds N`` (or the config's ``seeds:``): one run per seed, then the evidence."""
+    from mtlkit.report.seeds import seeds_table
+    from mtlkit.run import check
+    from mtlkit.run.seeds import run_seeds, seeds_from_count
+
+    if resume is not None or nproc_per_node is not None:
+        raise ValueError("--seeds (or a config's seeds:) cannot be combined with --resume or --nproc-per-node; "
+                         "resume one seed's run with --resume DIR/seed-<s>.")
+    chosen = seeds_from_count(count, start=cfg.seed) if count is not None else list(cfg.seeds or [])
+    check(cfg)  # every problem of the config, before any data loads or file is written
+    result = run_seeds(cfg, chosen, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite)
+    echo(seeds_table(result.record))
+    echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'}; each seed in {run_dir}/seed-<s>/)")
+
+
 def _load(config: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
     """The config file with the overrides; without one, the resumed run's own config.yaml
     (that of an unfinished ``--overwrite`` run beside it, if there is one)."""
     from mtlkit.config import load_config
-    from mtlkit.run import RunFolder
 
     if config is not None:
         return load_config(config, overrides)
+    from mtlkit.run import RunFolder  # here: a config file is checked without loading torch
+
     if resume is None:
         raise ValueError("Give the run's CONFIG file (or --resume DIR to continue a run with its own "
                          "config.yaml).")

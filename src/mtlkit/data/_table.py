@@ -62,9 +62,9 @@ def _check_csv_header(p: Path) -> None:
     if not text:
         return
     delimiter = "\t" if p.suffix.lower() == ".tsv" else ";" if text.count(";") > text.count(",") else ","
-    names = next(csv.reader([text], delimiter=delimiter), [])
+    header = next(csv.reader([text], delimiter=delimiter), [])
     seen: set[str] = set()
-    dup = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    dup = [n for n in header if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
     if dup:
         from mtlkit.data.tabular import names
 

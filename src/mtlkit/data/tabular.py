@@ -107,8 +107,8 @@ class TableOptions:
 def check_frame(df: pd.DataFrame, source: str = "the table") -> None:
     """Refuse duplicate column names and over-long cells or column names (reported by
     position and length, never echoed)."""
-    names = [str(c) for c in df.columns]
-    for j, c in enumerate(names):
+    labels = [str(c) for c in df.columns]
+    for j, c in enumerate(labels):
         if len(c) > 1000:
             raise ValueError(f"Column {j} of {source} has a name of {len(c):,} characters (limit 1,000); is "
                              f"the file a table with a header row?")
@@ -165,7 +165,8 @@ def _infer_text(col: pd.Series, name: Any) -> str:
     present = keys[keys != None]  # noqa: E711 (object array)
     if len(present) == 0:
         return "categorical"
-    text = pd.Series(present.astype(str))
+    distinct = pd.unique(present.astype(str))  # each distinct value once: fast on large tables
+    text = pd.Series(distinct, dtype=object)
     if pd.to_numeric(text, errors="coerce").notna().all():
         return "numeric"
     low = text.str.lower()
@@ -175,7 +176,7 @@ def _infer_text(col: pd.Series, name: Any) -> str:
         parsed = pd.to_datetime(text, errors="coerce", format="mixed")
         if parsed.notna().all():
             return "datetime"
-    if len(present) > 20 and text.nunique() == len(present):
+    if len(present) > 20 and len(distinct) == len(present):
         warnings.warn(f"Feature column {short(name)} has a distinct value in every row: it is read as an ID "
                       f"(carried to the predictions, not a feature). Declare its type in data.features to "
                       f"change that.", stacklevel=3)
@@ -232,13 +233,17 @@ def category_keys(col: pd.Series) -> np.ndarray:
         out[miss] = None
         return out
     miss = col.isna().to_numpy()
+    if pd.api.types.is_string_dtype(col) and not pd.api.types.is_object_dtype(col):  # text only: vectorised
+        out = col.to_numpy(dtype=object, na_value=None).copy()
+        out[miss | (col.fillna("x").to_numpy(dtype=object) == "")] = None
+        return out
     vals = col.to_numpy(dtype=object)
     out = np.empty(n, dtype=object)
     for i in np.flatnonzero(~miss):
         v = vals[i]
         if isinstance(v, (bool, np.bool_)):
             out[i] = "True" if v else "False"
-        elif isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 2 ** 53:
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(float(v)) < 2 ** 53:
             out[i] = str(int(v))
         else:
             out[i] = v if isinstance(v, str) else str(v)
@@ -505,13 +510,16 @@ class TablePreprocessor:
     def category_index(self, c: _Column, col: pd.Series, source: str = "the input") -> np.ndarray:
         keys = category_keys(col)
         lookup = {v: i + 2 for i, v in enumerate(c.categories)}
-        idx = np.fromiter((MISSING if k is None else lookup.get(k, UNKNOWN) for k in keys), dtype=np.int64,
-                          count=len(keys))
+        codes = pd.Series(keys, dtype=object).map(lookup)
+        idx = codes.fillna(UNKNOWN).to_numpy(dtype=np.int64).copy()
+        idx[np.array([k is None for k in keys], dtype=bool)] = MISSING
         unseen = (idx == UNKNOWN)
-        if unseen.any() and c.encoding == "onehot":
+        if unseen.any():
             first = keys[np.flatnonzero(unseen)[0]]
-            warnings.warn(f"Categorical column {short(c.name)}: {int(unseen.sum())} value(s) of {source} never seen "
-                          f"in training (e.g. {short(first)}) went to the unknown bucket.", stacklevel=3)
+            what = "never seen in training" if c.encoding == "onehot" else \
+                f"never seen in training or seen fewer than {self.options.min_count} times"
+            warnings.warn(f"Categorical column {short(c.name)}: {int(unseen.sum())} value(s) of {source} {what} "
+                          f"(e.g. {short(first)}) went to the unknown bucket.", stacklevel=3)
         return idx
 
     def gbdt_matrix(self, df: pd.DataFrame, *, source: str = "the input") -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,11 @@
 """Per-task metrics, single-task baselines and the Δm summary of a multi-task model."""
 
-from mtlkit.evaluation.delta_m import delta_m, delta_m_per_task
+from mtlkit.evaluation.delta_m import (
+    DELTA_M_METRICS,
+    delta_m,
+    delta_m_metrics,
+    delta_m_per_task,
+    small_reference_warnings,
+)
 
-__all__ = ["delta_m", "delta_m_per_task"]
+__all__ = ["DELTA_M_METRICS", "delta_m", "delta_m_metrics", "delta_m_per_task", "small_reference_warnings"]

@@ -49,7 +49,8 @@ _KNOWN_SUMMARY_KEYS = {
     "delta_m_all_tasks", "stl_params_total", "stl_inference_ms_total", "confusion",
     "classification_report", "higher_is_better", "main_metric", "created", "sign_convention",
     "inference_unit", "source", "sizes", "environment", "nonfinite_skipped", "affinity", "sharing",
-    "search_phase", "warnings", "gbdt", "delta_m_gbdt",
+    "search_phase", "warnings", "gbdt", "delta_m_gbdt", "delta_m_metrics", "delta_m_warnings",
+    "references_from_cache",
 }
 _KNOWN_SHARING_KEYS = {"gates", "cross_stitch", "policy", "discriminator_accuracy"}
 
@@ -1169,7 +1170,8 @@ def _build_sections(ctx: _Ctx) -> list[tuple[str, str, str]]:
 
 def render_report(summary: Summary | Mapping[str, Any], records: Sequence[EpochRecord | Mapping[str, Any]] = (),
                   baselines: Mapping[str, Sequence[EpochRecord | Mapping[str, Any]]] | None = None,
-                  config_text: str | None = None, *, warnings: Sequence[str] = ()) -> str:
+                  config_text: str | None = None, *, warnings: Sequence[str] = (),
+                  seeds: Mapping[str, Any] | None = None) -> str:
     """The report of one run as a self-contained HTML string.
 
     Args:
@@ -1180,6 +1182,8 @@ def render_report(summary: Summary | Mapping[str, Any], records: Sequence[EpochR
         baselines: ``{task: lines of baselines/<task>/metrics.jsonl}`` (may be empty).
         config_text: the resolved ``config.yaml`` as text.
         warnings: problems met while reading the run folder, shown at the top.
+        seeds: the ``seeds.json`` record of a run over seeds (:func:`mtlkit.run.run_seeds`):
+            its evidence section (verdicts, intervals, paired tests) comes first.
 
     >>> page = render_report({"name": "demo", "tasks": [{"name": "y", "kind": "regression"}],
     ...                       "mtl": {"test": {"y": {"mae": 0.5, "rmse": None}}}})
@@ -1203,6 +1207,10 @@ def render_report(summary: Summary | Mapping[str, Any], records: Sequence[EpochR
                warnings=list(warnings))
     with _young_gc():
         sections = _build_sections(ctx)
+    if seeds:
+        from mtlkit.report.seeds import seeds_section
+
+        sections.insert(0, seeds_section(seeds))
     nav = "".join(f'<a href="#{sid}">{esc(title.split(":")[0])}</a>' for sid, title, _ in sections)
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in ctx.warnings)
     body = "".join(f'<section id="{sid}"><h2>{esc(title)}</h2>{content}</section>'

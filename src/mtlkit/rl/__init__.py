@@ -18,6 +18,7 @@ from __future__ import annotations
 from mtlkit.rl._a2c import A2CSettings, Rollout, actor_critic_loss, gae
 from mtlkit.rl._base import AgentOutput, RLAgent
 from mtlkit.rl._envs import Space, TaskEnvs, check_env_id, probe
+from mtlkit.rl._run import RLRun, delta_m_returns, run_rl
 from mtlkit.rl._trainer import METHOD_CLASSES, RLTrainer, agent_from_spec, build_agent, evaluate
 from mtlkit.rl.care import CARE
 from mtlkit.rl.config import RLConfig, RLConfigError, load_rl_config, parse_rl_config
@@ -28,6 +29,7 @@ from mtlkit.rl.distral import (
     regularisation_reward,
     two_column_logits,
 )
+from mtlkit.rl.export import export_policy, load_policy
 from mtlkit.rl.shared import Shared
 from mtlkit.rl.single import Single
 
@@ -40,6 +42,7 @@ __all__ = [
     "RLAgent",
     "RLConfig",
     "RLConfigError",
+    "RLRun",
     "RLTrainer",
     "Rollout",
     "Shared",
@@ -50,13 +53,17 @@ __all__ = [
     "agent_from_spec",
     "build_agent",
     "check_env_id",
+    "delta_m_returns",
     "distillation_loss",
     "evaluate",
+    "export_policy",
     "gae",
     "kl_to_distilled",
+    "load_policy",
     "load_rl_config",
     "parse_rl_config",
     "probe",
     "regularisation_reward",
+    "run_rl",
     "two_column_logits",
 ]

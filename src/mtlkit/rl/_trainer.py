@@ -370,6 +370,8 @@ class RLTrainer:
             with torch.no_grad():
                 w = self.agent.attention_weights().cpu().tolist()
             result["attention"] = dict(zip(self.tasks, w))
+            with torch.no_grad():
+                result["critic_attention"] = dict(zip(self.tasks, self.agent.critic.attention_weights().cpu().tolist()))
         if self.out_dir is not None:
             from safetensors.torch import save_file
 

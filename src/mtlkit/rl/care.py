@@ -7,17 +7,18 @@ From the task's *metadata* a context encoder computes ``z_τ``; ``k`` state enco
 
     w_τ = softmax(g(z_τ) / temperature) ∈ Δ^k
 
-mix them, ``z_enc = Σ_j w_τ,j·E_j(s)``, and the actor and critic (the backbone) take
-``[z_enc, z_τ]``. So each task chooses which representations it uses, and tasks that need
-different features need not share them.
+mix them, ``z_enc = Σ_j w_τ,j·E_j(s)``, and the backbone takes ``[z_enc, z_τ]``. So each
+task chooses which representations it uses, and tasks that need different features need not
+share them. As the other methods here have separate policy and value networks, the policy
+and the value each have such a network (a :class:`CARETower`); the attention reported is the
+policy's.
 
 Context: the paper embeds a text description with a frozen pretrained language model; here,
 with no download, a *learned* bag of hashed words (each lower-cased word or number is
 hashed with CRC-32 into ``hash_buckets`` rows of an embedding table, the rows of a
 description are averaged) or a metadata *vector* (standardised over the tasks), followed by
 a small MLP. The paper trains with SAC on Meta-World; here the same network sits in the
-on-policy actor-critic of the other methods, and the context and encoders are trained by
-both the actor's and the critic's losses.
+on-policy actor-critic of the other methods.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlkit.rl._base import ACTIVATIONS, ActorCritic, AgentOutput, RLAgent, mlp
+from mtlkit.rl._base import ACTIVATIONS, AgentOutput, RLAgent, mlp
 from mtlkit.rl._envs import Space
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
@@ -66,8 +67,56 @@ def standardise(vectors: Sequence[Sequence[float]]) -> torch.Tensor:
     return (x - x.mean(0)) / torch.where(sd > 0, sd, torch.ones_like(sd))
 
 
+class CARETower(nn.Module):
+    """One CARE network: context encoder, attention, ``k`` state encoders and a head MLP on
+    ``[z_enc, z_τ]`` with ``out_dim`` outputs."""
+
+    def __init__(self, obs_dim: int, out_dim: int, *, meta: torch.Tensor, text: bool, hidden: Sequence[int],
+                 activation: str, encoders: int, encoder_dim: int, context_dim: int, temperature: float,
+                 out_gain: float) -> None:
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.temperature = temperature
+        self.meta: torch.Tensor
+        self.register_buffer("meta", meta.clone())  # (each tower its own copy: safetensors refuses shared memory)
+        self.word_embedding: nn.Parameter | None
+        if text:  # meta is the [T, buckets] bag of words: a mean of learned word vectors
+            self.word_embedding = nn.Parameter(torch.randn(meta.shape[1], context_dim))  # as nn.Embedding
+            self.context_net = nn.Sequential(act(), nn.Linear(context_dim, context_dim), act())
+        else:
+            self.word_embedding = None
+            self.context_net = nn.Sequential(nn.Linear(meta.shape[1], context_dim), act(),
+                                             nn.Linear(context_dim, context_dim), act())
+        self.attention = nn.Sequential(nn.Linear(context_dim, context_dim), act(), nn.Linear(context_dim, encoders))
+        enc_hidden = list(hidden[:1]) or [encoder_dim]
+        self.encoders = nn.ModuleList(mlp([obs_dim, *enc_hidden, encoder_dim], activation, out_gain=2 ** 0.5,
+                                          out_activation=True) for _ in range(encoders))
+        self.head = mlp([encoder_dim + context_dim, *hidden, out_dim], activation, out_gain=out_gain)
+
+    def context(self) -> torch.Tensor:
+        """``z_τ`` of every task, ``[T, context_dim]``."""
+        x = self.meta @ self.word_embedding if self.word_embedding is not None else self.meta
+        return self.context_net(x)
+
+    def attention_weights(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``w_τ``, ``[T, k]``: each row sums to one."""
+        z = self.context() if z is None else z
+        return torch.softmax(self.attention(z) / self.temperature, dim=-1)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``obs [T, M, D]`` -> (head output ``[T, M, out_dim]``, attention ``[T, k]``)."""
+        z = self.context()
+        w = self.attention_weights(z)
+        enc = torch.stack([e(obs) for e in self.encoders])          # [k, T, M, E]
+        mixed = torch.einsum("ktme,tk->tme", enc, w)
+        x = torch.cat([mixed, z[:, None, :].expand(-1, obs.shape[1], -1)], dim=-1)
+        return self.head(x), w
+
+
 class CARE(RLAgent):
-    """Mixture of ``encoders`` state encoders, attention from the task context.
+    """CARE for an actor-critic: a CARE tower for the policy and one for the value (each with
+    its own context encoder, attention and ``encoders`` state encoders, as the other methods
+    have separate policy and value networks).
 
     ``metadata``: one text per task, or one vector per task (all the same length).
 
@@ -99,55 +148,34 @@ class CARE(RLAgent):
             raise ValueError("CARE's metadata must be all texts or all vectors, not a mix.")
         self.encoders_k, self.encoder_dim, self.context_dim = encoders, encoder_dim, context_dim
         self.hash_buckets, self.temperature = hash_buckets, float(temperature)
-        act = ACTIVATIONS[activation]
-        self.meta: torch.Tensor
-        self.word_embedding: nn.Parameter | None
         if self.text:
-            self.register_buffer("meta", bag_of_words(self.metadata, hash_buckets))
-            self.word_embedding = nn.Parameter(torch.randn(hash_buckets, context_dim))  # as nn.Embedding
-            self.context_net = nn.Sequential(act(), nn.Linear(context_dim, context_dim), act())
+            meta = bag_of_words(self.metadata, hash_buckets)
         else:
             if len({len(m) for m in self.metadata}) != 1 or not self.metadata[0]:
                 raise ValueError(f"CARE's metadata vectors must be non-empty and of one length. Got lengths "
                                  f"{[len(m) for m in self.metadata]}.")
-            self.register_buffer("meta", standardise(self.metadata))
-            self.word_embedding = None
-            m = len(self.metadata[0])
-            self.context_net = nn.Sequential(nn.Linear(m, context_dim), act(), nn.Linear(context_dim, context_dim),
-                                             act())
-        self.attention = nn.Sequential(nn.Linear(context_dim, context_dim), act(), nn.Linear(context_dim, encoders))
-        enc_hidden = self.hidden[:1] or [encoder_dim]
-        self.encoders = nn.ModuleList(mlp([self.obs_dim, *enc_hidden, encoder_dim], activation, out_gain=2 ** 0.5,
-                                          out_activation=True) for _ in range(encoders))
-        self.backbone = ActorCritic(encoder_dim + context_dim, self.n_actions, self.hidden, activation)
+            meta = standardise(self.metadata)
+        common: dict[str, Any] = {"meta": meta, "text": self.text, "hidden": self.hidden, "activation": activation,
+                                  "encoders": encoders, "encoder_dim": encoder_dim, "context_dim": context_dim,
+                                  "temperature": self.temperature}
+        self.actor = CARETower(self.obs_dim, self.n_actions, out_gain=0.01, **common)
+        self.critic = CARETower(self.obs_dim, 1, out_gain=1.0, **common)
 
-    def context(self) -> torch.Tensor:
-        """``z_τ`` of every task, ``[T, context_dim]``."""
-        x = self.meta @ self.word_embedding if self.word_embedding is not None else self.meta
-        return self.context_net(x)
-
-    def attention_weights(self, z: torch.Tensor | None = None) -> torch.Tensor:
-        """``w_τ``, ``[T, k]``: each row sums to one."""
-        z = self.context() if z is None else z
-        return torch.softmax(self.attention(z) / self.temperature, dim=-1)
-
-    def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.context()
-        w = self.attention_weights(z)
-        enc = torch.stack([e(obs) for e in self.encoders])          # [k, T, M, E]
-        mixed = torch.einsum("ktme,tk->tme", enc, w)
-        return torch.cat([mixed, z[:, None, :].expand(-1, obs.shape[1], -1)], dim=-1), w
+    def attention_weights(self) -> torch.Tensor:
+        """The policy's attention over its encoders, ``[T, k]`` (each row sums to one)."""
+        return self.actor.attention_weights()
 
     def forward(self, obs: torch.Tensor) -> AgentOutput:
-        x, w = self._features(obs)
-        logits, value = self.backbone(x)
-        return AgentOutput(self.mask(logits), value, {"attention": w})
+        logits, w = self.actor(obs)
+        value, w_critic = self.critic(obs)
+        return AgentOutput(self.mask(logits), value.squeeze(-1), {"attention": w, "critic_attention": w_critic})
 
     def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.mask(self.backbone.actor(self._features(obs)[0]))
+        return self.mask(self.actor(obs)[0])
 
     def task_stats(self, out: AgentOutput, valid: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"attention": out.extras["attention"].detach()}
+        return {"attention": out.extras["attention"].detach(),
+                "critic_attention": out.extras["critic_attention"].detach()}
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "metadata": self.metadata, "encoders": self.encoders_k,

@@ -86,7 +86,7 @@ class A2CConfig(_Strict):
     """The actor-critic shared by all methods."""
 
     n_envs: int = Field(default=4, ge=1, le=512, description="environments per task stepped together")
-    n_steps: int = Field(default=32, ge=1, le=10_000, description="rollout length per update")
+    n_steps: int = Field(default=16, ge=1, le=10_000, description="rollout length per update")
     gamma: float = Field(default=0.99, gt=0, le=1)
     gae_lambda: float = Field(default=0.95, ge=0, le=1)
     lr: float = Field(default=1e-3, gt=0, le=1)

@@ -27,7 +27,7 @@ is inside the objective (c_Ent).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -116,7 +116,7 @@ class Distral(RLAgent):
         return AgentOutput(self.mask(logits), torch.stack(values), {"log_pi0": log_pi0})
 
     def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
-        f = torch.stack([col.actor(obs[t]) for t, col in enumerate(self.columns)])
+        f = torch.stack([cast(ActorCritic, col).actor(obs[t]) for t, col in enumerate(self.columns)])
         return self.mask(two_column_logits(self.distilled_log_probs(obs), f, alpha=self.alpha, beta=self.beta))
 
     def reward_bonus(self, out: AgentOutput, log_prob_taken: torch.Tensor,

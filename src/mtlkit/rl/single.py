@@ -9,6 +9,7 @@ separately. Nothing is shared, so the tasks' spaces may differ.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ class Single(RLAgent):
     def policy_logits(self, obs: torch.Tensor) -> torch.Tensor:
         logits = []
         for t, (net, space) in enumerate(zip(self.agents, self.spaces)):
-            lg = net.actor(obs[t, :, :space.obs_dim])
+            lg = cast(ActorCritic, net).actor(obs[t, :, :space.obs_dim])
             logits.append(F.pad(lg, (0, self.n_actions - space.n_actions), value=INVALID)
                           if space.n_actions < self.n_actions else lg)
         return torch.stack(logits)

@@ -38,6 +38,8 @@ _LAZY = {
     "inference_ms": "train_one", "model_meta": "train_one",
     "atomic_write": "mtlkit._io", "write_json": "mtlkit._io", "to_jsonable": "mtlkit._io",
     "sha256_file": "mtlkit._io",
+    "run_seeds": "seeds", "SeedsResult": "seeds", "ReferenceCache": "seeds", "reference_key": "seeds",
+    "aggregate_seeds": "seeds",
 }
 
 __all__ = ["FORMAT_VERSION", "MODEL_META", "MODEL_WEIGHTS", "RESUMABLE_KEYS", "RUN_RECORD", "SUMMARY", "Built",
@@ -48,7 +50,8 @@ __all__ = ["FORMAT_VERSION", "MODEL_META", "MODEL_WEIGHTS", "RESUMABLE_KEYS", "R
            "inference_ms", "load_model", "load_model_meta", "make_trainer", "model_meta", "prepare",
            "prepare_from_config", "read_json", "resolve_device", "resolve_tasks", "run", "save_model",
            "sha256_file", "to_jsonable", "train_into", "validate", "verify_model", "write_json",
-           "write_report_safely", "data_fingerprint"]
+           "write_report_safely", "data_fingerprint", "run_seeds", "SeedsResult", "ReferenceCache",
+           "reference_key", "aggregate_seeds"]
 
 
 def __getattr__(name: str) -> Any:
@@ -104,6 +107,13 @@ if TYPE_CHECKING:
         read_json,
         save_model,
         verify_model,
+    )
+    from mtlkit.run.seeds import (
+        ReferenceCache,
+        SeedsResult,
+        aggregate_seeds,
+        reference_key,
+        run_seeds,
     )
     from mtlkit.run.summary import EpochRecord, ModelResult, Summary
     from mtlkit.run.train_one import Trained, evaluate_outputs, inference_ms, model_meta, train_into

@@ -24,7 +24,12 @@ from torch import nn
 
 from mtlkit.config import RunConfig, code_references
 from mtlkit.evaluation.baselines import Baselines, train_baselines
-from mtlkit.evaluation.delta_m import delta_m, delta_m_per_task
+from mtlkit.evaluation.delta_m import (
+    delta_m,
+    delta_m_metrics,
+    delta_m_per_task,
+    small_reference_warnings,
+)
 from mtlkit.run.build import Built, build_all, build_components, build_model_for, count_parameters
 from mtlkit.run.data import PreparedData
 from mtlkit.run.folder import RunFolder, check_name, data_fingerprint
@@ -33,7 +38,7 @@ from mtlkit.run.train_one import Trained, evaluate_outputs, inference_ms, model_
 from mtlkit.tasks import Task
 from mtlkit.training import Trainer, predict_raw, seed_everything
 
-__all__ = ["RunResult", "WarningLog", "baseline_kinds", "check", "run", "write_report_safely"]
+__all__ = ["RunResult", "WarningLog", "baseline_kinds", "check", "run", "set_delta_m", "write_report_safely"]
 
 Log = Callable[[str], None]
 
@@ -145,10 +150,28 @@ class _Job:
     resume: bool
     user_components: dict[str, Any]
     baseline_builder: Callable[[Task], nn.Module] | None
+    #: the tracking callbacks of ``cfg.tracking`` (TensorBoard, MLflow: :mod:`mtlkit.tracking`)
+    trackers: list[Any] = field(default_factory=list)
 
     @property
     def tasks(self) -> list[Task]:
         return self.prepared.tasks
+
+    def track(self, trainer: Trainer) -> Trainer:
+        """``trainer`` with the tracking callbacks added (the multi-task model's)."""
+        for cb in self.trackers:
+            trainer.add_callback(cb)
+        return trainer
+
+    def close_trackers(self, record: dict[str, Any] | None) -> None:
+        """Log the final summary (``None``: the run failed) and end the tracking runs."""
+        for cb in self.trackers:
+            try:
+                if record is not None:
+                    cb.log_summary(record)
+                cb.close("FINISHED" if record is not None else "FAILED")
+            except Exception as exc:  # a tracking server that fails at the end must not lose the run
+                warnings.warn(f"Tracking ({type(cb).__name__}) failed at the end of the run: {exc}", stacklevel=2)
 
     def checkpoints(self, name: str) -> Path | None:
         return self.folder.checkpoint_dir(name) if self.folder is not None else None
@@ -168,6 +191,10 @@ def check(cfg: RunConfig, out_dir: str | Path | None = None, *, resume: bool = F
     from mtlkit.training.distributed import is_main_process
 
     built = build_all(cfg, components=components, model=model)
+    if cfg.tracking is not None:  # a tracking location that cannot be written: refused now
+        from mtlkit.tracking import check_tracking
+
+        check_tracking(cfg.tracking)
     folder = RunFolder(out_dir, writer=is_main_process()) if out_dir is not None else None
     if folder is not None:
         folder.check_unlocked()
@@ -232,6 +259,9 @@ def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, 
     if out_dir is not None:  # task names become folder names (baselines/<task>, checkpoints/stl-<task>)
         for t in prepared.tasks:
             check_name(t.name, "task name")
+    from mtlkit.tracking import trackers_for
+
+    trackers = trackers_for(cfg) if main else []  # checked (writable) before anything trains
     if model is None:  # built now, so that a model that cannot be built is refused before any write
         seed_everything(cfg.seed)
         model = build_model_for(cfg, prepared, prepared.tasks)
@@ -241,7 +271,7 @@ def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, 
     with lock:
         job = _Job(cfg, prepared, folder, built, progress, (log if main else None) or (lambda s: None),
                    DistributedTrainer if is_distributed() else Trainer, resume, dict(components or {}),
-                   baseline_builder)
+                   baseline_builder, trackers)
         resumed = _open_folder(job, overwrite=overwrite, force=force, allow_data_change=allow_data_change)
         try:
             early = _references_first(job)
@@ -259,7 +289,9 @@ def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, 
                 job.folder.write_summary(record)
                 if report:
                     write_report_safely(job.folder.path, job.say)
+            job.close_trackers(record)
         except BaseException:
+            job.close_trackers(None)
             if folder is not None and job.folder is not None and job.folder.path != folder.path:
                 job.say(f"The run failed; the earlier run in {str(folder.path)!r} is untouched. The new run's "
                         f"files so far are in {str(job.folder.path)!r}: --resume {str(folder.path)!r} continues "
@@ -334,7 +366,7 @@ def _train_multi_task(job: _Job, model: nn.Module) -> tuple[Trained, dict[str, A
     first = train_into(cfg, model, tasks, job.prepared, folder=job.folder, checkpoint_dir=job.checkpoints("mtl"),
                        progress=job.progress, components=job.built.components(), trainer_cls=job.trainer_cls,
                        resume=job.resume, save="never" if two_phase else "always", label="multi-task model",
-                       say=job.say)
+                       say=job.say, wrap=job.track if job.trackers else None)
     if not two_phase:
         return first, None
     return _retrain_phase(job, first)
@@ -422,12 +454,31 @@ def _add_baselines(summary: Summary, stl: Baselines, tasks: Sequence[Task],
             confusion[name]["stl"] = conf
     summary.baselines = stl.results
     stl_test: dict[str, dict[str, float]] = {k: v.test or {} for k, v in stl.results.items()}
-    dm = delta_m(mtl_test, stl_test, tasks, primary_only=True)
-    summary.delta_m = dm if dm is not None and math.isfinite(dm) else None
-    summary.delta_m_per_task = delta_m_per_task(mtl_test, stl_test, tasks)
-    summary.delta_m_all_tasks = delta_m(mtl_test, stl_test, tasks, primary_only=False)
+    set_delta_m(summary, mtl_test, stl_test, tasks)
     summary.stl_params_total = sum(v.params or 0 for v in stl.results.values())
     summary.stl_inference_ms_total = sum(v.inference_ms or 0.0 for v in stl.results.values())
+
+
+def set_delta_m(summary: Summary, mtl_test: dict[str, dict[str, float]], stl_test: dict[str, dict[str, float]],
+                tasks: Sequence[Task]) -> None:
+    """Δm, Δm_t and Δm over all tasks against the single-task results, over the metrics of
+    :func:`~mtlkit.evaluation.delta_m.delta_m_metrics` (references bounded away from zero;
+    recorded in ``summary["delta_m_metrics"]``); a term dominated by a small reference is a
+    warning (``summary["delta_m_warnings"]``)."""
+    chosen = delta_m_metrics(tasks)
+    dm = delta_m(mtl_test, stl_test, tasks, primary_only=True, metrics=chosen)
+    summary.delta_m = dm if dm is not None and math.isfinite(dm) else None
+    summary.delta_m_per_task = delta_m_per_task(mtl_test, stl_test, tasks, chosen)
+    summary.delta_m_all_tasks = delta_m(mtl_test, stl_test, tasks, primary_only=False, metrics=chosen)
+    summary.extra["delta_m_metrics"] = {t.name: chosen[t.name] for t in tasks if t.name in stl_test}
+    primary = [t for t in tasks if t.role == "primary"]
+    notes = small_reference_warnings(mtl_test, stl_test, primary, chosen)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    if notes:
+        summary.extra["delta_m_warnings"] = notes
+    else:
+        summary.extra.pop("delta_m_warnings", None)
 
 
 def baseline_kinds(cfg: RunConfig) -> set[str]:
@@ -450,8 +501,9 @@ def _add_gbdt(summary: Summary, job: _Job, mtl_test: dict[str, dict[str, float]]
     for name, conf in gb.confusion.items():
         if conf is not None and name in confusion:
             confusion[name]["gbdt"] = conf
-    dm = delta_m(mtl_test, {k: v.test or {} for k, v in gb.results.items()},
-                 [t for t in job.tasks if t.name in gb.results], primary_only=True)
+    with_gbdt = [t for t in job.tasks if t.name in gb.results]
+    dm = delta_m(mtl_test, {k: v.test or {} for k, v in gb.results.items()}, with_gbdt, primary_only=True,
+                 metrics=delta_m_metrics(with_gbdt))
     summary.delta_m_gbdt = dm if dm is not None and math.isfinite(dm) else None
 
 

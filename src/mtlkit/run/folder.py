@@ -194,6 +194,9 @@ class RunLock:
         """Take the lock (a stale one is taken over) or raise :class:`RunLockedError`."""
         if self._token is not None:
             return self
+        if self.folder.exists() and not self.folder.is_dir():
+            raise FileExistsError(f"The run folder {str(self.folder)!r} is a file, not a folder; choose another "
+                                  f"--out.")
         if not self.folder.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
             self._made_folder = True
@@ -439,8 +442,6 @@ class RunFolder:
         removed files."""
         if not self.writer or not self.path.is_dir():
             return []
-        if self.swap_pending():
-            self._finish_swap()
         removed = []
         for base in (self.path, self.path / STAGING):
             if not base.is_dir():
@@ -453,6 +454,8 @@ class RunFolder:
                 for f in found:
                     f.unlink(missing_ok=True)
                     removed.append(f)
+        if self.swap_pending():
+            self._finish_swap()
         return removed
 
     # ------------------------------------------------------------------ starting a run
@@ -463,8 +466,11 @@ class RunFolder:
         p = self.path
         if p.exists() and not p.is_dir():
             raise FileExistsError(f"The run folder {str(p)!r} is a file, not a folder; choose another --out.")
-        ignored = {REPLACED, LOCK}
-        if not p.exists() or not [e for e in p.iterdir() if e.name not in ignored and not is_temp_file(e)]:
+
+        def ours_aside(e: Path) -> bool:  # earlier runs, the lock (also one being taken over), temporary files
+            return e.name == REPLACED or e.name.startswith(LOCK) or is_temp_file(e)
+
+        if not p.exists() or all(ours_aside(e) for e in p.iterdir()):
             return  # new, empty, or holding only runs moved aside earlier
         if not self.holds_run():
             names = sorted(e.name for e in p.iterdir())
@@ -498,6 +504,8 @@ class RunFolder:
         target = self
         if self.holds_run():
             target = self.staging
+            if target.path.exists() and not any(target.path.iterdir()):
+                target.path.rmdir()  # ours and empty (a kill before its config was written)
             if target.path.exists():  # an earlier --overwrite that never finished: kept aside
                 dest = self._replaced_dir("unfinished")
                 fault_point("keep-unfinished", target.path)

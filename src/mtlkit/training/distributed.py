@@ -647,7 +647,9 @@ class ProcessGroupComm(Comm):
         """Parameter level: J Jᵀ of the already averaged Jacobian. Representation level: the
         global Gramian (1/R²) Σ_r J_r J_rᵀ (one all-reduce of K×K numbers), since rank r's
         rows are R times its block of columns of the global representation Jacobian."""
-        g = j @ j.T
+        from mtlkit.aggregation._base import gramian
+
+        g = gramian(j)
         if self.size <= 1 or level != "representation":
             return g
         g = self.c.all_reduce_(g.detach().contiguous().clone(), "gramian")

@@ -76,6 +76,18 @@ class StepPlan:
     deferred: bool
     prior: Tensor | None
     checked_rows: int = -1
+    #: the K×P Jacobian's memory, reused from step to step (Gramian-weighted aggregators only:
+    #: they never see the Jacobian itself, so none can keep a reference to it)
+    workspace: Tensor | None = None
+
+    def jacobian_out(self, tr: Trainer, k: int) -> Tensor | None:
+        if not getattr(tr.aggregator, "gramian_based", False) or not tr.shared:
+            return None
+        p = sum(q.numel() for q in tr.shared)
+        ws, ref = self.workspace, tr.shared[0]
+        if ws is None or ws.shape[0] < k or ws.shape[1] != p or ws.dtype != ref.dtype or ws.device != ref.device:
+            ws = self.workspace = torch.empty(max(k, len(tr.tasks)), p, dtype=ref.dtype, device=ref.device)
+        return ws[:k]
 
 
 def make_plan(tr: Trainer) -> StepPlan:
@@ -301,7 +313,8 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
     elif blockwise:
         _blockwise_backward(tr, rows, seeds, idx, w, scale, result)
     else:
-        j = jacobian(rows, tr.shared, engine=tr.jacobian_engine, representation=rep, grad_outputs=seeds)
+        j = jacobian(rows, tr.shared, engine=tr.jacobian_engine, representation=rep, grad_outputs=seeds,
+                     out=tr.plan.jacobian_out(tr, len(rows)))
         j = tr.comm.sync_jacobian(_unscaled(j, scale))
         d = _aggregate(tr, j, idx, w, rows, result)
         # a Gramian-based direction is the fresh product w @ J: handed over without a copy
@@ -407,7 +420,10 @@ def _apply_update(tr: Trainer, losses: Tensor, present: Tensor, result: StepResu
             bad = [n for n, b in zip(names, (present & ~torch.isfinite(losses.detach())).tolist()) if b]
             tr.guard.skip(tr, bad, "loss")
         else:
-            tr.guard.skip(tr, [n for n, k in zip(names, present.tolist()) if k], "gradient")
+            scaler = tr.precision.scaler
+            what = "gradient" if scaler is None else \
+                f"gradient at the fp16 loss scale {scaler.get_scale() * 2:g} (the scaler halves it)"
+            tr.guard.skip(tr, [n for n, k in zip(names, present.tolist()) if k], what)
         result.skipped = True
         return False
     if tr.settings.clip_grad_norm:

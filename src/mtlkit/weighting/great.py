@@ -147,7 +147,8 @@ class GREAT(Weighting):
         if not idx:
             return rep.new_zeros((0, rep[0].numel())), torch.zeros(0, dtype=torch.long, device=rep.device)
         grads = task_gradients([losses[i] for i in idx], rep, create_graph=True)
-        rows = grads.reshape(len(idx), rep.shape[0], -1)
+        # under mixed precision the representation is bf16/fp16; the discriminator is float32
+        rows = grads.reshape(len(idx), rep.shape[0], -1).to(torch.promote_types(grads.dtype, torch.float32))
         labels = torch.tensor(idx, device=rep.device).repeat_interleave(rep.shape[0])
         rows = rows.reshape(len(idx) * rep.shape[0], -1)
         norms = rows.detach().norm(dim=1)

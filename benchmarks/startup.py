@@ -1,0 +1,79 @@
+"""Start-up of the command line: ``mtlkit --help``, ``mtlkit list`` and a config with a typo.
+
+    .venv/bin/python benchmarks/startup.py              # 7 runs of each
+    .venv/bin/python benchmarks/startup.py --runs 3
+
+Each command runs in a fresh process (``.venv/bin/mtlkit`` next to this interpreter), in turn,
+``--runs`` times; the table shows the median elapsed time and the median CPU time (user +
+system) of the child process. On a machine shared with other work the elapsed time is
+inflated by waiting for a core; the CPU time of these single-threaded commands is what the
+elapsed time is on an idle machine. Goals (issue 22): ``--help`` <= 0.5 s, ``list`` <= 1.5 s,
+a typo in a config reported <= 1.5 s.
+
+The typo configs are ``examples/yeast.yaml`` with ``epochs`` misspelt (a key: caught by the
+config's schema, before torch loads) and with the weighting's name misspelt (a component
+name: caught by the run's full check, which loads the registries and with them torch; shown
+for information).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str]) -> tuple[float, float, int]:
+    """Elapsed and CPU seconds of one run of ``cmd``, and its exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, res.returncode
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    exe = str(Path(sys.executable).with_name("mtlkit"))
+    tmp = Path(tempfile.mkdtemp(prefix="mtlkit-startup-"))
+    text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8")
+    (tmp / "key.yaml").write_text(text.replace("epochs:", "epocs:"), encoding="utf-8")
+    (tmp / "name.yaml").write_text(text.replace("name: equal", "name: equl"), encoding="utf-8")
+    cases = {
+        "mtlkit --help": ([exe, "--help"], 0.5),
+        "mtlkit list": ([exe, "list"], 1.5),
+        "config typo (key)": ([exe, "train", str(tmp / "key.yaml"), "--out", str(tmp / "run")], 1.5),
+        "config typo (component name)": ([exe, "train", str(tmp / "name.yaml"), "--out", str(tmp / "run")], None),
+    }
+    times: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cases}
+    for _ in range(args.runs):
+        for name, (cmd, _goal) in cases.items():
+            times[name].append(timed(cmd))
+    load = os.getloadavg()
+    print(f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
+          f"median of {args.runs} runs; command: python benchmarks/startup.py --runs {args.runs}\n")
+    print("| command | elapsed s | CPU s | goal s | holds (CPU) | exit code |")
+    print("|---|---:|---:|---:|---|---:|")
+    for name, (_cmd, goal) in cases.items():
+        wall = statistics.median(t[0] for t in times[name])
+        cpu = statistics.median(t[1] for t in times[name])
+        codes = sorted({t[2] for t in times[name]})
+        holds = "—" if goal is None else ("yes" if cpu <= goal else "no")
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {goal if goal is not None else '—'} | {holds} | "
+              f"{','.join(map(str, codes))} |")
+
+
+if __name__ == "__main__":
+    main()
