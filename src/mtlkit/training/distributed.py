@@ -8,7 +8,9 @@ mtlkit train CONFIG``: the runner (:func:`mtlkit.run.run`) calls
 tensors when a GPU is present) with a timeout, and then trains with
 :class:`DistributedTrainer`. The contract: **R processes with a local batch of B/R give the
 same parameters as one process with a batch of B** (same seed), for loss-space weightings
-and gradient-space aggregators alike.
+and gradient-space aggregators alike. Randomness in the forward pass (dropout) is the exception: each
+process draws its shard's masks from its own generator, so N processes train another model
+than one process (``docs/scaling.md``, Limits).
 
 How each part of a step is made global (``docs/scaling.md`` has the derivations):
 
