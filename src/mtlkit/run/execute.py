@@ -274,22 +274,7 @@ def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, 
                    baseline_builder, trackers)
         resumed = _open_folder(job, overwrite=overwrite, force=force, allow_data_change=allow_data_change)
         try:
-            early = _references_first(job)
-            final, search_phase = _train_multi_task(job, model)
-            summary = _summarise(job, final, search_phase)
-            summary.resumed = resumed or None
-            stl = (early or job.baselines()) if "neural" in baseline_kinds(cfg) and job.tasks else None
-            if stl is not None:
-                _add_baselines(summary, stl, job.tasks, final.test)
-            if "gbdt" in baseline_kinds(cfg) and job.tasks:
-                _add_gbdt(summary, job, final.test)
-            summary.warnings = warned.entries()  # what the console showed, kept with the run
-            record = summary.to_dict()
-            if job.folder is not None and main:
-                job.folder.write_summary(record)
-                if report:
-                    write_report_safely(job.folder.path, job.say)
-            job.close_trackers(record)
+            final, stl, record = _train_and_record(job, model, resumed, warned, report=report, main=main)
         except BaseException:
             job.close_trackers(None)
             if folder is not None and job.folder is not None and job.folder.path != folder.path:
@@ -303,6 +288,30 @@ def _run(cfg: RunConfig, prepared: PreparedData, *, out_dir: str | Path | None, 
                 job.say(f"The earlier run in {str(folder.path)!r} was moved to {str(aside)!r}.")
     return RunResult(folder.path if folder is not None else None, final.model, list(job.tasks), record,
                      final.trainer, prepared, stl.models if stl is not None else {})
+
+
+def _train_and_record(job: _Job, model: nn.Module, resumed: list[dict[str, Any]], warned: WarningLog, *,
+                      report: bool, main: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """Train the multi-task model and the references, write the summary (and report) and close
+    the trackers. Returns the trained model's record, the references and the summary."""
+    early = _references_first(job)
+    final, search_phase = _train_multi_task(job, model)
+    summary = _summarise(job, final, search_phase)
+    summary.resumed = resumed or None
+    kinds = baseline_kinds(job.cfg)
+    stl = (early or job.baselines()) if "neural" in kinds and job.tasks else None
+    if stl is not None:
+        _add_baselines(summary, stl, job.tasks, final.test)
+    if "gbdt" in kinds and job.tasks:
+        _add_gbdt(summary, job, final.test)
+    summary.warnings = warned.entries()  # what the console showed, kept with the run
+    record = summary.to_dict()
+    if job.folder is not None and main:
+        job.folder.write_summary(record)
+        if report:
+            write_report_safely(job.folder.path, job.say)
+    job.close_trackers(record)
+    return final, stl, record
 
 
 def _open_folder(job: _Job, *, overwrite: bool, force: bool, allow_data_change: bool = False
