@@ -25,11 +25,17 @@ Rows:
   aggregator of the same name and hyperparameters, when ``torchjd`` is installed (the
   ``bench`` extra).
 
-Timing: ``--rounds`` rounds; in each, every variant runs ``--steps`` steps (after a warm-up),
-in an order rotated from round to round so that a burst of load hits all alike. The table
-shows the median ms per step over the rounds; a ratio is the median over the rounds of the
-per-round ratio. ``--clock cpu`` (default with one thread) is process CPU time, robust on a
-shared machine; ``--clock wall`` elapsed time (default with more threads).
+Timing: ``--rounds`` rounds; in each, every group of compared variants (hand-written and
+plain; the floor, a method and TorchJD's method) runs ``--steps`` steps of each, one variant
+right after the other, the groups in a freshly shuffled order. The table shows the median ms
+per step; a ratio is the median over the rounds of the ratio of two blocks of the same group
+(timed seconds apart, so a burst of load on a shared machine hits both alike).
+``--clock cpu`` (default with one thread) is process CPU time, robust on a shared machine;
+``--clock wall`` elapsed time (default with more threads).
+
+``--math``: the aggregation math alone at the largest K, on the Jacobian of the problem's
+first step: the Gramian, each method's weights from it (its whole ``aggregate`` for a method
+that is not a weighting of the Gramian) and ``w @ J``, in ms and as a share of the floor.
 
 ``--memory``: for every variant, a fresh subprocess runs 3 steps and reports the growth of its
 peak resident set size (``VmHWM``) over the state after building the model and the data (on
@@ -49,6 +55,7 @@ import contextlib
 import copy
 import gc
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -248,35 +255,51 @@ def torchjd_step(p: Problem, name: str) -> Callable[[], None] | None:
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
-def run_rounds(fns: dict[str, Callable[[], None]], rounds: int, steps: int, warmup: int,
-               clock: Callable[[], float], sync: Callable[[], None]) -> dict[str, list[float]]:
-    """ms per step of each function, one value per round; the order rotates every round."""
+def run_rounds(fns: dict[str, Callable[[], None]], groups: list[tuple[str, ...]], rounds: int, steps: int,
+               warmup: int, clock: Callable[[], float], sync: Callable[[], None]
+               ) -> dict[tuple[int, str], list[float]]:
+    """ms per step, one value per round, for every (group, variant). A group is a reference
+    and what is compared with it (the floor, a method, TorchJD's method), timed one right
+    after the other, so that a ratio compares blocks of the same moment of a shared machine;
+    the groups run in a freshly shuffled order every round."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync()
-    names = list(fns)
-    out: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for n in order:
-            gc.collect()
-            sync()
-            t0 = clock()
-            for _ in range(steps):
-                fns[n]()
-            sync()
-            out[n].append((clock() - t0) * 1000.0 / steps)
+    out: dict[tuple[int, str], list[float]] = {(g, n): [] for g, group in enumerate(groups) for n in group}
+    order = list(range(len(groups)))
+    rng = random.Random(0)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for g in order:
+            for n in groups[g]:
+                gc.collect()
+                sync()
+                t0 = clock()
+                for _ in range(steps):
+                    fns[n]()
+                sync()
+                out[(g, n)].append((clock() - t0) * 1000.0 / steps)
     return out
 
 
-def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median over the rounds of a's time / b's time."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+class Times:
+    """Medians and paired ratios of :func:`run_rounds`' measurements."""
 
+    def __init__(self, groups: list[tuple[str, ...]], t: dict[tuple[int, str], list[float]]) -> None:
+        self.groups, self.t = groups, t
 
-def med(times: dict[str, list[float]], a: str) -> float:
-    return statistics.median(times[a])
+    def __contains__(self, name: str) -> bool:
+        return any(name in g for g in self.groups)
+
+    def ms(self, name: str) -> float:
+        """Median ms per step of ``name`` over all its blocks."""
+        return statistics.median(v for (_, n), vals in self.t.items() if n == name for v in vals)
+
+    def ratio(self, a: str, b: str) -> float:
+        """Median over the rounds of a / b, both timed in the same group."""
+        g = next(i for i, grp in enumerate(self.groups) if a in grp and b in grp)
+        return statistics.median(x / y for x, y in zip(self.t[(g, a)], self.t[(g, b)]))
 
 
 # ------------------------------------------------------------------ tables
@@ -285,28 +308,33 @@ def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Calla
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
     fns: dict[str, Callable[[], None]] = {"hand": hand(p), "hand (plain torch)": hand_plain_torch(p),
                                           "plain": ours(p, None, **_settings(args)), "floor": floor(p)}
+    groups: list[tuple[str, ...]] = [("hand", "plain"), ("hand", "hand (plain torch)")]
     if getattr(args, "compile", False):  # training.compile: true (the warm-up pays the compilation)
         fns["plain (compile)"] = ours(p, None, compile=True, **_settings(args))
+        groups.append(("plain", "plain (compile)"))
     for m in methods:
         fns[m] = ours(p, m, **_settings(args))
         tj = None if args.no_torchjd else torchjd_step(p, m)
         if tj is not None:
             fns[f"{m} (torchjd)"] = tj
-    t = run_rounds(fns, args.rounds, args.steps, args.warmup, clock, sync)
+        groups.append(("floor", m, *((f"{m} (torchjd)",) if tj is not None else ())))
+    t = Times(groups, run_rounds(fns, groups, args.rounds, args.steps, args.warmup, clock, sync))
     lines = [f"\n### K = {k} ({p.shared_numel / 1e6:.2f} M shared parameters, batch 256; median ms per step "
-             f"over {args.rounds} rounds of {args.steps} steps)\n",
-             f"hand-written plain sum: {med(t, 'hand'):.2f} ms (plain torch losses: "
-             f"{med(t, 'hand (plain torch)'):.2f} ms); floor: {med(t, 'floor'):.2f} ms\n",
-             f"plain (Trainer.train_step): {med(t, 'plain'):.2f} ms = **{ratio(t, 'plain', 'hand'):.3f}x "
+             f"over {args.rounds} rounds of {args.steps} steps; a ratio is the median over the rounds of the "
+             f"ratio of two blocks timed one after the other)\n",
+             f"hand-written plain sum: {t.ms('hand'):.2f} ms; with the masked MSE in plain torch: "
+             f"{t.ms('hand (plain torch)'):.2f} ms ({t.ratio('hand (plain torch)', 'hand'):.3f}x); "
+             f"floor: {t.ms('floor'):.2f} ms\n",
+             f"plain (Trainer.train_step): {t.ms('plain'):.2f} ms = **{t.ratio('plain', 'hand'):.3f}x "
              f"hand-written** (goal <= 1.05)\n",
-             *([f"plain with training.compile: {med(t, 'plain (compile)'):.2f} ms = "
-                f"{ratio(t, 'plain (compile)', 'plain'):.3f}x plain\n"] if "plain (compile)" in t else []),
+             *([f"plain with training.compile: {t.ms('plain (compile)'):.2f} ms = "
+                f"{t.ratio('plain (compile)', 'plain'):.3f}x plain\n"] if "plain (compile)" in t else []),
              "| method | ms | / floor (goal <= 1.10) | TorchJD ms | ours / TorchJD (goal <= 1) |",
              "|---|---:|---:|---:|---:|"]
     for m in methods:
         tj = f"{m} (torchjd)"
-        theirs = (f"{med(t, tj):.2f} | {ratio(t, m, tj):.3f}") if tj in t else "— | —"
-        lines.append(f"| {m} | {med(t, m):.2f} | {ratio(t, m, 'floor'):.3f} | {theirs} |")
+        theirs = (f"{t.ms(tj):.2f} | {t.ratio(m, tj):.3f}") if tj in t else "— | —"
+        lines.append(f"| {m} | {t.ms(m):.2f} | {t.ratio(m, 'floor'):.3f} | {theirs} |")
     print("\n".join(lines), flush=True)
     return lines
 
@@ -318,6 +346,47 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.block:
         out["jacobian_block_size"] = args.block
     return out
+
+
+# ------------------------------------------------------------------ aggregation math
+def math_table(k: int, methods: list[str], repeats: int = 7) -> list[str]:
+    from mtlkit.aggregation._base import gramian
+    from mtlkit.jacobian import jacobian
+
+    p = make_problem(k)
+    model = copy.deepcopy(p.model)
+    x, ys, ms = p.batch
+    out = model(x)
+    losses = [t.compute_loss(out[t.name], ys[t.name], ms[t.name]) for t in p.tasks]
+    j = jacobian(losses, list(model.shared_parameters()))
+    g = gramian(j)
+    step = floor(p)
+    step()
+    timers: dict[str, Callable[[], Any]] = {"floor (whole step)": step, "Gramian J Jᵀ": lambda: gramian(j),
+                                            "w @ J": lambda: torch.full((k,), 1.0 / k) @ j}
+    tasks = list(range(k))
+    for m in methods:
+        agg = AGGREGATORS.build(m)
+        if getattr(agg, "gramian_based", False):
+            timers[m] = lambda a=agg: a.weights_from(g, tasks=tasks)
+        else:
+            timers[m] = lambda a=agg: a.aggregate(j, tasks=tasks)
+    t: dict[str, list[float]] = {n: [] for n in timers}
+    for _ in range(repeats):
+        for n, fn in timers.items():
+            t0 = time.process_time()
+            fn()
+            t[n].append((time.process_time() - t0) * 1000.0)
+    fl = statistics.median(t["floor (whole step)"])
+    lines = [f"\n### Aggregation math alone, K = {k} (CPU ms, median of {repeats}; share of the floor's "
+             f"{fl:.1f} ms)\n", "| part | ms | share of the floor |", "|---|---:|---:|"]
+    for n in list(timers)[1:]:
+        v = statistics.median(t[n])
+        what = n if n in ("Gramian J Jᵀ", "w @ J") else \
+            f"{n}: {'weights from the Gramian' if getattr(AGGREGATORS.get(n), 'gramian_based', False) else 'aggregate(J)'}"
+        lines.append(f"| {what} | {v:.2f} | {100 * v / fl:.1f} % |")
+    print("\n".join(lines), flush=True)
+    return lines
 
 
 # ------------------------------------------------------------------ memory
@@ -402,6 +471,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also the plain step with training.compile: true")
     ap.add_argument("--memory", action="store_true", help="also the peak-memory table (at the largest K)")
     ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--math", action="store_true", help="also the aggregation math alone at the largest K")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 2 steps, methods mean, mgda, upgrad")
     ap.add_argument("--memory-child", nargs=2, metavar=("VARIANT", "K"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -425,6 +495,8 @@ def main() -> None:
         for k in args.ks:
             steps = args.steps or max(2, 20 // k)
             table_for(k, argparse.Namespace(**{**vars(args), "steps": steps}), methods, clock)
+    if args.math:
+        math_table(max(args.ks), methods)
     if args.memory or args.memory_only:
         memory_table(max(args.ks), args, methods)
 
