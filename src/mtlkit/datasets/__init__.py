@@ -15,10 +15,12 @@ from mtlkit._registry import DATASETS
 from mtlkit.datasets._bundle import DatasetBundle
 from mtlkit.datasets.adult import load_adult
 from mtlkit.datasets.basic_motions import load_basic_motions
+from mtlkit.datasets.japanese_vowels import load_japanese_vowels
 from mtlkit.datasets.mnist_pairs import load_mnist_pairs
 from mtlkit.datasets.movielens import load_movielens
 from mtlkit.datasets.multimnist import load_multimnist
 from mtlkit.datasets.sp500 import load_sp500
+from mtlkit.datasets.tweets import load_tweets
 from mtlkit.datasets.yeast import load_yeast
 
 
@@ -44,10 +46,12 @@ __all__ = [
     "load",
     "load_adult",
     "load_basic_motions",
+    "load_japanese_vowels",
     "load_mnist_pairs",
     "load_movielens",
     "load_multimnist",
     "load_sp500",
+    "load_tweets",
     "load_yeast",
     "names",
 ]
