@@ -21,11 +21,13 @@ The libraries are optional (``pip install 'mtlkit[tracking]'``) and imported her
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -35,8 +37,32 @@ from mtlkit.training.callbacks import Callback
 if TYPE_CHECKING:
     from mtlkit.training.trainer import Trainer
 
-__all__ = ["MLflowCallback", "TensorBoardCallback", "TrackingError", "check_tracking", "flat_scalars",
-           "trackers_for"]
+__all__ = ["MLflowCallback", "TensorBoardCallback", "TrackingError", "amend_summary", "check_tracking",
+           "flat_scalars", "trackers_for"]
+
+#: what the run's final summary still lacks when the trackers log it (see :func:`amend_summary`)
+_AMEND: ContextVar[Callable[[dict[str, Any]], dict[str, Any]] | None] = ContextVar("mtlkit_tracking_amend",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def amend_summary(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[None]:
+    """Within the block, the trackers log ``fn(summary)`` rather than the run's summary.
+
+    For a summary completed after the run: a run over seeds that reuses cached single-task
+    references trains none, so the run's own summary has no baselines and no Δm; the
+    references (and Δm against them) are added afterwards (:mod:`mtlkit.run.seeds`). Without
+    this the tracking run would log a summary without Δm."""
+    token = _AMEND.set(fn)
+    try:
+        yield
+    finally:
+        _AMEND.reset(token)
+
+
+def _final(summary: Mapping[str, Any]) -> dict[str, Any]:
+    fn = _AMEND.get()
+    return fn(dict(summary)) if fn is not None else dict(summary)
 
 
 class TrackingError(ValueError):
@@ -171,6 +197,7 @@ class TensorBoardCallback(Callback):
             self._writer.flush()
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
+        summary = _final(summary)
         w = self._open()
         for key, value in _summary_scalars(summary).items():
             w.add_scalar(f"summary/{key}", value, self._last_epoch)
@@ -251,6 +278,7 @@ class MLflowCallback(Callback):
         self._log_metrics({k: v for k, v in flat_scalars(record).items() if k != "epoch"}, step)
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
+        summary = _final(summary)
         self._log_metrics({f"summary/{k}": v for k, v in _summary_scalars(summary).items()}, self._last_epoch)
         self._client.log_dict(self.run_id, json.loads(json.dumps(dict(summary), default=str)), "summary.json")
 

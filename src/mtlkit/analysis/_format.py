@@ -8,10 +8,11 @@ from typing import Any
 
 
 def fnum(value: Any, digits: int = 4) -> str:
-    """A float for a table: ``n/a`` when missing or not finite.
+    """A float for a table: ``n/a`` when missing or not finite; ``digits`` decimals, or
+    three significant digits for a value too small for them (never ``0.0000`` for 1e-5).
 
-    >>> fnum(0.123456), fnum(None), fnum(float("nan")), fnum(-2.5, 2)
-    ('0.1235', 'n/a', 'n/a', '-2.50')
+    >>> fnum(0.123456), fnum(None), fnum(float("nan")), fnum(-2.5, 2), fnum(1.234e-5), fnum(0.0)
+    ('0.1235', 'n/a', 'n/a', '-2.50', '1.23e-05', '0.0000')
     """
     if value is None or isinstance(value, bool):
         return "n/a"
@@ -21,6 +22,8 @@ def fnum(value: Any, digits: int = 4) -> str:
         return str(value)
     if not math.isfinite(f):
         return "n/a"
+    if f != 0 and abs(f) < 10.0 ** -(digits - 1):  # 0.0003 -> 0.0003, 1.2e-5 -> 1.2e-05
+        return f"{f:.3g}"
     return f"{f:.{digits}f}"
 
 

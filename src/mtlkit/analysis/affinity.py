@@ -168,49 +168,39 @@ class AffinityResult:
         return paths
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        """A heatmap PNG (diverging colours centred at 0; values printed for K ≤ 16)."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        """A heatmap PNG (diverging colours centred at 0, the diagonal left out of the colour
+        scale; values printed for up to 20 tasks, in a power-of-ten unit when they are tiny; long task
+        names replaced by codes that a key under the plot spells out), drawn like the report's
+        heatmaps (:func:`mtlkit.report.plots.heatmaps`)."""
+        import base64
+
+        from mtlkit.report import plots
 
         k = len(self.task_names)
-        size = max(4.0, 0.55 * k + 2.0)
-        fig = Figure(figsize=(size + 1.0, size))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
         finite = self.matrix[np.isfinite(self.matrix) & ~np.eye(k, dtype=bool)]
         lim = float(np.abs(finite).max()) if finite.size else 1.0
         lim = lim if lim > 0 else 1.0
-        im = ax.imshow(np.ma.masked_invalid(self.matrix), cmap="RdBu", vmin=-lim, vmax=lim)
-        ax.set_xticks(range(k))
-        ax.set_yticks(range(k))
-        ax.set_xticklabels(self.task_names, rotation=60, ha="right")
-        ax.set_yticklabels(self.task_names)
-        ax.set_xlabel("target task j (whose loss)")
-        ax.set_ylabel("source task i (whose step)")
-        if k <= 16:
-            for i in range(k):
-                for j in range(k):
-                    v = self.matrix[i, j]
-                    if math.isfinite(v):
-                        ax.text(j, i, _short(v), ha="center", va="center", fontsize=7,
-                                color="white" if abs(v) > 0.6 * lim else "black")
         label = {"tag": "TAG look-ahead affinity Z(i→j)", "cosine": "gradient cosine (i, j)"}
-        ax.set_title(title or label.get(self.method, "task affinity"))
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        fig.tight_layout()
+        spec = {"matrix": self.matrix.tolist(), "title": "", "xticks": self.task_names,
+                "yticks": self.task_names, "xlabel": "target task j (whose loss)",
+                "ylabel": "source task i (whose step)", "cmap": "RdBu", "vmin": -lim, "vmax": lim,
+                "cbar": "affinity" if self.method == "tag" else "cosine"}
+        png = plots.heatmaps(title or label.get(self.method, "task affinity"), [spec], ncols=1)
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=110)
+        p.write_bytes(base64.b64decode(png or ""))
         return p
 
     def __str__(self) -> str:
         from mtlkit.analysis._format import text_table
 
-        w = 10
-        names = [n if len(n) <= w else n[: w - 1] + "…" for n in self.task_names]
-        rows = [[names[i], *(_short(v) for v in self.matrix[i])] for i in range(len(names))]
+        names = list(self.task_names)
+        # long names would make every column wide: the columns get codes, the rows say them
+        cols = [f"T{i + 1}" for i in range(len(names))] if max(map(len, names), default=0) > 10 else names
+        rows = [[f"{cols[i]} {names[i]}" if cols is not names else names[i], *(_short(v) for v in self.matrix[i])]
+                for i in range(len(names))]
         head = f"{self.method} affinity ({CONVENTION})"
-        return head + "\n" + text_table(["i \\ j", *names], rows)
+        return head + "\n" + text_table(["i \\ j", *cols], rows)
 
 
 def _short(v: float) -> str:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mtlkit._text import plural
 from mtlkit.analysis.affinity import AffinityResult
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class Grouping:
             helpers = [t for t in g if t not in served]
             score = sum(self.task_scores[t] for t in served)
             rows.append([f"group {k}", ", ".join(served) or "-", ", ".join(helpers) or "-", fnum(score)])
-        head = (f"Task grouping: {len(self.groups)} network(s) (budget {self.networks}), {self.search} search, "
+        head = (f"Task grouping: {plural(len(self.groups), 'network')} (budget {self.networks}), {self.search} search, "
                 f"score = {self.aggregate} affinity onto each task from its group-mates")
         return (head + "\n" + text_table(["group", "serves", "helpers (also trained, not served)",
                                           "predicted score"], rows)
@@ -472,7 +473,7 @@ class GroupTrainingResult:
                  f"Δm grouped    vs single-task: {fnum(dm['grouped_vs_stl'], 2)} %",
                  f"Δm grouped    vs all-in-one:  {fnum(dm['grouped_vs_all_in_one'], 2)} %",
                  "(Δm over every metric of every primary task; negative = better than the reference)",
-                 f"parameters: grouped {s['params']['grouped']:,} ({len(s['groups'])} networks), all-in-one "
+                 f"parameters: grouped {s['params']['grouped']:,} ({plural(len(s['groups']), 'network')}), all-in-one "
                  f"{s['params']['all_in_one']:,}, single-task {s['params']['stl']:,}"]
         return "\n".join(lines)
 
@@ -504,7 +505,7 @@ def train_groups(cfg: RunConfig, grouping: Grouping, *, prepared: PreparedData |
                          f"{sorted(names)}; compute the affinity with the same config.")
     out = Path(out_dir) if out_dir is not None else None
     if all_in_one is None:
-        say(f"All-in-one model on {len(names)} tasks, with single-task baselines ...")
+        say(f"All-in-one model on {plural(len(names), 'task')}, with single-task baselines ...")
         aio = run(cfg, prepared, out_dir=out / "all_in_one" if out else None, progress=progress, log=say,
                   overwrite=overwrite)
     else:

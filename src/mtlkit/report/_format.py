@@ -134,3 +134,68 @@ def inference_unit(summary: Summary | Mapping[str, Any]) -> str:
     summary = Summary.coerce(summary)
     unit = (summary.mtl.extra.get("inference_unit") if summary.mtl is not None else None) or summary.inference_unit
     return str(unit) if unit else "ms"
+
+
+def selection_criterion(summary: Summary | Mapping[str, Any], monitor: str | None = None
+                        ) -> tuple[str, str | None, str | None]:
+    """What the trainer's validation score (:func:`mtlkit.training.loop.score`) measured, as
+    ``(text, task, metric)``; ``task``/``metric`` are ``None`` when the score combines tasks.
+
+    The score is the ``training.monitor`` metric (``TASK`` or ``TASK:METRIC``) when set, else
+    the main metric of the single primary task, else the mean relative change of the primary
+    tasks' validation main metrics from the first epoch's.
+
+    >>> selection_criterion({"tasks": [{"name": "y", "kind": "regression"}], "main_metric": {"y": "mae"}})
+    ('validation mae of task y', 'y', 'mae')
+    """
+    summary = Summary.coerce(summary)
+    if monitor:
+        task, _, metric = str(monitor).partition(":")
+        metric = metric or main_metric(summary, task) or "main metric"
+        return f"validation {metric} of task {task} (training.monitor)", task, metric
+    names = task_names(summary)
+    primary = [t for t in names if task_role(summary, t) != "auxiliary"] or names
+    if len(primary) == 1:
+        metric = main_metric(summary, primary[0]) or "main metric"
+        return f"validation {metric} of task {primary[0]}", primary[0], metric
+    mains = ", ".join(f"{main_metric(summary, t)} of {t}" for t in primary)
+    return (f"mean relative change of the primary tasks' validation main metrics from epoch 1 "
+            f"({mains})"), None, None
+
+
+def kept_weights(summary: Summary | Mapping[str, Any], records: Sequence[EpochRecord] = (),
+                 monitor: str | None = None) -> str | None:
+    """Which epoch's weights the run kept and why, in words, e.g. ``"weights of epoch 8 of
+    40: the best validation macro_f1 of task y (0.8123)"``; ``None`` when the summary does
+    not say. ``monitor`` (the config's ``training.monitor``) defaults to the one the summary
+    records (``mtl.selection.monitor``).
+
+    >>> kept_weights({"tasks": [{"name": "y", "kind": "binary"}], "main_metric": {"y": "f1"},
+    ...               "mtl": {"test": {}, "best_epoch": 8, "epochs_run": 40}})
+    'weights of epoch 8 of 40: the best validation f1 of task y'
+    """
+    summary = Summary.coerce(summary)
+    mtl = summary.mtl
+    if mtl is None:
+        return None
+    sel = mtl.extra.get("selection")
+    if monitor is None and isinstance(sel, Mapping):
+        monitor = sel.get("monitor") or None
+    total = mtl.epochs_run if isinstance(mtl.epochs_run, int) else (len(records) or None)
+    best = mtl.best_epoch if isinstance(mtl.best_epoch, int) and not isinstance(mtl.best_epoch, bool) else None
+    if best is None:
+        if not total:
+            return None
+        return f"weights of the last epoch ({total} of {total}): no validation split, so no epoch was chosen"
+    text, task, metric = selection_criterion(summary, monitor)
+    shown = ""
+    for r in records:
+        if r.epoch != best:
+            continue
+        if task is not None and metric is not None:
+            value = num(as_dict(as_dict(r.val).get(task)).get(metric))
+            shown = f" ({fmt(value)})" if value is not None else ""
+        elif (score := num(r.val_score)) is not None:
+            shown = f" ({score * 100:+.3g} %)"
+    of = f" of {total}" if total else ""
+    return f"weights of epoch {best}{of}: the best {text}{shown}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mtlkit._text import plural
 from mtlkit.report._format import (
     NA,
     arrow,
@@ -13,6 +14,7 @@ from mtlkit.report._format import (
     fmt_signed,
     higher_is_better,
     inference_unit,
+    kept_weights,
     num,
     task_names,
     task_role,
@@ -32,7 +34,7 @@ def summary_table(summary: Summary | Mapping[str, Any]) -> str:
     task  metric  MTL  STL  Δ (MTL−STL)  better
     y     mae ↓   0.9  1    -0.1         MTL
     Δm (primary tasks): -10 %  (negative = the multi-task model is better)
-    parameters: MTL 100 (1 model) vs single-task 80 (1 models)
+    parameters: MTL 100 (1 model) vs single-task 80 (1 model)
     inference (ms): MTL 1 vs single-task 0.8 (total)
     """
     summary = Summary.coerce(summary)
@@ -75,7 +77,7 @@ def summary_table(summary: Summary | Mapping[str, Any]) -> str:
             ints = [v for v in vals if isinstance(v, int)]
             p_stl = sum(ints) if vals and len(ints) == len(vals) else None
         lines.append(f"parameters: MTL {fmt(p_mtl)} (1 model) vs single-task {fmt(p_stl)} "
-                     f"({len(stl)} models)")
+                     f"({plural(len(stl), 'model')})")
     elif p_mtl is not None:
         lines.append(f"parameters: MTL {fmt(p_mtl)}")
     unit = inference_unit(summary)
@@ -85,6 +87,9 @@ def summary_table(summary: Summary | Mapping[str, Any]) -> str:
         lines.append(f"inference ({unit}): MTL {fmt(i_mtl)} vs single-task {fmt(i_stl)} (total)")
     elif i_mtl is not None:
         lines.append(f"inference ({unit}): MTL {fmt(i_mtl)}")
+    kept = kept_weights(summary)
+    if kept is not None and summary.mtl is not None and summary.mtl.best_epoch is not None:
+        lines.append(f"model kept: {kept}")
     gbdt = summary.gbdt if isinstance(summary.gbdt, dict) else {}
     if gbdt:
         lines += ["", gbdt_table(summary)]

@@ -43,6 +43,7 @@ __all__ = [
     "heatmaps",
     "line_panels",
     "lines",
+    "relative_bars",
     "stacked_bars",
 ]
 
@@ -187,6 +188,10 @@ def lines(title: str, xlabel: str, ylabel: str, curves: Sequence[Line], *,
     """One axes with several curves and a legend."""
     if not any(np.isfinite(_arr(list(c.y))).any() for c in curves):
         return None
+    shown = [c.label for c in curves if not c.label.startswith("_") and np.isfinite(_arr(list(c.y))).any()]
+    shown += [hline_label] if hline is not None and hline_label else []
+    if 2 < len(shown) <= 8 or (shown and max(map(len, shown)) > 30):  # a legend band below
+        height += 0.22 * math.ceil(len(shown) / 2)
     fig = _figure(width, height)
     ax = _axes(fig)
     ys = _draw_lines(ax, curves)
@@ -201,14 +206,19 @@ def lines(title: str, xlabel: str, ylabel: str, curves: Sequence[Line], *,
     ax.set_ylabel(ylabel)
     _integer_x(ax)
     ax.grid(alpha=0.3)
-    labelled = len([h for h in ax.get_legend_handles_labels()[1]])
+    handles, labels = ax.get_legend_handles_labels()
     slot = Slot(ax)
-    if labelled > 8:  # many tasks: the legend goes outside, to the right of the axes
+    legend = None
+    if len(labels) > 8:  # many tasks: the legend goes outside, to the right of the axes
         slot.extra.append(ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                                    ncols=1 if labelled <= 16 else 2))
-    elif labelled:
+                                    ncols=1 if len(labels) <= 16 else 2))
+    elif len(labels) > 2 or (labels and max(len(x) for x in labels) > 30):
+        # below the axes, never over a curve (``loc="best"`` still covers one when every
+        # corner holds data)
+        legend = _fig_legend(fig, dict(zip(labels, handles)), 2 if len(labels) > 1 else 1)
+    elif labels:
         ax.legend(fontsize=8, loc="best")
-    _layout.arrange(fig, [[slot]], title=head)
+    _layout.arrange(fig, [[slot]], title=head, legend=legend)
     return _png(fig)
 
 
@@ -316,76 +326,204 @@ def grouped_bars(title: str, panels: Sequence[tuple[str, Sequence[str], Mapping[
     return _png(fig)
 
 
+def shorten(text: str, limit: int = 28) -> str:
+    """``text`` cut in the middle to ``limit`` characters (the two ends are what tell names
+    apart).
+
+    >>> shorten("c-class-flares-production-by-this-region", 24)
+    'c-class-flar…this-region'
+    """
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2 + (limit - 1) % 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
+
+def relative_bars(title: str, rows: Sequence[tuple[str, str, Any]], *, xlabel: str,
+                  width: float = MAX_WIDTH) -> str | None:
+    """Every (task, metric) of a run in one horizontal bar chart: ``rows`` are ``(task,
+    metric, value)``, drawn top to bottom grouped by task, a bar green when negative and red
+    when positive (Δm's convention: negative = the multi-task model is better), its value
+    printed at its end; missing values print ``n/a``."""
+    rows = list(rows)
+    if not rows or not any(np.isfinite(_arr([r[2] for r in rows]))):
+        return None
+    vals = _arr([r[2] for r in rows])
+    tasks = list(dict.fromkeys(r[0] for r in rows))
+    labels = [f"{shorten(t)} · {m}" if i == 0 or rows[i - 1][0] != t else m
+              for i, (t, m, _) in enumerate(rows)]
+    fig = _figure(width, 0.26 * len(rows) + 1.3)
+    ax = _axes(fig)
+    y = np.arange(len(rows))
+    colors = ["#2c9f45" if v < 0 else "#c9473d" for v in np.nan_to_num(vals)]
+    ax.barh(y, np.nan_to_num(vals, nan=0.0), 0.7, color=colors)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    finite = vals[np.isfinite(vals)]
+    span = max(float(np.abs(finite).max()), 1e-9)
+    ax.set_xlim(min(float(finite.min()), 0.0) - 0.25 * span, max(float(finite.max()), 0.0) + 0.25 * span)
+    for yi, v in zip(y, vals):
+        txt = "n/a" if not np.isfinite(v) else f"{v:+.3g} %"
+        ax.annotate(txt, (0.0 if not np.isfinite(v) else v, yi), xytext=(3 if not v < 0 else -3, 0),
+                    textcoords="offset points", va="center", ha="right" if v < 0 else "left", fontsize=7)
+    for k in range(1, len(rows)):  # a thin line between tasks
+        if rows[k][0] != rows[k - 1][0]:
+            ax.axhline(k - 0.5, color="#bbbbbb", linewidth=0.6)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    head = _title(fig, title) if len(tasks) else None
+    _layout.arrange(fig, [[Slot(ax)]], title=head)
+    return _png(fig)
+
+
+LONG_TICK = 12  # characters: longer tick labels of a heatmap are replaced by short codes
+
+
+def tick_codes(maps: Sequence[Mapping[str, Any]], prefix: str = "T") -> dict[str, str]:
+    """Short codes (``T1``, ``T2`` ...) for the tick labels of heatmaps whose labels are too
+    long to stand under a column: every label of an axis gets a code as soon as one label of
+    that axis is longer than :data:`LONG_TICK` characters; a label gets the same code wherever
+    it appears (rows and columns of a task × task matrix).
+
+    >>> tick_codes([{"xticks": ["a", "a-very-long-task-name"], "yticks": ["a", "b"]}])
+    {'a': 'T1', 'a-very-long-task-name': 'T2'}
+    """
+    codes: dict[str, str] = {}
+    for spec in maps:
+        for key in ("xticks", "yticks"):
+            labels = [str(x) for x in spec.get(key) or []]
+            if labels and max(len(x) for x in labels) > LONG_TICK:
+                for x in labels:
+                    codes.setdefault(x, f"{spec.get('code_prefix', prefix)}{len(codes) + 1}")
+    return codes
+
+
+def cell_text(value: float, form: str) -> str:
+    """A heatmap cell's number; a value that rounds to zero prints without a sign.
+
+    >>> cell_text(-0.001, ".2f"), cell_text(-0.5, ".2f"), cell_text(float("nan"), ".2f")
+    ('0.00', '-0.50', 'n/a')
+    """
+    if not np.isfinite(value):
+        return "n/a"
+    txt = format(value, form)
+    if txt.startswith("-") and float(txt) == 0:
+        txt = txt[1:]
+    return txt
+
+
+def _key_text(fig: Any, codes: Mapping[str, str]) -> Any:
+    """The key of the tick codes, wrapped to the figure's width, in the legend band."""
+    width = max(int(fig.get_figwidth() * DPI / 6.2), 30)  # 8 pt DejaVu Sans: ~6 px a character
+    lines: list[str] = []
+    for entry in (f"{c} = {name}" for name, c in codes.items()):  # an entry is never split
+        if lines and len(lines[-1]) + 4 + len(entry) <= width:
+            lines[-1] += ";   " + entry
+        else:
+            lines.append(entry)
+    text = "\n".join(lines)
+    return fig.text(0.5, _layout.PAD / fig.bbox.height, text, ha="center", va="bottom", fontsize=8)
+
+
 def heatmaps(title: str, maps: Sequence[dict[str, Any]], *, ncols: int = 2,
              cell: float = 0.55) -> str | None:
     """Side-by-side annotated heatmaps.
 
     Each map: ``{"matrix": rows, "title", "xlabel", "ylabel", "xticks", "yticks", "vmin",
     "vmax", "cmap", "cbar" (colour-bar label), "fmt" (e.g. ".2f"), "annotate" (values to print,
-    defaults to the matrix), "diverging" (centre the colours on 0)}``. NaN cells are grey.
+    defaults to the matrix), "diverging" (centre the colours on 0), "code_prefix" (of the short
+    codes that replace long tick labels, default ``T``)}``. NaN cells are grey. Tick labels
+    longer than :data:`LONG_TICK` characters are replaced by codes (:func:`tick_codes`) that a
+    key under the heatmaps spells out; a value that rounds to zero prints as ``0.00``.
     """
-    import matplotlib
-
     maps = [m for m in maps if m.get("matrix") is not None and len(m["matrix"])]
     if not maps:
         return None
     ncols = max(1, min(ncols, len(maps)))
     nrows = math.ceil(len(maps) / ncols)
     mats = [_matrix(m["matrix"]) for m in maps]
+    codes = tick_codes(maps)
     max_w = max(mt.shape[1] for mt in mats)
     max_h = max(mt.shape[0] for mt in mats)
     pw = min(max(3.4, cell * max_w + 2.4), MAX_WIDTH / ncols, 8.0)
     cell_w = (pw - 2.4) / max_w
     ph = min(max(2.8, min(cell, cell_w * 1.1) * max_h + 1.6), 9.0)
-    fig = _figure(pw * ncols, ph * nrows + 0.5)
+    key_lines = math.ceil(sum(len(k) + len(c) + 7 for k, c in codes.items()) / max(pw * ncols * DPI / 6.2, 30))
+    fig = _figure(pw * ncols, ph * nrows + 0.5 + (0.18 * key_lines + 0.1 if codes else 0.0))
     rows: list[list[Slot]] = []
     for i, (spec, mat) in enumerate(zip(maps, mats)):
         ax, cax = _axes(fig), _axes(fig)
         if i % ncols == 0:
             rows.append([])
         rows[-1].append(Slot(ax, cax=cax))
-        cmap = matplotlib.colormaps[spec.get("cmap", "viridis")].with_extremes(bad="#d9d9d9")
-        vmin, vmax = spec.get("vmin"), spec.get("vmax")
-        finite = mat[np.isfinite(mat)]
-        if spec.get("diverging") and finite.size and (vmin is None or vmax is None):
-            lim = max(float(np.abs(finite).max()), 1e-12)
-            vmin, vmax = -lim, lim
-        im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
-                       interpolation="nearest")
-        cbar = fig.colorbar(im, cax=cax)
-        if spec.get("cbar"):
-            cbar.set_label(spec["cbar"], fontsize=8)
-        cbar.ax.tick_params(labelsize=7)
-        h, w = mat.shape
-        xt, yt = spec.get("xticks"), spec.get("yticks")
-        xlabels = [str(s) for s in (xt if xt and len(xt) == w else range(w))]
-        rot = w > 4 and max(len(x) for x in xlabels) > 2
-        ax.set_xticks(range(w), xlabels, rotation=45 if rot else 0, ha="right" if rot else "center",
-                      fontsize=8)
-        ax.set_yticks(range(h), [str(s) for s in (yt if yt and len(yt) == h else range(h))],
-                      fontsize=8)
-        ann = spec.get("annotate", mat)
-        ann = mat if ann is None else _matrix(ann) if not isinstance(ann, np.ndarray) else ann
-        if cell_w >= 0.25 and h * w <= 400 and ann.shape == mat.shape:
-            form = spec.get("fmt", ".2f")
-            size = 8 if cell_w >= 0.5 else 7 if cell_w >= 0.4 else 6
-            finite_cells = np.isfinite(mat)
-            shade = np.asarray(im.norm(np.where(finite_cells, mat, 0.0)), dtype=float)
-            rgba = cmap(np.where(finite_cells, shade, 0.5))
-            light = rgba[..., :3] @ np.array([0.299, 0.587, 0.114]) > 0.55
-            for r in range(h):
-                for c in range(w):
-                    val = ann[r, c]
-                    txt = "n/a" if not np.isfinite(val) else format(val, form)
-                    ax.text(c, r, txt, ha="center", va="center", fontsize=size,
-                            color="black" if light[r, c] else "white")
-        ax.set_title(spec.get("title", ""), fontsize=10, y=1.0)
-        ax.set_xlabel(spec.get("xlabel", ""), fontsize=9)
-        ax.set_ylabel(spec.get("ylabel", ""), fontsize=9)
+        _draw_heatmap(fig, ax, cax, spec, mat, codes, cell_w)
     rows[-1] += [Slot() for _ in range(ncols - len(rows[-1]))]
     head = _title(fig, title) if title else None
-    _layout.arrange(fig, rows, title=head)
+    key = _key_text(fig, codes) if codes else None
+    _layout.arrange(fig, rows, title=head, legend=key)
     return _png(fig)
+
+
+def _cell_unit(values: np.ndarray) -> int:
+    """The power of ten to print a matrix's cells in when they are all below 0.01 (0 when
+    they are not, or are all zero): ``-4`` for values around 1e-4.
+
+    >>> _cell_unit(np.array([[0.0, 2.5e-4], [-1e-5, np.nan]])), _cell_unit(np.array([[0.5]]))
+    (-4, 0)
+    """
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 0.0
+    return math.floor(math.log10(top)) if 0 < top < 0.01 else 0
+
+
+def _draw_heatmap(fig: Any, ax: Any, cax: Any, spec: Mapping[str, Any], mat: np.ndarray,
+                  codes: Mapping[str, str], cell_w: float) -> None:
+    """One heatmap of :func:`heatmaps` with its colour bar, ticks and printed values."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[spec.get("cmap", "viridis")].with_extremes(bad="#d9d9d9")
+    vmin, vmax = spec.get("vmin"), spec.get("vmax")
+    finite = mat[np.isfinite(mat)]
+    if spec.get("diverging") and finite.size and (vmin is None or vmax is None):
+        lim = max(float(np.abs(finite).max()), 1e-12)
+        vmin, vmax = -lim, lim
+    im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+                   interpolation="nearest")
+    cbar = fig.colorbar(im, cax=cax)
+    if spec.get("cbar"):
+        cbar.set_label(spec["cbar"], fontsize=8)
+    cbar.ax.tick_params(labelsize=7)
+    h, w = mat.shape
+    xt, yt = spec.get("xticks"), spec.get("yticks")
+    xlabels = [codes.get(str(s), str(s)) for s in (xt if xt and len(xt) == w else range(w))]
+    ylabels = [codes.get(str(s), str(s)) for s in (yt if yt and len(yt) == h else range(h))]
+    rot = w > 4 and max(len(x) for x in xlabels) > 3
+    ax.set_xticks(range(w), xlabels, rotation=45 if rot else 0, ha="right" if rot else "center",
+                  fontsize=8)
+    ax.set_yticks(range(h), ylabels, fontsize=8)
+    ann = spec.get("annotate", mat)
+    ann = mat if ann is None else _matrix(ann) if not isinstance(ann, np.ndarray) else ann
+    title = spec.get("title", "")
+    unit = _cell_unit(ann) if "fmt" not in spec else 0
+    if unit:  # tiny values (TAG affinities ~1e-5) would all print 0.00: print them in units
+        ann = ann / 10.0 ** unit
+        title = f"{title} (printed in units of 1e{unit})".strip()
+    if cell_w >= 0.25 and h * w <= 400 and ann.shape == mat.shape:
+        form = spec.get("fmt", ".2f")
+        size = 8 if cell_w >= 0.5 else 7 if cell_w >= 0.4 else 6
+        finite_cells = np.isfinite(mat)
+        shade = np.asarray(im.norm(np.where(finite_cells, mat, 0.0)), dtype=float)
+        rgba = cmap(np.where(finite_cells, shade, 0.5))
+        light = rgba[..., :3] @ np.array([0.299, 0.587, 0.114]) > 0.55
+        for r in range(h):
+            for c in range(w):
+                ax.text(c, r, cell_text(ann[r, c], form), ha="center", va="center", fontsize=size,
+                        color="black" if light[r, c] else "white")
+    ax.set_title(title, fontsize=10, y=1.0)
+    ax.set_xlabel(spec.get("xlabel", ""), fontsize=9)
+    ax.set_ylabel(spec.get("ylabel", ""), fontsize=9)
 
 
 def confusion_pair(task: str, mtl: Sequence[Sequence[Any]] | None,
@@ -403,7 +541,7 @@ def confusion_pair(task: str, mtl: Sequence[Sequence[Any]] | None,
         frac = row_fractions(counts)
         k = counts.shape[0]
         ticks = list(labels) if labels and len(labels) == k else [str(i) for i in range(k)]
-        maps.append({"matrix": frac, "annotate": counts, "fmt": ".0f", "title": f"{task}: {name}",
+        maps.append({"matrix": frac, "annotate": counts, "fmt": ".0f", "title": name, "code_prefix": "C",
                      "xlabel": "predicted class", "ylabel": "true class", "xticks": ticks,
                      "yticks": ticks, "vmin": 0.0, "vmax": 1.0, "cmap": "Blues",
                      "cbar": "fraction of true class"})

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mtlkit._text import plural
 from mtlkit.report._format import NA, esc, fmt, num
 
-__all__ = ["SEEDS_SECTION_ID", "load_seeds", "seeds_section", "seeds_table", "write_seeds_report"]
+__all__ = ["SEEDS_SECTION_ID", "TUNE_HINT", "load_seeds", "seeds_section", "seeds_table", "verdict_summary",
+           "write_seeds_report"]
 
 SEEDS_SECTION_ID = "evidence"
 
@@ -53,14 +55,78 @@ def _p(test: Mapping[str, Any] | None) -> str:
     return NA if p is None else f"{p:.3g}"
 
 
+#: where to go when multi-task learning does not help at the budget tried
+TUNE_HINT = "mtlkit tune CONFIG.yaml --trials 20"
+
+
+def verdict_summary(rec: Mapping[str, Any], config: str = "CONFIG.yaml") -> list[str]:
+    """The verdicts of a ``seeds.json`` record in plain sentences, the tasks grouped by
+    verdict; when multi-task learning helps no task, a sentence that says so and the
+    ``mtlkit tune`` command to try.
+
+    >>> rec = {"n": 3, "verdicts": {"a": {"verdict": "multi-task hurts"},
+    ...                             "b": {"verdict": "no evidence at this budget"}}}
+    >>> for line in verdict_summary(rec, "my.yaml"): print(line)
+    Multi-task hurts: a.
+    No evidence at this budget (the interval holds 0, or the paired test does not agree): b.
+    Negative transfer for a: try task groups chosen from the task affinity (mtlkit affinity my.yaml, then mtlkit group <its folder> --networks 2).
+    Multi-task learning does not help any task at this budget (3 seeds). Search the weighting or aggregator, the task weights (λ) and the learning rate: mtlkit tune my.yaml --trials 20
+    """
+    by: dict[str, list[str]] = {}
+    for task, v in (rec.get("verdicts") or {}).items():
+        by.setdefault(str(v.get("verdict")), []).append(str(task))
+    notes = {"no evidence at this budget": " (the interval holds 0, or the paired test does not agree)"}
+    lines = [f"{v[0].upper()}{v[1:]}{notes.get(v, '')}: {', '.join(ts)}." for v, ts in by.items()]
+    if "multi-task hurts" in by:
+        lines.append(f"Negative transfer for {', '.join(by['multi-task hurts'])}: try task groups chosen from the "
+                     f"task affinity (mtlkit affinity {config}, then mtlkit group <its folder> --networks 2).")
+    if by and "multi-task helps" not in by:
+        n = rec.get("n")
+        count = f" ({_seeds_count(rec)})" if isinstance(n, int) else ""
+        lines.append(f"Multi-task learning does not help any task at this budget{count}. Search the weighting "
+                     f"or aggregator, the task weights (λ) and the learning rate: "
+                     f"{TUNE_HINT.replace('CONFIG.yaml', config)}")
+    return lines
+
+
+def kept_per_seed(rec: Mapping[str, Any]) -> str | None:
+    """Which epoch's weights each seed kept, and by which validation score, in words.
+
+    >>> kept_per_seed({"seeds": [0, 1], "best_epoch": [8, 5], "epochs_run": [10, 10],
+    ...                "tasks": [{"name": "y", "kind": "binary"}], "main_metric": {"y": "f1"}})
+    'each seed keeps the weights of its epoch with the best validation f1 of task y: seed 0 epoch 8 of 10, seed 1 epoch 5 of 10'
+    """
+    from mtlkit.report._format import selection_criterion
+
+    best, runs = rec.get("best_epoch"), rec.get("epochs_run")
+    seeds = rec.get("seeds") or []
+    if not isinstance(best, list) or len(best) != len(seeds) or all(b is None for b in best):
+        return None
+    runs = runs if isinstance(runs, list) and len(runs) == len(seeds) else [None] * len(seeds)
+    sel = rec.get("selection")
+    monitor = sel.get("monitor") if isinstance(sel, Mapping) else None
+    summary = {"tasks": rec.get("tasks") or [], "main_metric": rec.get("main_metric") or {}}
+    text = selection_criterion(summary, monitor)[0]
+    each = ", ".join(f"seed {s} epoch {b}" + (f" of {n}" if n else "") if b is not None else f"seed {s} last epoch"
+                     for s, b, n in zip(seeds, best, runs))
+    return f"each seed keeps the weights of its epoch with the best {text}: {each}"
+
+
+def _seeds_count(rec: Mapping[str, Any]) -> str:
+    n = rec.get("n")
+    return plural(n, "seed") if isinstance(n, int) and not isinstance(n, bool) else f"{n} seeds"
+
+
 def _conf(rec: Mapping[str, Any]) -> int:
     return round(float(rec.get("confidence") or 0.95) * 100)
 
 
-def seeds_table(rec: Mapping[str, Any]) -> str:
-    """The plain-text table of a ``seeds.json`` record (what ``mtlkit train --seeds`` prints)."""
+def seeds_table(rec: Mapping[str, Any], config: str = "CONFIG.yaml") -> str:
+    """The plain-text table of a ``seeds.json`` record (what ``mtlkit train --seeds`` prints),
+    ending with the verdict per task (:func:`verdict_summary`; ``config`` is the file named in
+    the ``mtlkit tune`` command it suggests when multi-task learning helps no task)."""
     conf = _conf(rec)
-    lines = [f"Over {rec.get('n')} seeds {rec.get('seeds')} (mean ± sd, {conf} % t-interval; "
+    lines = [f"Over {_seeds_count(rec)} {rec.get('seeds')} (mean ± sd, {conf} % t-interval; "
              f"negative Δm = multi-task better):"]
     dm, ci = _interval(rec.get("delta_m"), pct=True)
     lines.append(f"  Δm (primary tasks)  {dm}  {conf} % CI {ci}")
@@ -77,12 +143,12 @@ def seeds_table(rec: Mapping[str, Any]) -> str:
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    neg = rec.get("negative_transfer") or []
-    if neg:
-        lines.append(f"  Negative transfer (multi-task hurts): {', '.join(neg)}.")
-    if rec.get("verdicts") and all(v.get("verdict") != "multi-task helps" for v in rec["verdicts"].values()):
-        lines.append("  Multi-task learning does not help any task at this budget: try another "
-                     "weighting or aggregator, other task weights (λ) or more epochs.")
+    kept = kept_per_seed(rec)
+    if kept:
+        lines.append(f"  Model kept: {kept}.")
+    verdicts = verdict_summary(rec, config)
+    if verdicts:
+        lines += ["Verdict per task:", *("  " + line for line in verdicts)]
     return "\n".join(lines)
 
 
@@ -92,7 +158,9 @@ _VERDICT_CLASS = {"multi-task helps": "good", "multi-task hurts": "bad"}
 def seeds_section(rec: Mapping[str, Any]) -> tuple[str, str, str]:
     """``(id, title, html)`` of the report's first section for a ``seeds.json`` record."""
     conf = _conf(rec)
-    parts = [f"<p>{esc(rec.get('n'))} seeds ({esc(rec.get('seeds'))}); mean ± sd and the {conf} % "
+    verdict = "".join(f"<li>{esc(line)}</li>" for line in verdict_summary(rec))
+    parts = [f'<div class="verdict"><b>Verdict</b><ul>{verdict}</ul></div>' if verdict else ""]
+    parts += [f"<p>{esc(_seeds_count(rec))} ({esc(rec.get('seeds'))}); mean ± sd and the {conf} % "
              f"Student-t interval across seeds; each task's paired test compares the multi-task and "
              f"single-task models seed by seed ({esc(rec.get('test') or 'paired t-test')}). "
              f"<b>Negative Δm means the multi-task model is better.</b></p>"]
@@ -127,6 +195,9 @@ def seeds_section(rec: Mapping[str, Any]) -> tuple[str, str, str]:
     if isinstance(entered, Mapping) and entered:
         parts.append("<p>Metrics entering Δm: " + esc("; ".join(f"{t}: {', '.join(m)}" for t, m in entered.items()))
                      + " (references bounded away from zero; R² and F1 are left out).</p>")
+    kept = kept_per_seed(rec)
+    if kept:
+        parts.append(f'<p class="kept"><b>Model kept</b>: {esc(kept)}.</p>')
     runs = rec.get("runs") or {}
     if runs:
         parts.append("<p>Each seed's own report: " + " ".join(

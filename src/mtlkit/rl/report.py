@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtlkit._text import plural
+
 REPORT = "report.html"
 METHOD_LABELS = {"single": "single (one agent per task)", "shared": "shared (one-hot task input)",
                  "distral": "Distral 2col", "care": "CARE"}
@@ -253,7 +255,7 @@ def render_rl_report(run_dir: str | Path, summary: Mapping[str, Any], config_tex
     status = "" if summary.get("complete", True) else \
         "<p><b>Incomplete run</b>: some (method, seed) pairs have not finished (continue with --resume).</p>"
     parts = [f"<h1>{name}: multi-task reinforcement learning</h1>",
-             f"<p>{len(summary.get('tasks', []))} tasks, methods {_e(', '.join(summary.get('methods', [])))}, "
+             f"<p>{plural(len(summary.get('tasks', [])), 'task')}, methods {_e(', '.join(summary.get('methods', [])))}, "
              f"seeds {_e(summary.get('seeds'))}, {summary.get('budget', 0):,} environment steps per task per "
              f"method and seed (A2C).</p>", status,
              "<nav><a href='#results'>results</a><a href='#curves'>curves</a><a href='#care'>CARE</a>"
