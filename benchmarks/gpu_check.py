@@ -34,20 +34,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def syncs_per_step(fn, steps: int = 3) -> float:
-    """Synchronising CUDA calls per call of ``fn`` (after one warm call)."""
+def syncs_per_step(fn, steps: int = 3, *, set_mode=None, synchronize=None) -> float:
+    """Synchronising calls per call of ``fn`` (after one warm call): the warnings that
+    ``set_mode("warn")`` makes the device raise at every synchronisation (default:
+    ``torch.cuda.set_sync_debug_mode`` and ``torch.cuda.synchronize``; a CPU test passes its
+    own pair, which warns at every host read of a tensor, to check this counting)."""
     import torch
 
+    set_mode = set_mode or torch.cuda.set_sync_debug_mode
+    synchronize = synchronize or torch.cuda.synchronize
     fn()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
+    synchronize()
+    set_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for _ in range(steps):
                 fn()
     finally:
-        torch.cuda.set_sync_debug_mode(0)
+        set_mode(0)
     return sum("synchroniz" in str(w.message) for w in caught) / steps
 
 

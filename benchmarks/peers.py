@@ -269,17 +269,22 @@ def run_rounds(fns: dict[str, Callable[[], None]], groups: list[tuple[str, ...]]
     out: dict[tuple[int, str], list[float]] = {(g, n): [] for g, group in enumerate(groups) for n in group}
     order = list(range(len(groups)))
     rng = random.Random(0)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for g in order:
-            for n in groups[g]:
-                gc.collect()
-                sync()
-                t0 = clock()
-                for _ in range(steps):
-                    fns[n]()
-                sync()
-                out[(g, n)].append((clock() - t0) * 1000.0 / steps)
+    gc.collect()
+    gc.disable()  # a collection inside a timed block would land on one variant; one per round instead
+    try:
+        for _ in range(rounds):
+            rng.shuffle(order)
+            gc.collect()
+            for g in order:
+                for n in groups[g]:
+                    sync()
+                    t0 = clock()
+                    for _ in range(steps):
+                        fns[n]()
+                    sync()
+                    out[(g, n)].append((clock() - t0) * 1000.0 / steps)
+    finally:
+        gc.enable()
     return out
 
 
@@ -459,8 +464,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ks", type=int, nargs="+", default=[4, 10, 40])
     ap.add_argument("--methods", nargs="*", default=None, help="aggregators (default: every registered one)")
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=None, help="steps per round (default: 20 // K, at least 2)")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=1, help="steps per timed block")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", choices=sorted(CLOCKS), default=None)
@@ -493,8 +498,7 @@ def main() -> None:
     print(head, flush=True)
     if not args.memory_only:
         for k in args.ks:
-            steps = args.steps or max(2, 20 // k)
-            table_for(k, argparse.Namespace(**{**vars(args), "steps": steps}), methods, clock)
+            table_for(k, args, methods, clock)
     if args.math:
         math_table(max(args.ks), methods)
     if args.memory or args.memory_only:

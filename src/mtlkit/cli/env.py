@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import platform
 
 from mtlkit.cli._app import app
@@ -12,6 +11,7 @@ from mtlkit.cli._common import echo
 @app.command()
 def env() -> None:
     """Print versions of mtlkit, Python, torch and the main dependencies, and the threads."""
+    import importlib.metadata as md
     import os
 
     import torch
@@ -29,6 +29,8 @@ def env() -> None:
 
 
 def _has(pkg: str) -> bool:
+    import importlib.metadata as md  # here, not at import: ``mtlkit --help`` loads every command
+
     try:
         md.version(pkg)
         return True
