@@ -122,6 +122,8 @@ class TaskConfig(_Strict):
         default=None, description="binary: the positive one of the label column's two values")
     standardize: bool | None = Field(
         default=None, description="regression: standardise the targets on the training split (default yes)")
+    given: str | None = Field(
+        default=None, description="binary: the funnel step before this one (conversion given click)")
 
     @field_validator("name")
     @classmethod
@@ -143,7 +145,7 @@ class SplitConfig(_Strict):
         return self
 
 
-ColumnType = Literal["numeric", "categorical", "boolean", "datetime", "id"]
+ColumnType = Literal["numeric", "categorical", "boolean", "datetime", "text", "id"]
 
 
 class CategoricalConfig(_Strict):
@@ -163,13 +165,25 @@ class DataConfig(_Strict):
         None, description="feature columns: a list (types inferred) or {column: numeric|categorical|boolean|"
                           "datetime|id}; default: every column that is not a label")
     categorical: CategoricalConfig = Field(default_factory=CategoricalConfig)
+    text: dict[str, Any] | None = Field(
+        None, description="text columns: {tokenizer: {kind: bpe|wordpiece, vocab_size} | {file} | {huggingface}, "
+                          "max_length, truncation: warn|error} (mtlkit.data.text.TextOptions)")
     image_column: str | None = None
     image_root: str | None = None
     image_size: list[int] | None = None
     grayscale: bool = False
+    inputs: dict[str, Literal["all"] | list[int] | list[str] | dict[str, Any]] | None = Field(
+        None, description="several named inputs (a multimodal model): {name: channel/column indices or names | "
+                          "all | {derive: pooled|stats, size: k}} (mtlkit.run.data.named_inputs)")
     standardize: bool = True
     split: SplitConfig = Field(default_factory=SplitConfig)
     sampler: Component | None = None
+    user_column: str | None = Field(None, description="the user ID column: ranking metrics per user (GAUC, "
+                                                      "HR@K, NDCG@K) of the binary tasks")
+    candidates: str | None = Field(None, description="what each user's test rows are (e.g. 'the held-out item + "
+                                                     "99 sampled unseen items'), stated with HR@K/NDCG@K")
+    funnel_violations: Literal["error", "mask"] = Field(
+        "error", description="a funnel task (given) positive where its parent is negative: refuse or mask")
     in_memory: bool = Field(False, description="set by mtlkit.fit for data passed from Python")
 
     @model_validator(mode="after")
@@ -287,6 +301,11 @@ class RunConfig(_Strict):
     seeds: list[int] | None = Field(
         None, description="train the run once per seed (seed-<s>/ sub-runs) and report intervals and verdicts")
     tracking: TrackingConfig | None = Field(None, description="{tensorboard: DIR} and/or {mlflow: URI}")
+    search: dict[str, Any] | None = Field(
+        None, description="mtlkit tune: {dotted.path: {choices: [...]} or {low: L, high: H, log: true}} "
+                          "(checked by mtlkit.tune.SearchSpace)")
+    tune: dict[str, Any] | None = Field(
+        None, description="mtlkit tune: {metric: TASK/METRIC, direction: maximize|minimize}; default Δm")
 
     @field_validator("seeds")
     @classmethod
@@ -471,4 +490,6 @@ def config_hash(cfg: RunConfig) -> str:
 
     dumped = cfg.model_dump(mode="json")
     dumped.get("training", {}).pop("device", None)  # a checkpoint may resume on another device
+    # an optional section left unset does not count: adding a new one keeps every hash
+    dumped = {k: v for k, v in dumped.items() if v is not None}
     return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
