@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from mtlkit._io import path_component_problem
+from mtlkit._text import plural
 from mtlkit.kinds import KindName
 
 
@@ -347,7 +348,7 @@ class RunConfig(_Strict):
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"Invalid config {source}: {exc.error_count()} problem(s)"]
+    lines = [f"Invalid config {source}: {plural(exc.error_count(), 'problem')}"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]

@@ -94,7 +94,7 @@ def test_unknown_and_mistyped_config_keys_all_reported(tmp_path):
     assert "training.epochz: unknown key" in msg
     assert "training.batch_size" in msg
     assert "modle: unknown key" in msg
-    assert "3 problem(s)" in msg
+    assert "3 problems" in msg
 
 
 def test_unknown_weighting_name_suggests(tmp_path):

@@ -70,7 +70,7 @@ def train(
     run_dir = resume or out or Path("runs") / cfg.name
     if seeds is not None or cfg.seeds:
         _train_seeds(cfg, seeds, run_dir, progress=progress, overwrite=overwrite, resume=resume,
-                     nproc_per_node=nproc_per_node)
+                     nproc_per_node=nproc_per_node, config=config)
         return
     # every problem of the config and of the run folder, before any data loads or file is written
     check(cfg, run_dir, resume=resume is not None, overwrite=overwrite, force=force)
@@ -95,13 +95,18 @@ def train(
 
     if is_main_process():  # distributed: rank 0 prints
         print_summary(result.summary)
+        from mtlkit.evaluation.ranking_run import ranking_table
+
+        ranking = ranking_table(result.summary)
+        if ranking:
+            echo(ranking)
         echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'})")
     if is_distributed():  # a finished torchrun worker: leave without the runtime's teardown
         exit_worker(0)
 
 
 def _train_seeds(cfg: RunConfig, count: int | None, run_dir: Path, *, progress: bool, overwrite: bool,
-                 resume: Path | None, nproc_per_node: int | None) -> None:
+                 resume: Path | None, nproc_per_node: int | None, config: Path | None = None) -> None:
     """``--seeds N`` (or the config's ``seeds:``): one run per seed, then the evidence."""
     from mtlkit.report.seeds import seeds_table
     from mtlkit.run import check
@@ -113,7 +118,7 @@ def _train_seeds(cfg: RunConfig, count: int | None, run_dir: Path, *, progress: 
     chosen = seeds_from_count(count, start=cfg.seed) if count is not None else list(cfg.seeds or [])
     check(cfg)  # every problem of the config, before any data loads or file is written
     result = run_seeds(cfg, chosen, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite)
-    echo(seeds_table(result.record))
+    echo(seeds_table(result.record, config=str(config) if config is not None else "CONFIG.yaml"))
     echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'}; each seed in {run_dir}/seed-<s>/)")
 
 

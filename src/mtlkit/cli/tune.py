@@ -61,6 +61,6 @@ def tune(
     if result.seeds is not None:
         from mtlkit.report.seeds import seeds_table
 
-        echo(seeds_table(result.seeds.record))
+        echo(seeds_table(result.seeds.record, config=None))  # no tune hint after a tune
     echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'}; best config: "
          f"{run_dir / 'best_config.yaml'})")

@@ -59,10 +59,10 @@ def _p(test: Mapping[str, Any] | None) -> str:
 TUNE_HINT = "mtlkit tune CONFIG.yaml --trials 20"
 
 
-def verdict_summary(rec: Mapping[str, Any], config: str = "CONFIG.yaml") -> list[str]:
+def verdict_summary(rec: Mapping[str, Any], config: str | None = "CONFIG.yaml") -> list[str]:
     """The verdicts of a ``seeds.json`` record in plain sentences, the tasks grouped by
     verdict; when multi-task learning helps no task, a sentence that says so and the
-    ``mtlkit tune`` command to try.
+    ``mtlkit tune`` command to try (``config=None``: no such command, e.g. after a tune).
 
     >>> rec = {"n": 3, "verdicts": {"a": {"verdict": "multi-task hurts"},
     ...                             "b": {"verdict": "no evidence at this budget"}}}
@@ -79,8 +79,9 @@ def verdict_summary(rec: Mapping[str, Any], config: str = "CONFIG.yaml") -> list
     lines = [f"{v[0].upper()}{v[1:]}{notes.get(v, '')}: {', '.join(ts)}." for v, ts in by.items()]
     if "multi-task hurts" in by:
         lines.append(f"Negative transfer for {', '.join(by['multi-task hurts'])}: try task groups chosen from the "
-                     f"task affinity (mtlkit affinity {config}, then mtlkit group <its folder> --networks 2).")
-    if by and "multi-task helps" not in by:
+                     f"task affinity (mtlkit affinity {config or 'CONFIG.yaml'}, then mtlkit group <its folder> "
+                     f"--networks 2).")
+    if by and "multi-task helps" not in by and config is not None:
         n = rec.get("n")
         count = f" ({_seeds_count(rec)})" if isinstance(n, int) else ""
         lines.append(f"Multi-task learning does not help any task at this budget{count}. Search the weighting "
@@ -121,7 +122,7 @@ def _conf(rec: Mapping[str, Any]) -> int:
     return round(float(rec.get("confidence") or 0.95) * 100)
 
 
-def seeds_table(rec: Mapping[str, Any], config: str = "CONFIG.yaml") -> str:
+def seeds_table(rec: Mapping[str, Any], config: str | None = "CONFIG.yaml") -> str:
     """The plain-text table of a ``seeds.json`` record (what ``mtlkit train --seeds`` prints),
     ending with the verdict per task (:func:`verdict_summary`; ``config`` is the file named in
     the ``mtlkit tune`` command it suggests when multi-task learning helps no task)."""

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from mtlkit._text import plural
 from mtlkit.config import ConfigError
 
 MethodName = Literal["single", "shared", "distral", "care"]
@@ -215,7 +216,7 @@ class RLConfig(_Strict):
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"Invalid RL config {source}: {exc.error_count()} problem(s)"]
+    lines = [f"Invalid RL config {source}: {plural(exc.error_count(), 'problem')}"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]

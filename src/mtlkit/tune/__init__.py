@@ -18,7 +18,7 @@ config over seeds (Optuna is the optional ``tune`` extra: ``pip install 'mtlkit[
 >>> SearchSpace.from_config(cfg, check_builds=False)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-mtlkit.tune.space.SearchSpaceError: Invalid search space: 1 problem(s) (nothing was run)
+mtlkit.tune.space.SearchSpaceError: Invalid search space: 1 problem (nothing was run)
   - training.optimizer.lr: the range is empty: low 0.01 > high 0.0001.
 """
 

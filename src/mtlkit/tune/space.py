@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mtlkit._text import plural
 from mtlkit.config import ConfigError
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class SearchSpace:
         if not problems and check_builds:
             problems += space._check_values(cfg)
         if problems:
-            raise SearchSpaceError(f"Invalid search space: {len(problems)} problem(s) (nothing was run)\n"
+            raise SearchSpaceError(f"Invalid search space: {plural(len(problems), 'problem')} (nothing was run)\n"
                                    + "\n".join(f"  - {p}" for p in problems))
         return space
 
