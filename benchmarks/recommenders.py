@@ -8,7 +8,14 @@ Prints one markdown row per model and task: test AUC, GAUC and NDCG@10 (mean ± 
 seeds; candidates: the held-out movie + ``--test-negatives`` sampled unrated movies per user)
 and training samples/s. A plain loop (Adam, sum of the task losses + the model's extra
 losses) so every model gets the same budget. Needs the recsys extra (recbole, --no-deps).
-torch-rechub's side-by-side table is not done yet.
+
+When ``torch_rechub`` is importable (the bench extra: ``pip install --no-deps torch-rechub``),
+its ``MMOE`` and ``ESMM`` are trained on the same split, with the same loop, epochs, batch
+size, optimiser and learning rate, and printed in the same table (rows ``rechub-mmoe``,
+``rechub-esmm``). Their inputs are the same ID fields (all embeddings 16 wide, as
+torch-rechub's ESMM needs one width; the bags as mean-pooled sequence features with padding
+index 0; zip hashed into 1,000 buckets as on our side); ESMM's loss is the paper's
+``BCE(pCTR, click) + BCE(pCTCVR, conversion)`` as for ours, MMoE's the sum of the two BCEs.
 """
 
 from __future__ import annotations
@@ -56,6 +63,78 @@ def train_eval(arch: str, params: dict, tasks, bundle, epochs: int, batch: int, 
     return res, speed
 
 
+def rechub_inputs(bundle, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Our ID columns as torch-rechub's ``{feature name: tensor}`` (padding -1 -> 0)."""
+    from mtlkit.architectures._embeddings import hash_ids
+
+    out, col = {}, 0
+    for f in bundle.info["input"]["fields"]:
+        length = f.get("length", 1)
+        ids = x[:, col:col + length].round().long()
+        col += length
+        if "hash_buckets" in f:
+            ids = hash_ids(ids, f["hash_buckets"])
+        out[f["name"]] = ids.clamp_min(0) if length > 1 else ids[:, 0].clamp_min(0)
+    return out
+
+
+def rechub_model(name: str, bundle):
+    from torch_rechub.basic.features import SequenceFeature, SparseFeature
+    from torch_rechub.models.multi_task import ESMM, MMOE
+
+    feats = {}
+    for f in bundle.info["input"]["fields"]:
+        vocab = f.get("vocab") or f.get("hash_buckets")
+        if f.get("length", 1) > 1:
+            share = f.get("share")
+            feats[f["name"]] = SequenceFeature(f["name"], vocab_size=vocab or 0, embed_dim=16, pooling="mean",
+                                               shared_with=share, padding_idx=0)
+        else:
+            feats[f["name"]] = SparseFeature(f["name"], vocab_size=vocab, embed_dim=16)
+    if feats["history"].shared_with is not None:
+        feats["history"].vocab_size = feats["item"].vocab_size
+    if name == "rechub-mmoe":
+        return MMOE(list(feats.values()), ["classification", "classification"], n_expert=3,
+                    expert_params={"dims": [64, 32]}, tower_params_list=[{"dims": [16]}, {"dims": [16]}])
+    user = [feats[k] for k in ("user", "gender", "age", "occupation", "zip", "history")]
+    item = [feats[k] for k in ("item", "year", "genres")]
+    return ESMM(user, item, cvr_params={"dims": [64, 32, 16]}, ctr_params={"dims": [64, 32, 16]})
+
+
+def rechub_probs(name: str, m, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = m(x)
+    if name == "rechub-mmoe":  # one probability column per task, in task order
+        return {"click": out[:, 0], "conversion": out[:, 1]}
+    return {"click": out[:, 1], "conversion": out[:, 2]}  # ESMM: [pCVR, pCTR, pCTCVR]
+
+
+def train_eval_rechub(name: str, bundle, epochs: int, batch: int, seed: int, k: int):
+    """torch-rechub's model on the same data, loop and budget as :func:`train_eval`."""
+    torch.manual_seed(seed)
+    m = rechub_model(name, bundle)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    xs, ys = rechub_inputs(bundle, bundle.data.x), bundle.data.targets
+    n, seen, t0 = len(bundle.data.x), 0, time.perf_counter()
+    bce = torch.nn.functional.binary_cross_entropy
+    for _ in range(epochs):
+        m.train()
+        for idx in torch.randperm(n).split(batch):
+            p = rechub_probs(name, m, {key: v[idx] for key, v in xs.items()})
+            loss = sum(bce(p[t].clamp(1e-7, 1 - 1e-7), ys[t][idx]) for t in ("click", "conversion"))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen += len(idx)
+    speed = seen / (time.perf_counter() - t0)
+    m.eval()
+    with torch.no_grad():
+        p = rechub_probs(name, m, rechub_inputs(bundle, bundle.test.x))
+    users = bundle.test.x[:, bundle.info["user_column"]].numpy()
+    res = {t: ranking_metrics(p[t].numpy(), bundle.test.targets[t].numpy(), users, ks=(k,))
+           for t in ("click", "conversion")}
+    return res, speed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -64,6 +143,8 @@ def main() -> None:
     ap.add_argument("--n-users", type=int, default=None)
     ap.add_argument("--test-negatives", type=int, default=99)
     ap.add_argument("--archs", nargs="*", default=list(ARCHS))
+    ap.add_argument("--no-references", action="store_true",
+                    help="leave out the single-task and torch-rechub rows (re-run some architectures only)")
     a = ap.parse_args()
     if a.quick:
         a.seeds, a.epochs, a.n_users, a.test_negatives = 1, 1, a.n_users or 30, 9
@@ -73,12 +154,25 @@ def main() -> None:
           f"candidates: {bundle.info['candidates']}")
     rows: dict[tuple[str, str], list] = {}
     models = [(arch, ARCHS[arch], bundle.tasks) for arch in a.archs]
-    models += [("single-task", {"tower_hidden": [16]}, [t]) for t in bundle.tasks]
+    models += [] if a.no_references else [("single-task", {"tower_hidden": [16]}, [t]) for t in bundle.tasks]
     for name, params, tasks in models:
         arch = "shared_bottom" if name == "single-task" else name
         single = [__import__("dataclasses").replace(t, given=None) for t in tasks] if len(tasks) == 1 else tasks
         for seed in range(a.seeds):
             res, speed = train_eval(arch, params, single, bundle, a.epochs, 512, seed, k)
+            for task, r in res.items():
+                rows.setdefault((name, task), []).append((r["auc"], r["gauc"], r[f"ndcg@{k}"], speed))
+
+    try:
+        import torch_rechub  # noqa: F401
+
+        rechub = [] if a.no_references else ["rechub-mmoe", "rechub-esmm"]
+    except ImportError:
+        rechub = []
+        print("torch_rechub is not installed (pip install --no-deps torch-rechub): its rows are left out.")
+    for name in rechub:
+        for seed in range(a.seeds):
+            res, speed = train_eval_rechub(name, bundle, a.epochs, 512, seed, k)
             for task, r in res.items():
                 rows.setdefault((name, task), []).append((r["auc"], r["gauc"], r[f"ndcg@{k}"], speed))
 

@@ -407,9 +407,10 @@ def funnel_masks(tasks: Sequence[Task], targets: dict[str, Tensor], masks: dict[
         bad = cm & pm & (py <= 0.5) & (cy > 0.5)
         n = int(bad.sum())
         if n and violations == "error":
-            raise ValueError(f"Task {child!r} (given {parent!r}) has {n} positive label(s) where {parent!r} is "
+            labels = "positive label" if n == 1 else "positive labels"
+            raise ValueError(f"Task {child!r} (given {parent!r}) has {n} {labels} where {parent!r} is "
                              f"negative (a {child} without a {parent}). Fix the data, or mask them "
-                             f"(violations='mask').")
+                             f"(YAML: data.funnel_violations: mask; Python: funnel_masks(..., violations='mask')).")
         out[child] = cm & pm & ~bad
     return out
 

@@ -125,3 +125,20 @@ def test_funnel_declaration():
     with pytest.raises(ValueError, match="1 positive label"):
         funnel_masks(FUNNEL, y, m)
     assert funnel_masks(FUNNEL, y, m, violations="mask")["buy"].tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("arch", ["mmoe", "ple"])
+def test_experts_share_one_embedding_input_and_gates_read_it(arch):
+    from mtlkit.architectures._embeddings import SparseFeatures as SF
+
+    extra = {"mmoe": {"num_experts": 3}, "ple": {"levels": 1, "num_shared_experts": 2, "num_task_experts": 1}}
+    m = build_model({"name": arch, "trunk": TRUNK, **extra[arch]}, FUNNEL, SHAPE)
+    assert sum(isinstance(mod, SF) for mod in m.modules()) == 1  # not one copy per expert
+    emb = m.inputs.tables["user"].weight
+    assert any(p is emb for p in m.shared_parameters())
+    x = batch()
+    out = m(x)
+    out["click"].sum().backward()
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
+    gate = m.gates["click"] if arch == "mmoe" else m.task_gates["click"][0]
+    assert gate.linear.in_features == m.inputs.out_features  # the gates read the embedded features

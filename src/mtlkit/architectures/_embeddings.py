@@ -304,3 +304,31 @@ def find_features(module: nn.Module) -> SparseFeatures | None:
         if isinstance(m, SparseFeatures):
             return m
     return None
+
+
+def shared_input(trunk: Any, input_shape: Sequence[int], owner: str
+                 ) -> tuple[SparseFeatures | None, Any, Sequence[int]]:
+    """For architectures that copy the trunk (MMoE's and PLE's experts): a trunk spec with ID
+    fields (an ``input: {fields: ...}`` entry) gives ONE :class:`SparseFeatures` shared by
+    every copy, the spec without it (each expert an MLP over the embedded features) and the
+    per-sample shape those copies read. Anything else comes back unchanged (``None`` first).
+    Put the entry back in the model's config with :func:`input_in_spec`."""
+    spec = trunk.get("input") if isinstance(trunk, Mapping) else None
+    if not isinstance(spec, Mapping) or "fields" not in spec:
+        return None, trunk, input_shape
+    layer = parse_spec(spec)
+    shape = tuple(int(s) for s in input_shape)
+    if shape != (layer.in_features,):
+        raise ValueError(f"{owner}: the embedding input reads {layer.in_features} columns ({layer.dense} dense + "
+                         f"the ID fields' slots); the data has shape {shape}.")
+    inner = {k: v for k, v in trunk.items() if k not in ("input", "in_features")}
+    return layer, inner, (layer.out_features,)
+
+
+def input_in_spec(spec: dict[str, Any] | None, layer: SparseFeatures | None) -> dict[str, Any] | None:
+    """The trunk spec with the shared input's ``input`` entry (for the model's config)."""
+    if spec is None or layer is None:
+        return spec
+    out = {k: v for k, v in spec.items() if k != "in_features"}
+    out["input"] = dict(layer.spec)
+    return out

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from mtlkit._checks import check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
+from mtlkit.architectures._embeddings import input_in_spec, shared_input
 from mtlkit.architectures._layers import (
     RunningMean,
     SoftmaxGate,
@@ -75,6 +76,8 @@ class MMoE(MultiTaskModel):
         self.num_experts = check_int("MMoE", "num_experts", num_experts, low=1)
         if input_shape is None:
             raise ValueError("MMoE needs 'input_shape' (the gates read the flattened input).")
+        # ID fields: one embedding input shared by the experts; experts and gates read its output
+        self.inputs, trunk, input_shape = shared_input(trunk, input_shape, "MMoE")
         make = TrunkFactory(trunk, input_shape, "MMoE")
         self.experts = nn.ModuleList([make() for _ in range(self.num_experts)])
         self.width = trunk_width(self.experts[0], input_shape)
@@ -82,7 +85,8 @@ class MMoE(MultiTaskModel):
         self.gates = TaskModuleDict({t.name: SoftmaxGate(d_in, self.num_experts) for t in self.tasks})
         self.towers = TaskModuleDict({t.name: make_head(self.width, t, tower_hidden) for t in self.tasks})
         self._gate_means = {t.name: RunningMean() for t in self.tasks}
-        self.config: dict[str, Any] = {"name": "mmoe", "trunk": make.spec, "num_experts": self.num_experts,
+        self.config: dict[str, Any] = {"name": "mmoe", "trunk": input_in_spec(make.spec, self.inputs),
+                                       "num_experts": self.num_experts,
                                        "tower_hidden": list(tower_hidden)}
 
     @classmethod
@@ -92,9 +96,11 @@ class MMoE(MultiTaskModel):
 
     def gate_weights(self, x: Tensor) -> dict[str, Tensor]:
         """The (N, E) gate weights of every task for inputs ``x`` (rows sum to 1)."""
+        x = self.inputs(x) if self.inputs is not None else x
         return {t.name: self.gates[t.name](x) for t in self.tasks}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.inputs(x) if self.inputs is not None else x
         outs = [e(x).reshape(x.shape[0], -1) for e in self.experts]
         res = {}
         for t in self.tasks:
@@ -104,7 +110,7 @@ class MMoE(MultiTaskModel):
         return res
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
-        return params_of(self.experts)
+        return params_of(self.inputs, self.experts)
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         return list(params_of(*[named_blocks(e, "MMoE")[-1][1] for e in self.experts]))

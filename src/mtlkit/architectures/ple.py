@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from mtlkit._checks import check_int
 from mtlkit._registry import ARCHITECTURES
 from mtlkit.architectures._base import MultiTaskModel, make_head
+from mtlkit.architectures._embeddings import input_in_spec, shared_input
 from mtlkit.architectures._layers import (
     RunningMean,
     SoftmaxGate,
@@ -86,6 +87,8 @@ class PLE(MultiTaskModel):
             raise ValueError("PLE needs at least one expert: 'num_shared_experts' and 'num_task_experts' are both 0.")
         if input_shape is None:
             raise ValueError("PLE needs 'input_shape' (the gates read the flattened level inputs).")
+        # ID fields: one embedding input shared by every expert; experts and gates read its output
+        self.inputs, trunk, input_shape = shared_input(trunk, input_shape, "PLE")
         make = TrunkFactory(trunk, input_shape, "PLE")
         k, s, e = len(self.tasks), self.num_shared_experts, self.num_task_experts
         trunks = [make() for _ in range(s + k * e)]
@@ -118,7 +121,7 @@ class PLE(MultiTaskModel):
         self.towers = TaskModuleDict({t.name: make_head(self.width, t, tower_hidden) for t in self.tasks})
         self._gate_means = {t.name: RunningMean() for t in self.tasks}
         self.config: dict[str, Any] = {
-            "name": "ple", "trunk": make.spec, "levels": self.levels, "num_shared_experts": s,
+            "name": "ple", "trunk": input_in_spec(make.spec, self.inputs), "levels": self.levels, "num_shared_experts": s,
             "num_task_experts": e, "tower_hidden": list(tower_hidden)}
 
     @classmethod
@@ -127,6 +130,7 @@ class PLE(MultiTaskModel):
         return cls(require_spec(trunk, "PLE"), tasks, input_shape=input_shape, **params)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.inputs(x) if self.inputs is not None else x
         task_in = {t.name: x for t in self.tasks}
         shared_in = x
         for lvl in range(self.levels):
@@ -153,7 +157,7 @@ class PLE(MultiTaskModel):
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         low_task = [self._task_level(t.name, lvl) for t in self.tasks for lvl in range(self.levels - 1)]
-        return params_of(self.shared_experts, self.shared_gates, *low_task)
+        return params_of(self.inputs, self.shared_experts, self.shared_gates, *low_task)
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         last = self._shared_level(self.levels - 1)
