@@ -129,7 +129,7 @@ def test_similarity_running_cosine_by_hand():
     rep = torch.ones(2, 2, requires_grad=True)  # the "representation" of a batch of 2
     # gradients w.r.t. rep: a -> e1 (both rows), b -> e1 + e2, c -> -e1
     losses = torch.stack([rep[:, 0].sum(), rep.sum(), -rep[:, 0].sum()])
-    s = Similarity(primary="a", decay=0.5, min_probability=0.0)  # Du et al.'s rule, no floor
+    s = Similarity(primary="a", rule="gradient_cosine", decay=0.5, min_probability=0.0)  # Du et al.'s rule, no floor
     s.select(0, ALL, _similarity_ctx(rep, losses))
     assert s.probabilities() == pytest.approx({"b": 1 / math.sqrt(2), "c": 0.0})
     # a second batch where b is orthogonal to a: s_b = 0.5 * 0.7071 + 0.5 * 0

@@ -398,6 +398,10 @@ class AdaShare(MultiTaskModel):
         self.policy_fixed.fill_(True)
         return {t.name: [int(v) for v in chosen[i].tolist()] for i, t in enumerate(self.tasks)}
 
+    def describe_policy(self, policy: Mapping[str, Sequence[int]]) -> str:
+        """One line for the runner's log: the fixed task × block policy (1 = select, 0 = skip)."""
+        return f"Fixed policy (1 = select, 0 = skip; blocks {list(self.block_names)}): {dict(policy)}"
+
     def set_policy(self, policy: Mapping[str, Sequence[int]] | Tensor) -> None:
         """Fix a given (K, B) 0/1 policy (``{task: [0/1 per block]}`` or a tensor)."""
         if isinstance(policy, Mapping):

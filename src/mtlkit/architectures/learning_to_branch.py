@@ -345,6 +345,23 @@ class LearningToBranch(MultiTaskModel):
         """:meth:`fix_tree` under the name the runner calls for two-phase architectures."""
         return self.fix_tree(sample=sample, generator=generator)
 
+    def describe_policy(self, tree: Mapping[str, Any]) -> str:
+        """One line for the runner's log: the learned tree, as the groups of tasks that share a
+        node at each block, and the tree itself.
+
+        >>> from mtlkit import Task
+        >>> m = LearningToBranch({"name": "mlp", "hidden": [8, 8]}, [Task("a", "binary"), Task("b", "binary")],
+        ...                      input_shape=(4,))
+        >>> print(m.describe_policy({"parents": [[0], [0, 0]], "tasks": {"a": 0, "b": 1}}))
+        Learned tree (tasks sharing a node): block1 [a, b]; block2 [a] [b] (tree: parents [[0], [0, 0]], tasks {'a': 0, 'b': 1})
+        """
+        checked = self.check_tree(tree)
+        groups = self.task_groups(checked)
+        parts = [f"{self.block_names[b]} " + " ".join("[" + ", ".join(g) + "]" for g in blocks)
+                 for b, blocks in enumerate(groups)]
+        return (f"Learned tree (tasks sharing a node): {'; '.join(parts)} "
+                f"(tree: parents {checked['parents']}, tasks {checked['tasks']})")
+
     def retrain_config(self, tree: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The config of the phase-2 model: this model's parameters with ``tree`` fixed
         (default: the fixed tree) and ``retrain`` off."""
