@@ -119,7 +119,7 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
             from mtlkit.data.embedding import TabularInput
 
             trunk = nn.Sequential(TabularInput(**prepared.input_module), trunk)
-        user_model = HardSharing(trunk, tasks, input_shape=prepared.input_shape)
+        user_model = HardSharing(trunk, tasks, input_shape=cast(tuple[int, ...], prepared.input_shape))
         fresh_trunk = copy.deepcopy(trunk)
 
         def builder(task: Task) -> nn.Module:
@@ -127,7 +127,7 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
             for m in t.modules():
                 if hasattr(m, "reset_parameters"):
                     cast(Callable[[], None], m.reset_parameters)()
-            return HardSharing(t, [task], input_shape=prepared.input_shape)
+            return HardSharing(t, [task], input_shape=cast(tuple[int, ...], prepared.input_shape))
     elif trunk is not None:
         model_cfg["trunk"] = dict(trunk)
     cfg = parse_config({"name": name, "seed": seed, "data": {"in_memory": True, "standardize": standardize,

@@ -17,7 +17,17 @@ Teacher outputs are computed once on the training inputs and travel with the bat
 soft term uses every sample of a batch, labelled or not (the teacher has an output for each),
 the hard term only the labelled ones. Teachers are any ``nn.Module`` (returning
 ``{task: output}`` or a tensor) fed the student's (preprocessed) inputs, or finished run
-folders (their own standardisation is applied).
+folders of single- or multi-task models (their own standardisation is applied).
+
+Ensembles of teachers (Liu, He, Chen & Gao 2019, "Improving Multi-Task Deep Neural Networks via
+Knowledge Distillation for Natural Language Understanding", arXiv:1904.09482): a task may have
+several teachers; its soft target is the average of the members' class probabilities, each
+taken at the distillation temperature T (:func:`ensemble_outputs`). MT-DNN averages softmax
+outputs at T = 1 (its soft targets are the ensemble's probabilities); with T ≠ 1 we average the
+temperature-scaled probabilities, the form in which a single teacher's soft target is used
+here (Hinton et al.), so that one teacher and an "ensemble" of one agree. Binary and
+multilabel tasks average the sigmoid probabilities per label; regression averages the values.
+The ensemble's own predictions (its reported test metrics) average the probabilities at T = 1.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlkit import _batch
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.tasks import Task
 from mtlkit.training.callbacks import Callback
@@ -120,6 +131,70 @@ def distillation_loss(task: Task, student: Tensor, teacher: Tensor, target: Tens
         return hard
     soft = soft_target_loss(task, student, teacher, temperature=temperature, mask=teacher_mask)
     return alpha * hard + (1.0 - alpha) * soft
+
+
+def ensemble_outputs(task: Task, outputs: Sequence[Tensor], *, temperature: float = 1.0) -> Tensor:
+    """The members' raw outputs (logits / values) of ``task`` -> one raw output whose soft
+    target at ``temperature`` is the average of the members' (MT-DNN's ensemble soft target):
+
+    * one class per sample: ``T · log(mean_i softmax(z_i / T))``, so that
+      ``softmax(result / T) = mean_i softmax(z_i / T)``;
+    * binary / multilabel: ``T · logit(mean_i σ(z_i / T))`` per label;
+    * regression (and any other kind): the mean of the values.
+
+    Computed in log space (log-sum-exp), so confident members do not underflow.
+
+    >>> t = Task("c", "multiclass", num_classes=3)
+    >>> a, b = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    >>> ens = ensemble_outputs(t, [a, b], temperature=2.0)
+    >>> avg = (torch.softmax(a / 2, -1) + torch.softmax(b / 2, -1)) / 2
+    >>> bool(torch.allclose(torch.softmax(ens / 2, -1), avg))
+    True
+    """
+    _check_alpha_temperature(0.0, temperature, "ensemble_outputs")
+    if not outputs:
+        raise ValueError(f"The ensemble of task {task.name!r} has no member outputs.")
+    z = torch.stack([torch.as_tensor(o).double() for o in outputs])  # (M, N, ...)
+    log_m = math.log(z.shape[0])
+    kind = task.task_kind
+    if kind.has_classes and not kind.dense:
+        log_p = torch.logsumexp(F.log_softmax(z / temperature, dim=-1), dim=0) - log_m
+        return (temperature * log_p).float()
+    if kind.is_classification and not kind.dense:
+        log_p = torch.logsumexp(F.logsigmoid(z / temperature), dim=0) - log_m
+        log_q = torch.logsumexp(F.logsigmoid(-z / temperature), dim=0) - log_m
+        return (temperature * (log_p - log_q)).float()
+    return z.mean(0).float()
+
+
+class TeacherEnsemble(nn.Module):
+    """Several teachers of one task, combined by :func:`ensemble_outputs`.
+
+    ``forward(x)`` gives ``{task: output}`` averaged at T = 1 (the ensemble's prediction);
+    :meth:`outputs` at another temperature (the soft target of distillation at T). Members are
+    any modules returning ``{task: output}`` (single- or multi-task models) or a tensor."""
+
+    def __init__(self, task: Task, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError(f"The teacher ensemble of task {task.name!r} needs at least one member.")
+        self.task = task
+        self.members = nn.ModuleList(members)
+
+    def outputs(self, x: Any, temperature: float = 1.0) -> Tensor:
+        outs = [_task_output(m(x), self.task.name) for m in self.members]
+        return ensemble_outputs(self.task, outs, temperature=temperature)
+
+    def forward(self, x: Any) -> dict[str, Tensor]:
+        return {self.task.name: self.outputs(x, 1.0)}
+
+
+def _task_output(o: Any, name: str) -> Tensor:
+    if isinstance(o, Mapping):
+        if name not in o:
+            raise KeyError(f"The teacher of task {name!r} returned outputs for {sorted(o)}, not for {name!r}.")
+        o = o[name]
+    return torch.as_tensor(o).detach().float()
 
 
 # ---------------------------------------------------------------------------- trainer
@@ -276,9 +351,12 @@ class _InputAdapter(nn.Module):
         self._s = _mean_std(student_pre)
         self._t = _mean_std(teacher_pre)
 
-    def forward(self, x: Tensor) -> Any:
+    def forward(self, x: Any) -> Any:
         if self._s is None and self._t is None:
             return self.model(x)
+        if _batch.is_multi(x):  # per-input standardisations are compared whole above
+            raise ValueError("The teacher and the student standardise their named inputs differently; train the "
+                             "teacher on the same data and split (same seed) as the student.")
         z = x.double()
         if self._s is not None:
             z = z * self._s[1] + self._s[0]
@@ -302,14 +380,17 @@ def _mean_std(pre: dict[str, Any] | None) -> tuple[Tensor, Tensor] | None:
 def load_teachers(run_dirs: Sequence[str | Path], tasks: Sequence[Task], *,
                   preprocessing: dict[str, Any] | None = None, features: Sequence[str] | None = None
                   ) -> tuple[dict[str, nn.Module], dict[str, str]]:
-    """Load run folders as teachers: each teaches the student tasks its model has (same
-    name and kind). Returns ``({task: module}, {task: run folder})``; the modules take the
-    student's inputs (``preprocessing`` = the student's standardisation)."""
+    """Load run folders (single- or multi-task models) as teachers: each teaches the student
+    tasks its model has (same name, kind, width and class names; a task of the same name that
+    differs is an error naming it; a teacher task the student lacks is not used). Several run
+    folders teaching one task form a :class:`TeacherEnsemble` (MT-DNN). Returns ``({task:
+    module}, {task: run folder(s), comma-separated})``; the modules take the student's inputs
+    (``preprocessing`` = the student's standardisation)."""
     from mtlkit.run import load_model
 
     names = {t.name: t for t in tasks}
-    out: dict[str, nn.Module] = {}
-    sources: dict[str, str] = {}
+    members: dict[str, list[nn.Module]] = {}
+    folders: dict[str, list[str]] = {}
     for d in run_dirs:
         model, meta = load_model(d)
         theirs = {t["name"]: t for t in meta.get("tasks", [])}
@@ -324,14 +405,24 @@ def load_teachers(run_dirs: Sequence[str | Path], tasks: Sequence[Task], *,
         adapter = _InputAdapter(model, preprocessing, meta.get("preprocessing"))
         adapter.eval()
         for n in matched:
-            mine = names[n]
-            if theirs[n].get("kind") != mine.kind or _out_dim(theirs[n]) != mine.out_dim:
-                raise ValueError(f"Task {n!r} is {mine.kind} (width {mine.out_dim}) in the student but "
-                                 f"{theirs[n].get('kind')} in the teacher run {str(d)!r}.")
-            if n in out:
-                raise ValueError(f"Two teachers for task {n!r}: {sources[n]!r} and {str(d)!r}.")
-            out[n], sources[n] = adapter, str(d)
-    return out, sources
+            _check_same_task(names[n], theirs[n], str(d))
+            members.setdefault(n, []).append(adapter)
+            folders.setdefault(n, []).append(str(d))
+    out = {n: ms[0] if len(ms) == 1 else TeacherEnsemble(names[n], ms) for n, ms in members.items()}
+    return out, {n: ", ".join(fs) for n, fs in folders.items()}
+
+
+def _check_same_task(mine: Task, theirs: dict[str, Any], where: str) -> None:
+    """The teacher's task of the same name teaches the same thing: kind, width and class names."""
+    n = mine.name
+    if theirs.get("kind") != mine.kind or _out_dim(theirs) != mine.out_dim:
+        raise ValueError(f"Task {n!r} is {mine.kind} (width {mine.out_dim}) in the student but "
+                         f"{theirs.get('kind')} (width {_out_dim(theirs)}) in the teacher run {where!r}.")
+    classes = theirs.get("classes")
+    if classes is not None and mine.classes is not None and [str(c) for c in classes] != [str(c) for c in
+                                                                                         mine.classes]:
+        raise ValueError(f"Task {n!r} has classes {list(mine.classes)} in the student but {list(classes)} in the "
+                         f"teacher run {where!r}: the outputs would not mean the same classes.")
 
 
 def _out_dim(t: dict[str, Any]) -> int:
@@ -354,10 +445,12 @@ def _check_teacher_shape(task: Task, y: Tensor, n: int | None) -> Tensor:
 
 
 @torch.no_grad()
-def teacher_predictions(teachers: Mapping[str, nn.Module], tasks: Sequence[Task], x: Tensor, *,
-                        batch_size: int = 1024) -> dict[str, Tensor]:
-    """Raw outputs of each task's teacher on ``x`` (eval mode); a teacher may return
-    ``{task: output}`` or a tensor.
+def teacher_predictions(teachers: Mapping[str, nn.Module | Sequence[nn.Module]], tasks: Sequence[Task], x: Any, *,
+                        batch_size: int = 1024, temperature: float = 1.0) -> dict[str, Tensor]:
+    """Raw outputs of each task's teacher on ``x`` (a tensor or ``{name: tensor}``; eval mode);
+    a teacher may return ``{task: output}`` or a tensor. A teacher given as a list of modules,
+    or a :class:`TeacherEnsemble`, gives the ensemble output at ``temperature``
+    (:func:`ensemble_outputs`; a single teacher's outputs do not depend on it).
 
     >>> t = Task("y", "regression")
     >>> teacher_predictions({"y": nn.Linear(2, 1)}, [t], torch.zeros(5, 2))["y"].shape
@@ -368,22 +461,20 @@ def teacher_predictions(teachers: Mapping[str, nn.Module], tasks: Sequence[Task]
     if unknown:
         raise KeyError(f"Teachers for unknown task(s) {unknown}; the tasks are {sorted(by_name)}.")
     res: dict[str, Tensor] = {}
-    for name, m in teachers.items():
+    n = _batch.rows(x)
+    for name, teacher in teachers.items():
+        m = teacher if isinstance(teacher, nn.Module) else TeacherEnsemble(by_name[name], list(teacher))
         was = m.training
         m.eval()
         chunks = []
         try:
-            for s in range(0, x.shape[0], batch_size):
-                o = m(x[s:s + batch_size])
-                if isinstance(o, Mapping):
-                    if name not in o:
-                        raise KeyError(f"The teacher of task {name!r} returned outputs for {sorted(o)}, "
-                                       f"not for {name!r}.")
-                    o = o[name]
-                chunks.append(torch.as_tensor(o).detach().float().cpu())
+            for s in range(0, n, batch_size):
+                part = _batch.take(x, slice(s, s + batch_size))
+                o = m.outputs(part, temperature) if isinstance(m, TeacherEnsemble) else _task_output(m(part), name)
+                chunks.append(o.cpu())
         finally:
             m.train(was)
-        res[name] = _check_teacher_shape(by_name[name], torch.cat(chunks), x.shape[0])
+        res[name] = _check_teacher_shape(by_name[name], torch.cat(chunks), n)
     return res
 
 
@@ -433,9 +524,10 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
 
     Args:
         cfg: the run config (data, tasks, model, training).
-        teachers: run folders (each teaches the student tasks its model has), or a mapping
-            ``{task: nn.Module or run folder}``. Modules receive the student's inputs as
-            prepared (standardised) — e.g. ``RunResult.baselines`` of the same config.
+        teachers: run folders (each teaches the student tasks its model has; several that
+            teach one task form an ensemble), or a mapping ``{task: nn.Module, run folder, or a
+            list of them (an ensemble)}``. Modules receive the student's inputs as prepared
+            (standardised) — e.g. ``RunResult.baselines`` of the same config.
         alpha, temperature, anneal: see :class:`DistillationTrainer`.
         out_dir: writes ``student/`` (a loadable run folder: weights, config, metrics),
             ``plain/`` (the comparison run) and ``distill.json``.
@@ -465,17 +557,7 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
     modules: dict[str, nn.Module] = {}
     sources: dict[str, str] = {}
     if isinstance(teachers, Mapping):
-        paths = []
-        for k, v in teachers.items():
-            if isinstance(v, nn.Module):
-                modules[k], sources[k] = v, f"module:{type(v).__name__}"
-            else:
-                paths.append((k, v))
-        for k, p in paths:
-            found, src = load_teachers([p], [t for t in tasks if t.name == k],
-                                       preprocessing=prepared.preprocessing, features=prepared.features)
-            modules.update(found)
-            sources.update(src)
+        modules, sources = _mapped_teachers(teachers, tasks, prepared)
     else:
         if isinstance(teachers, (str, Path)):
             teachers = [teachers]
@@ -499,7 +581,8 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
             RunFolder(out / sub).check_new(overwrite=overwrite)
 
     say(f"Teacher outputs on {len(prepared.train)} training samples ({len(modules)} teacher(s)) ...")
-    t_train = teacher_predictions(modules, tasks, prepared.train.x)
+    # the soft targets: an ensemble's probabilities averaged at T; its test predictions at T = 1
+    t_train = teacher_predictions(modules, tasks, prepared.train.x, temperature=temperature)
     t_test = teacher_predictions(modules, tasks, prepared.test.x)
     teacher_rows: dict[str, Any] = {}
     for t in taught:
@@ -518,7 +601,9 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
         return DistillationTrainer.from_trainer(base, teacher_outputs=t_train, alpha=alpha,
                                                 temperature=temperature, anneal=anneal)
 
-    say(f"Training the student ({len(tasks)} tasks, {count_parameters(student):,} parameters) ...")
+    from mtlkit._text import plural
+
+    say(f"Training the student ({plural(len(tasks), 'task')}, {plural(count_parameters(student), 'parameter')}) ...")
     done = train_into(cfg, student, tasks, prepared, folder=sfolder, progress=progress, wrap=wrap)
     if sroot is not None and sfolder is not None:
         sroot.commit(sfolder)  # an earlier student moves to replaced/ only now
@@ -554,5 +639,33 @@ def distill(cfg: RunConfig, teachers: Mapping[str, nn.Module | str | Path] | Seq
     return DistillResult(student, summary, trainer, out)
 
 
-__all__ = ["DistillResult", "DistillationTrainer", "distill", "distillation_loss", "load_teachers",
-           "soft_target_loss", "teacher_key", "teacher_predictions", "with_teacher_outputs"]
+def _mapped_teachers(teachers: Mapping[str, Any], tasks: Sequence[Task], prepared: PreparedData
+                     ) -> tuple[dict[str, nn.Module], dict[str, str]]:
+    """``{task: module, run folder or a list of them}`` -> ``({task: module}, {task: source})``;
+    a list becomes a :class:`TeacherEnsemble`."""
+    by_name = {t.name: t for t in tasks}
+    modules: dict[str, nn.Module] = {}
+    sources: dict[str, str] = {}
+    for k, v in teachers.items():
+        if k not in by_name:
+            raise KeyError(f"Teachers for unknown task {k!r}; the tasks are {list(by_name)}.")
+        items = list(v) if isinstance(v, (list, tuple)) else [v]
+        members: list[nn.Module] = []
+        names: list[str] = []
+        for item in items:
+            if isinstance(item, nn.Module):
+                members.append(item)
+                names.append(f"module:{type(item).__name__}")
+                continue
+            found, src = load_teachers([item], [by_name[k]], preprocessing=prepared.preprocessing,
+                                       features=prepared.features)
+            members.append(found[k])
+            names.append(src[k])
+        modules[k] = members[0] if len(members) == 1 else TeacherEnsemble(by_name[k], members)
+        sources[k] = ", ".join(names)
+    return modules, sources
+
+
+__all__ = ["DistillResult", "DistillationTrainer", "TeacherEnsemble", "distill", "distillation_loss",
+           "ensemble_outputs", "load_teachers", "soft_target_loss", "teacher_key", "teacher_predictions",
+           "with_teacher_outputs"]

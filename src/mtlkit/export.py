@@ -8,12 +8,14 @@ decoders are not in it at all. The result is checked to give the same primary ou
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from mtlkit._batch import shape_json
 from mtlkit._io import atomic_write, write_json
 from mtlkit.run.folder import save_model
 from mtlkit.tasks import Task
@@ -21,7 +23,7 @@ from mtlkit.tasks import Task
 FORMATS = ("safetensors", "torchscript", "onnx")
 
 
-def primary_only(model: nn.Module, tasks: list[Task], input_shape: list[int] | tuple[int, ...],
+def primary_only(model: nn.Module, tasks: list[Task], input_shape: Any,
                  *, check: bool = True) -> tuple[nn.Module, list[Task]]:
     """A copy of ``model`` with the auxiliary tasks' parameters removed."""
     from mtlkit.architectures import build_model
@@ -55,7 +57,7 @@ def primary_only(model: nn.Module, tasks: list[Task], input_shape: list[int] | t
     if check:
         was = model.training
         model.eval()
-        x = torch.randn(4, *input_shape, generator=torch.Generator().manual_seed(0))
+        x = _example(input_shape, 4, random=True)
         with torch.no_grad():
             a, b = model(x), small(x)
         model.train(was)
@@ -65,41 +67,62 @@ def primary_only(model: nn.Module, tasks: list[Task], input_shape: list[int] | t
     return small, primary
 
 
-class _TupleOutputs(nn.Module):
-    """Dict outputs -> a tuple in task order (for TorchScript tracing and ONNX)."""
+def _example(input_shape: Any, n: int, *, random: bool = False) -> Any:
+    """``n`` example inputs: a tensor, or ``{name: tensor}`` for several named inputs."""
+    gen = torch.Generator().manual_seed(0)
 
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
+    def one(shape: Any) -> torch.Tensor:
+        return torch.randn(n, *shape, generator=gen) if random else torch.zeros(n, *shape)
+
+    if isinstance(input_shape, Mapping):
+        return {str(k): one(v) for k, v in input_shape.items()}
+    return one(input_shape)
+
+
+class _TupleOutputs(nn.Module):
+    """Dict outputs -> a tuple in task order (for TorchScript tracing and ONNX). With
+    ``input_names`` the model reads several named inputs: they come in as positional tensors
+    in that order (ONNX: one graph input per name) and go to the model as a dict."""
+
+    def __init__(self, model: nn.Module, names: list[str], input_names: list[str] | None = None) -> None:
         super().__init__()
         self.model = model
         self.names = names
+        self.input_names = input_names
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(x)
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(dict(zip(self.input_names, xs)) if self.input_names is not None else xs[0])
         return tuple(out[n] for n in self.names)
 
 
-def export_model(model: nn.Module, tasks: list[Task], input_shape: list[int] | tuple[int, ...], out: str | Path,
+def export_model(model: nn.Module, tasks: list[Task], input_shape: Any, out: str | Path,
                  *, fmt: str = "safetensors", meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as ``safetensors`` (a run-style folder: weights + model.json),
     ``torchscript`` (traced, outputs a tuple in task order) or ``onnx`` (one named output
-    per task; needs the ``onnx`` package, checked with onnxruntime by the tests)."""
+    per task; needs the ``onnx`` package, checked with onnxruntime by the tests).
+
+    ``input_shape``: the per-sample shape, or ``{name: shape}`` for a model of several named
+    inputs: the ONNX graph then has one input per name (batch dimension dynamic), and the
+    TorchScript module takes the tensors positionally in that order."""
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}; choose from {', '.join(FORMATS)}.")
     out = Path(out)
     names = [t.name for t in tasks]
     model.eval()
-    example = torch.zeros(2, *input_shape)
+    example = _example(input_shape, 2)
+    inputs = list(example) if isinstance(example, dict) else None
+    args = tuple(example.values()) if isinstance(example, dict) else (example,)
     if fmt == "safetensors":
         m = dict(meta or {})
         m.update({"architecture": getattr(model, "config", None), "tasks": [t.to_dict() for t in tasks],
-                  "input_shape": list(input_shape)})
+                  "input_shape": shape_json(input_shape)})
         save_model(out, model, m)
         return out
-    wrapped = _TupleOutputs(model, names).eval()
+    wrapped = _TupleOutputs(model, names, inputs).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":
         with torch.no_grad():
-            traced = torch.jit.trace(wrapped, example)
+            traced = torch.jit.trace(wrapped, args)
         atomic_write(out, lambda p: traced.save(str(p)))
     else:
         try:
@@ -108,11 +131,12 @@ def export_model(model: nn.Module, tasks: list[Task], input_shape: list[int] | t
             raise ImportError("ONNX export needs the onnx package: pip install 'mtlkit[export]'.") from exc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            graph_inputs = inputs or ["x"]
             atomic_write(out, lambda p: torch.onnx.export(
-                wrapped, (example,), str(p), dynamo=False, input_names=["x"], output_names=names,
-                dynamic_axes={"x": {0: "batch"}, **{n: {0: "batch"} for n in names}}))
+                wrapped, args, str(p), dynamo=False, input_names=graph_inputs, output_names=names,
+                dynamic_axes={**{i: {0: "batch"} for i in graph_inputs}, **{n: {0: "batch"} for n in names}}))
     write_json(out.with_suffix(out.suffix + ".json"),
-               {"tasks": [t.to_dict() for t in tasks], "input_shape": list(input_shape), "format": fmt,
+               {"tasks": [t.to_dict() for t in tasks], "input_shape": shape_json(input_shape), "format": fmt,
                 "outputs": names, **({"preprocessing": meta.get("preprocessing"), "features": meta.get("features")}
                                      if meta else {})})
     return out

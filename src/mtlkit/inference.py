@@ -19,7 +19,7 @@ np.True_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mtlkit import _batch
+from mtlkit._batch import Inputs
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data._preprocess import Standardizer
 from mtlkit.data._table import features_from_frame, load_images, targets_from_frame
@@ -64,10 +66,12 @@ class LoadedRun:
         return predict_frame(self, df, all_tasks=all_tasks)
 
     def predict_raw(self, x: pd.DataFrame | torch.Tensor | Any) -> dict[str, torch.Tensor]:
-        """Raw outputs (logits, standardised values) per task for a table or encoded inputs."""
+        """Raw outputs (logits, standardised values) per task for a table or encoded inputs
+        (a tensor, or ``{name: tensor}`` for a model with several inputs: a missing input is an
+        error naming it)."""
         if isinstance(x, pd.DataFrame):
             x = inputs_from_frame(self, x)
-        return _predict_raw(self.model, torch.as_tensor(x).float())
+        return _predict_raw(self.model, check_inputs(self.meta, x))
 
     def evaluate(self, df: pd.DataFrame) -> dict[str, dict[str, float]]:
         return evaluate_frame(self, df)
@@ -79,10 +83,46 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(Path(run_dir), model, meta, [task_from_dict(t) for t in meta["tasks"]])
 
 
+def check_inputs(meta: dict[str, Any], x: Any, *, source: str = "the inputs") -> Inputs:
+    """``x`` as model inputs (float32 where floating), checked against the run's recorded input
+    shape: for a model of several named inputs, a dict with each of them (a missing one, or one
+    of another per-sample shape, is an error naming it); else one tensor.
+
+    >>> meta = {"input_shape": {"accel": [3, 8], "gyro": [3, 8]}}
+    >>> check_inputs(meta, {"accel": torch.zeros(2, 3, 8)})
+    Traceback (most recent call last):
+    ...
+    KeyError: "The model needs the input(s) ['gyro'], missing from the inputs ['accel']; it reads ['accel', 'gyro']."
+    """
+    want = meta.get("input_shape")
+    x = _batch.float_inputs(_batch.as_inputs(x, source=source))
+    if isinstance(want, Mapping):
+        names = list(want)
+        if not _batch.is_multi(x):
+            raise TypeError(f"The model reads several named inputs {names}; {source} are a single "
+                            f"{type(x).__name__}. Pass a dict {{name: tensor}}.")
+        missing = [k for k in names if k not in x]
+        if missing:
+            raise KeyError(f"The model needs the input(s) {missing}, missing from {source} {sorted(x)}; "
+                           f"it reads {names}.")
+        got = _batch.shape_of(x)
+        for k in names:
+            if list(got[k]) != list(want[k]):  # type: ignore[index]
+                raise ValueError(f"Input {k!r} has per-sample shape {got[k]}; the model was trained on "  # type: ignore[index]
+                                 f"{tuple(want[k])}.")
+        return {k: x[k] for k in names}  # type: ignore[index]
+    if _batch.is_multi(x):
+        raise TypeError(f"The model reads one input tensor; {source} are a dict {sorted(x)}.")
+    return x
+
+
 def inputs_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the input") -> torch.Tensor:
     """Model inputs from a table: the training feature columns (or image paths), encoded
     as during training. Label and privileged columns are not needed."""
     meta = run.meta
+    if isinstance(meta.get("input_shape"), Mapping):
+        raise ValueError(f"This run's model reads several named inputs {list(meta['input_shape'])}, not a table: "
+                         f"predict on a dict of tensors (LoadedRun.predict_raw({{name: tensor}})).")
     pre = meta.get("preprocessing")
     if len(df) == 0:  # a header-only file: no samples to predict (was a bare KeyError)
         raise ValueError(f"{source} is empty: it has no rows.")
@@ -152,5 +192,5 @@ def predict_raw(model: nn.Module, data: MultiTaskData | torch.Tensor, **kwargs: 
     return _predict_raw(model, data, **kwargs)
 
 
-__all__ = ["LoadedRun", "data_from_frame", "evaluate_frame", "inputs_from_frame", "load_run", "predict_frame",
+__all__ = ["LoadedRun", "check_inputs", "data_from_frame", "evaluate_frame", "inputs_from_frame", "load_run", "predict_frame",
            "predict_raw", "prediction_table"]

@@ -38,6 +38,7 @@ def tasks_for(arch: str, names: list[str]) -> list[Task]:
 def make(arch: str, names: list[str], family: str = "mlp", seed: int = 0):
     spec, shape = TRUNKS[family]
     shape = (2, *shape) if arch == "siamese" else shape
+    shape = {"left": shape, "right": shape} if arch == "multimodal" else shape  # several named inputs
     torch.manual_seed(seed)
     tasks = tasks_for(arch, names)
     cfg = {"name": arch, "trunk": spec, **EXTRA.get(arch, {})}
@@ -47,7 +48,9 @@ def make(arch: str, names: list[str], family: str = "mlp", seed: int = 0):
 
 
 def run(model, shape, n: int = 6, seed: int = 1):
-    x = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    x = ({k: torch.randn(n, *s, generator=g) for k, s in shape.items()} if isinstance(shape, dict)
+         else torch.randn(n, *shape, generator=g))
     return x, model(x)
 
 
@@ -60,7 +63,7 @@ def test_every_architecture_takes_any_task_name(arch, names):
     x, out = run(m, shape)
     assert list(out) == names  # keyed by the original names, in task order
     for t in tasks:
-        assert out[t.name].shape[0] == x.shape[0]
+        assert out[t.name].shape[0] == 6
         assert torch.isfinite(out[t.name]).all()
     loss = sum(o.float().pow(2).mean() for o in out.values()) + sum(m.extra_losses().values(), torch.zeros(()))
     loss.backward()

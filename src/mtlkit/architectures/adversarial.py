@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -71,13 +71,24 @@ class AdversarialSharedPrivate(MultiTaskModel):
     passes since the previous call; repeated when there was none), and
     ``["penalty"]`` is the last unweighted L_diff.
 
+    Encoders. The paper's shared and private encoders are LSTMs over word embeddings (the last
+    hidden state is the sentence's feature). Here each is any trunk: ``trunk`` gives both, and
+    ``shared`` / ``private`` override one of them with its own spec or module, e.g. over a
+    table's token-ID slots ``shared: {name: bilstm, hidden: 64}`` or ``{name: transformer}`` of
+    :mod:`mtlkit.architectures.text` (a table's input spec, ``trunk.input``, is copied into
+    specs that lack it). The text trunks pool the per-token states (mean over the real tokens)
+    instead of taking the last state; that is our choice, as it also serves a Transformer.
+
     Parameters: the shared encoder is ``shared_parameters()``; task t's private encoder and
     head are ``task_parameters(t)``; the discriminator is in neither (only its extra loss
     trains it). ``has_representation`` is False: the heads also read the private features.
 
     Args:
         trunk: stock trunk spec or ``nn.Module``; the shared and each private encoder are
-            fresh copies.
+            fresh copies (unless ``shared`` / ``private`` are given).
+        shared: trunk spec or module of the shared encoder (default: ``trunk``).
+        private: trunk spec or module of every private encoder (fresh copies per task;
+            default: ``trunk``).
         tasks: the task specs.
         input_shape: per-sample input shape (including the task-id column if any).
         adversarial_weight: λ (>= 0).
@@ -98,10 +109,11 @@ class AdversarialSharedPrivate(MultiTaskModel):
     paper = "Liu, Qiu & Huang 2017, Adversarial Multi-task Learning for Text Classification"
     has_representation = False
 
-    def __init__(self, trunk: TrunkArg, tasks: Sequence[Task], *, input_shape: Sequence[int] | None = None,
+    def __init__(self, trunk: TrunkArg | None, tasks: Sequence[Task], *, input_shape: Sequence[int] | None = None,
                  adversarial_weight: float = 0.05, reversal_strength: float = 1.0,
                  orthogonality_weight: float = 0.01, task_id_feature: int | None = None,
-                 head_hidden: Sequence[int] = ()) -> None:
+                 head_hidden: Sequence[int] = (), shared: TrunkArg | None = None,
+                 private: TrunkArg | None = None) -> None:
         super().__init__()
         name = "AdversarialSharedPrivate"
         self.tasks = check_tasks(tasks)
@@ -119,8 +131,12 @@ class AdversarialSharedPrivate(MultiTaskModel):
                                  f"{enc_shape[0]}. Got {task_id_feature}.")
             enc_shape = (enc_shape[0] - 1,)
         self.task_id_feature = task_id_feature
-        make = TrunkFactory(trunk, enc_shape, name)
-        self.shared = make()
+        if trunk is None and (shared is None or private is None):
+            raise ValueError(f"{name} needs a 'trunk', or both a 'shared' and a 'private' encoder.")
+        make = TrunkFactory(private if private is not None else cast(TrunkArg, trunk), enc_shape, name)
+        # one factory for both when 'shared' is not given: the shared encoder is its first product
+        make_shared = TrunkFactory(shared, enc_shape, f"{name} (shared encoder)") if shared is not None else make
+        self.shared = make_shared()
         self.private = TaskModuleDict({t.name: make() for t in self.tasks})
         self.shared_width = trunk_width(self.shared, enc_shape)
         self.private_width = trunk_width(self.private[self.tasks[0].name], enc_shape)
@@ -133,14 +149,27 @@ class AdversarialSharedPrivate(MultiTaskModel):
         self._acc = [0, 0]
         self._last_accuracy: float | None = None
         self.config: dict[str, Any] = {
-            "name": "adversarial", "trunk": make.spec, "adversarial_weight": self.adversarial_weight,
+            "name": "adversarial",
+            "trunk": (dict(trunk) if isinstance(trunk, dict) else getattr(trunk, "spec", None)) if trunk is not None
+            else make.spec,
+            "shared": make_shared.spec if shared is not None else None,
+            "private": make.spec if private is not None else None, "adversarial_weight": self.adversarial_weight,
             "reversal_strength": self.reversal_strength, "orthogonality_weight": self.orthogonality_weight,
             "task_id_feature": task_id_feature, "head_hidden": list(head_hidden)}
 
     @classmethod
     def from_config(cls, tasks: Sequence[Task], input_shape: Sequence[int], *, trunk: dict[str, Any] | None,
+                    shared: dict[str, Any] | None = None, private: dict[str, Any] | None = None,
                     **params: Any) -> AdversarialSharedPrivate:
-        return cls(require_spec(trunk, "AdversarialSharedPrivate"), tasks, input_shape=input_shape, **params)
+        trunk = require_spec(trunk, "AdversarialSharedPrivate")
+        table_input = trunk.get("input")  # a table's input spec (categories, token-ID slots): every encoder's
+
+        def spec(s: dict[str, Any] | None) -> dict[str, Any] | None:
+            if s is None or not table_input or "input" in s:
+                return s
+            return {**s, "input": table_input}
+
+        return cls(trunk, tasks, input_shape=input_shape, shared=spec(shared), private=spec(private), **params)
 
     # ------------------------------------------------------------------ membership
     def observe_batch(self, masks: Mapping[str, Tensor]) -> None:

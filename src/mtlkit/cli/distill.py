@@ -1,4 +1,5 @@
-"""``mtlkit distill CONFIG.yaml --teachers RUN_DIRS...``: single-task teachers -> one student."""
+"""``mtlkit distill CONFIG.yaml --teachers RUN_DIRS...``: teachers (single- or multi-task run folders,
+several per task = an ensemble) -> one multi-task student."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ def distill(
     more_teachers: list[Path] = typer.Argument(None, help="More teacher run folders (after --teachers).",
                                                show_default=False),
     teachers: list[Path] = typer.Option([], "--teachers", "-t", help="Teacher run folders (each teaches the "
-                                                                     "student tasks its model has)."),
+                                                                     "student tasks its model has; several for "
+                                                                     "one task: an ensemble, soft targets "
+                                                                     "averaged)."),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the label loss (1 − alpha: teacher term)."),
     temperature: float = typer.Option(2.0, "--temperature", "-T", help="Distillation temperature."),
     anneal: bool = typer.Option(False, "--anneal", help="Teacher annealing: alpha rises from 0 to 1."),
@@ -29,7 +32,9 @@ def distill(
     threads: int = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a result in the output folder."),
 ) -> None:
-    """Distil single-task teachers (run folders) into one multi-task student.
+    """Distil teachers (run folders) into one multi-task student. Several teachers of one task
+    form an ensemble: its soft target is the average of their temperature-scaled probabilities
+    (MT-DNN, Liu et al. 2019).
 
     Prints and saves (distill.json) the student vs the teachers vs a multi-task model
     trained without distillation; the student is a loadable run folder.

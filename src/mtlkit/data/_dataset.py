@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mtlkit import _batch
+from mtlkit._batch import Inputs, Shape
 from mtlkit.tasks import Task
 
 
@@ -20,26 +22,29 @@ class MultiTaskData(Dataset):
     :meth:`batch` (one tensor gather, no per-sample collation), which the trainer uses.
 
     Args:
-        x: input tensor, first dimension = samples.
+        x: input tensor, first dimension = samples; or several named inputs
+            ``{name: tensor}`` sharing the first dimension (a multi-input model, e.g.
+            :class:`~mtlkit.architectures.Multimodal`): batches then carry dicts too.
         targets: ``{task: tensor}`` shaped as :mod:`mtlkit.tasks` documents.
         masks: ``{task: bool tensor}``; default: all labelled.
         tasks: the task specs (targets are checked against them).
     """
 
-    def __init__(self, x: Tensor, targets: Mapping[str, Tensor], masks: Mapping[str, Tensor] | None = None,
-                 tasks: Sequence[Task] | None = None, *, source: str | None = None) -> None:
-        x = torch.as_tensor(x)
-        if x.dim() == 0 or x.shape[0] == 0:
+    x: Inputs
+
+    def __init__(self, x: Inputs | Mapping[str, Tensor], targets: Mapping[str, Tensor],
+                 masks: Mapping[str, Tensor] | None = None, tasks: Sequence[Task] | None = None, *,
+                 source: str | None = None) -> None:
+        x = _batch.as_inputs(x, source=source)
+        if (not _batch.is_multi(x) and x.dim() == 0) or _batch.rows(x) == 0:  # type: ignore[union-attr]
             raise ValueError(f"The dataset{_of(source)} is empty: it has no samples.")
-        if x.is_floating_point() and not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero()[:5, 0].tolist()
-            raise ValueError(f"The inputs{_of(source)} contain NaN or infinite values (rows {bad} ...).")
+        _batch.finite_check(x, source)
         self.x = x
         self.targets = {k: torch.as_tensor(v) for k, v in targets.items()}
         masks = dict(masks or {})
         self.masks = {k: torch.as_tensor(masks[k]).bool() if k in masks else
                       torch.ones(v.shape, dtype=torch.bool) for k, v in self.targets.items()}
-        n = x.shape[0]
+        n = _batch.rows(x)
         for k, v in self.targets.items():
             if v.shape[0] != n:
                 raise ValueError(f"Task {k!r} has {v.shape[0]} targets but there are {n} inputs.")
@@ -51,10 +56,10 @@ class MultiTaskData(Dataset):
             check_targets(self.tasks, self.targets, self.masks)
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return _batch.rows(self.x)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-        return (self.x[i], {k: v[i] for k, v in self.targets.items()},
+    def __getitem__(self, i: int) -> tuple[Inputs, dict[str, Tensor], dict[str, Tensor]]:
+        return (_batch.take(self.x, i), {k: v[i] for k, v in self.targets.items()},
                 {k: m[i] for k, m in self.masks.items()})
 
     @property
@@ -62,17 +67,23 @@ class MultiTaskData(Dataset):
         return list(self.targets)
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x.shape[1:])
+    def input_shape(self) -> Shape:
+        """The per-sample shape; ``{name: shape}`` for several named inputs."""
+        return _batch.shape_of(self.x)
 
-    def batch(self, idx: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-        return (self.x[idx], {k: v[idx] for k, v in self.targets.items()},
+    @property
+    def input_names(self) -> list[str] | None:
+        """The names of the inputs when there are several, else None."""
+        return list(self.x) if _batch.is_multi(self.x) else None  # type: ignore[arg-type]
+
+    def batch(self, idx: Tensor) -> tuple[Inputs, dict[str, Tensor], dict[str, Tensor]]:
+        return (_batch.take(self.x, idx), {k: v[idx] for k, v in self.targets.items()},
                 {k: m[idx] for k, m in self.masks.items()})
 
     def subset(self, idx: Sequence[int] | np.ndarray | Tensor) -> MultiTaskData:
         idx_t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         out = MultiTaskData.__new__(MultiTaskData)
-        out.x = self.x[idx_t]
+        out.x = _batch.take(self.x, idx_t)
         out.targets = {k: v[idx_t] for k, v in self.targets.items()}
         out.masks = {k: m[idx_t] for k, m in self.masks.items()}
         out.tasks = self.tasks
@@ -84,7 +95,7 @@ class MultiTaskData(Dataset):
 
     def iter_batches(self, batch_size: int, *, shuffle: bool = False,
                      generator: torch.Generator | None = None, drop_last: bool = False
-                     ) -> Iterator[tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]]:
+                     ) -> Iterator[tuple[Inputs, dict[str, Tensor], dict[str, Tensor]]]:
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - (n % batch_size) if drop_last and n >= batch_size else n
@@ -112,11 +123,12 @@ def check_targets(tasks: Sequence[Task], targets: Mapping[str, Tensor], masks: M
         t.task_kind.check_labels(t, vals)  # class range, 0/1 or finite values, by kind
 
 
-def collate(batch: Sequence[Any]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-    """Collate ``(x, {task: y})`` or ``(x, {task: y}, {task: mask})`` samples from any Dataset.
+def collate(batch: Sequence[Any]) -> tuple[Inputs, dict[str, Tensor], dict[str, Tensor]]:
+    """Collate ``(x, {task: y})`` or ``(x, {task: y}, {task: mask})`` samples from any Dataset;
+    ``x`` may be a tensor or a dict of named tensors (the same names in every sample).
 
     A label that is ``None`` or NaN becomes a masked entry (placeholder 0)."""
-    xs = torch.stack([torch.as_tensor(b[0]) for b in batch])
+    xs = _stack_inputs([b[0] for b in batch])
     names = list(batch[0][1])
     ys: dict[str, Tensor] = {}
     ms: dict[str, Tensor] = {}
@@ -160,6 +172,28 @@ def from_torch_dataset(ds: Dataset, tasks: Sequence[Task], *, source: str = "the
             raise ValueError(f"{source} returns no label for task {t.name!r}; it has {sorted(ys)}.")
         ys[t.name], ms[t.name] = t.task_kind.cast_targets(t, ys[t.name], ms[t.name])
     keep = {t.name for t in tasks}
-    return MultiTaskData(x.float() if x.is_floating_point() else x,
+    return MultiTaskData(_batch.float_inputs(x),
                          {k: v for k, v in ys.items() if k in keep},
                          {k: v for k, v in ms.items() if k in keep}, tasks, source=source)
+
+
+def _stack_inputs(samples: Sequence[Any]) -> Inputs:
+    """One sample's inputs per entry -> a batch: tensors stacked, or dicts stacked per name
+    (a sample without one of the first sample's inputs is an error naming it)."""
+    first = samples[0]
+    if not isinstance(first, Mapping):
+        bad = next((i for i, s in enumerate(samples) if isinstance(s, Mapping)), None)
+        if bad is not None:
+            raise TypeError(f"Sample {bad} has named inputs (a dict) but sample 0 has one tensor.")
+        return torch.stack([torch.as_tensor(s) for s in samples])
+    names = list(first)
+    out: dict[str, Tensor] = {}
+    for k in names:
+        vals = []
+        for i, s in enumerate(samples):
+            if not isinstance(s, Mapping) or k not in s:
+                have = sorted(s) if isinstance(s, Mapping) else type(s).__name__
+                raise KeyError(f"Sample {i} has no input {k!r} (sample 0 has {names}); it has {have}.")
+            vals.append(torch.as_tensor(s[k]))
+        out[k] = torch.stack(vals)
+    return out

@@ -19,15 +19,18 @@ The helpers :func:`labelled_rows` and :func:`restrict_to_task` work on any
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit import _batch
+from mtlkit._batch import Inputs
 from mtlkit.data._dataset import MultiTaskData, check_targets
 from mtlkit.tasks import Task, check_tasks
 
-Batch = tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]
+Batch = tuple[Inputs, dict[str, Tensor], dict[str, Tensor]]
 
 
 def labelled_rows(data: MultiTaskData) -> dict[str, Tensor]:
@@ -59,7 +62,8 @@ class MultiTaskDataset(MultiTaskData):
 
     Args:
         datasets: ``{name: MultiTaskData}`` (or a sequence; then named ``"0"``, ``"1"`` ...).
-            Every dataset must have the same input shape; each is labelled for one or more
+            Every dataset must have the same input shape (the same named inputs and shapes
+            when the inputs are a dict); each is labelled for one or more
             tasks (its ``targets``); its masks are kept.
         tasks: the task specs (optional). When given, every dataset's tasks must be among
             them, every task must be labelled by at least one dataset, and the labels are
@@ -106,10 +110,10 @@ class MultiTaskDataset(MultiTaskData):
                     f"{ref.input_shape} per sample but dataset {name!r} has {d.input_shape}. "
                     f"All datasets combined in a MultiTaskDataset must share one input shape."
                 )
-            if d.x.is_floating_point() != ref.x.is_floating_point():
+            if _dtypes(d.x, True) != _dtypes(ref.x, True):
                 raise ValueError(
-                    f"Inconsistent input types: dataset {ref_name!r} has {ref.x.dtype} inputs but "
-                    f"dataset {name!r} has {d.x.dtype}."
+                    f"Inconsistent input types: dataset {ref_name!r} has {_dtypes(ref.x)} inputs but "
+                    f"dataset {name!r} has {_dtypes(d.x)}."
                 )
         spec = check_tasks(tasks) if tasks is not None else None
         names = [t.name for t in spec] if spec is not None else []
@@ -144,10 +148,7 @@ class MultiTaskDataset(MultiTaskData):
         if unlabelled:
             raise ValueError(f"Task(s) {unlabelled} are not labelled by any of the datasets "
                              f"{[n for n, _ in items]}.")
-        dtype_x = ref.x.dtype
-        for _, d in items[1:]:
-            dtype_x = torch.promote_types(dtype_x, d.x.dtype)
-        x = torch.cat([d.x.to(dtype_x) for _, d in items])
+        x = _stack_inputs([d.x for _, d in items])
         targets: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
         for k in names:
@@ -236,3 +237,25 @@ class MultiTaskDataset(MultiTaskData):
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"The 'batch_size' must be a positive integer. Got {batch_size!r}.")
+
+
+def _dtypes(x: Inputs, floating: bool = False) -> Any:
+    """The dtype (or ``{name: dtype}``) of inputs; ``floating``: whether each is floating-point."""
+    if _batch.is_multi(x):
+        return {k: (v.is_floating_point() if floating else v.dtype) for k, v in x.items()}  # type: ignore[union-attr]
+    return x.is_floating_point() if floating else x.dtype  # type: ignore[union-attr]
+
+
+def _stack_inputs(parts: Sequence[Inputs]) -> Inputs:
+    """The datasets' inputs stacked, each input in the promoted dtype of its parts."""
+    def promoted(ts: Sequence[Tensor]) -> list[Tensor]:
+        dt = ts[0].dtype
+        for t in ts[1:]:
+            dt = torch.promote_types(dt, t.dtype)
+        return [t.to(dt) for t in ts]
+
+    if _batch.is_multi(parts[0]):
+        names = list(parts[0])  # the same names in every part: checked with the shapes
+        cols = {k: promoted([p[k] for p in parts]) for k in names}  # type: ignore[index]
+        return _batch.concat([{k: cols[k][i] for k in names} for i in range(len(parts))])
+    return torch.cat(promoted(parts))  # type: ignore[arg-type]

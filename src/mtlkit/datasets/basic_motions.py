@@ -17,6 +17,11 @@ from mtlkit.tasks import Task
 PROVIDERS = ("aeon", "sktime")
 _FOLDER = "datasets/data/BasicMotions"
 
+#: the six channels of the .ts files, in file order: the 3-D accelerometer, then the 3-D gyroscope
+CHANNELS = ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z")
+#: the two sensors as named inputs (``split_inputs=True``): channel indices of each
+SENSORS = {"accel": (0, 1, 2), "gyro": (3, 4, 5)}
+
 PAPER = "Bagnall et al. (2018), The UEA multivariate time series classification archive"
 
 
@@ -80,7 +85,7 @@ def _find_folder() -> Path:
 
 
 @DATASETS.register()
-def load_basic_motions() -> DatasetBundle:
+def load_basic_motions(split_inputs: bool = False) -> DatasetBundle:
     """BasicMotions (UEA multivariate archive, Bagnall et al. 2018): 80 series, 4 activities.
 
     Bagnall, A. et al. (2018), "The UEA multivariate time series classification archive,
@@ -92,10 +97,18 @@ def load_basic_motions() -> DatasetBundle:
 
     The .ts files are read from the installed aeon (or sktime) package, which is not imported.
 
+    Args:
+        split_inputs: give the two sensors as two named inputs, x = ``{"accel": (N, 3, 100),
+            "gyro": (N, 3, 100)}`` (channels 0-2 and 3-5 of the files, :data:`SENSORS`), for
+            a multi-input model (``model.architecture: {name: multimodal}``). The same as
+            ``data.inputs: {accel: [accel_x, accel_y, accel_z], gyro: [gyro_x, gyro_y, gyro_z]}``.
+
     >>> b = load_basic_motions()  # doctest: +SKIP
     >>> b.data.x.shape, b.test.x.shape, b.tasks[0].num_classes  # doctest: +SKIP
     (torch.Size([40, 6, 100]), torch.Size([40, 6, 100]), 4)
     """
+    if not isinstance(split_inputs, bool):
+        raise ValueError(f"The 'split_inputs' option of basic_motions must be true or false. Got {split_inputs!r}.")
     folder = _find_folder()
     x_tr, y_tr, classes = read_ts(folder / "BasicMotions_TRAIN.ts")
     x_te, y_te, classes_te = read_ts(folder / "BasicMotions_TEST.ts")
@@ -106,8 +119,9 @@ def load_basic_motions() -> DatasetBundle:
 
     def part(x: np.ndarray, y: list[str], name: str) -> MultiTaskData:
         target = torch.as_tensor([index[v] for v in y], dtype=torch.long)
+        series = torch.from_numpy(x)
         return MultiTaskData(
-            torch.from_numpy(x),
+            {k: series[:, list(c)] for k, c in SENSORS.items()} if split_inputs else series,
             {"activity": target},
             None,
             [task],
@@ -120,7 +134,7 @@ def load_basic_motions() -> DatasetBundle:
         tasks=[task],
         test=part(x_te, y_te, "test"),
         input_kind="series",
-        default_trunk={"name": "cnn1d"},
+        default_trunk={} if split_inputs else {"name": "cnn1d"},
         feature_names=None,
         description=(
             "BasicMotions (UEA archive): smartwatch accelerometer + gyroscope, 6 channels "
@@ -133,7 +147,7 @@ def load_basic_motions() -> DatasetBundle:
         ),
         info={
             "class_names": classes,
-            "channels": [f"dim_{i}" for i in range(x_tr.shape[1])],
+            "channels": list(CHANNELS) if x_tr.shape[1] == len(CHANNELS) else [f"dim_{i}" for i in range(x_tr.shape[1])],
             "source": str(folder),
         },
     )

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -50,11 +50,12 @@ def _matrices(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if table is not None:
         x, cat = table.preprocessor.gbdt_matrix(table.frame, source="the table")
         return x[table.train_idx], x[table.test_idx], x[table.val_idx], cat if cat.any() else None
-    if prepared.train.x.dim() != 2:
+    parts = [p.x for p in (prepared.train, prepared.test, prepared.val)]
+    if not all(isinstance(x, torch.Tensor) and x.dim() == 2 for x in parts):
         raise ValueError("GBDT baselines need flat (tabular) inputs; this run's inputs have shape "
-                         f"{tuple(prepared.train.x.shape[1:])}.")
-    return (prepared.train.x.double().numpy(), prepared.test.x.double().numpy(), prepared.val.x.double().numpy(),
-            None)
+                         f"{prepared.train.input_shape}.")
+    tr, te, va = (cast(torch.Tensor, x).double().numpy() for x in parts)
+    return tr, te, va, None
 
 
 def train_gbdt(prepared: PreparedData, tasks: Sequence[Task] | None = None, *, seed: int = 0,

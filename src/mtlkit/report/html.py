@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtlkit._text import plural
 from mtlkit.report import plots
 from mtlkit.report._format import (
     NA,
@@ -26,8 +27,10 @@ from mtlkit.report._format import (
     fmt_signed,
     higher_is_better,
     inference_unit,
+    kept_weights,
     main_metric,
     num,
+    selection_criterion,
     task_names,
     task_role,
     task_spec,
@@ -50,7 +53,7 @@ _KNOWN_SUMMARY_KEYS = {
     "classification_report", "higher_is_better", "main_metric", "created", "sign_convention",
     "inference_unit", "source", "sizes", "environment", "nonfinite_skipped", "affinity", "sharing",
     "search_phase", "warnings", "gbdt", "delta_m_gbdt", "delta_m_metrics", "delta_m_warnings",
-    "references_from_cache",
+    "references_from_cache", "ranking",
 }
 _KNOWN_SHARING_KEYS = {"gates", "cross_stitch", "policy", "discriminator_accuracy"}
 
@@ -328,7 +331,7 @@ def _costs(ctx: _Ctx) -> str:
             ["best epoch / epochs run", esc(f"{fmt(mtl.best_epoch)} / {fmt(_epochs_run(mtl, ctx.records))}")]]
     header = ["", "multi-task (1 model)"]
     if stl:
-        header += [f"single-task ({k} models, total)", "MTL / STL"]
+        header += [f"single-task ({plural(k, 'model')}, total)", "MTL / STL"]
         rows[0] += [params_td(p_stl), esc(_ratio(p_mtl, p_stl, "fewer"))]
         rows[1] += [_num_td(i_stl), esc(_ratio(i_mtl, i_stl, "faster"))]
         rows[2] += [_num_td(f_stl), esc(_ratio(f_mtl, f_stl, "less time"))]
@@ -349,15 +352,40 @@ def _costs(ctx: _Ctx) -> str:
     return html
 
 
+def _monitor(ctx: _Ctx) -> str | None:
+    """The config's ``training.monitor`` (``None``: the default validation score)."""
+    training = ctx.config.get("training") if isinstance(ctx.config, Mapping) else None
+    monitor = training.get("monitor") if isinstance(training, Mapping) else None
+    return monitor if isinstance(monitor, str) and monitor else None
+
+
+def _kept(ctx: _Ctx) -> str | None:
+    """Which epoch's weights the run kept, and by which validation score."""
+    return kept_weights(ctx.summary, ctx.records, _monitor(ctx))
+
+
+def _single_run_verdict(ctx: _Ctx) -> str:
+    """The verdict of one run: none, since one seed gives no interval; says how to get one."""
+    return ('<p class="verdict"><b>Verdict per task: not available from one run.</b> One seed gives no '
+            "interval, so this Δm cannot tell multi-task learning helping from seed-to-seed noise. "
+            "Train over seeds for intervals, a paired test and a verdict per task: "
+            "<code>mtlkit train CONFIG.yaml --seeds 5</code>.</p>")
+
+
 def _headline(ctx: _Ctx) -> tuple[str, str, str]:
     s = ctx.summary
     parts = []
     if ctx.stl:
         parts.append(_dm_box(s.delta_m, "Δm (primary tasks)",
-                             f"headline over {len(ctx.primary)} primary task(s); auxiliary tasks excluded"))
+                             f"headline over {plural(len(ctx.primary), 'primary task')}; auxiliary tasks excluded"))
+        parts.append(_single_run_verdict(ctx))
     else:
         parts.append('<p class="note">Single-task baselines were not trained for this run '
                      "(<code>--no-baselines</code>): no Δm and no single-task comparison.</p>")
+    kept = _kept(ctx)
+    if kept:
+        parts.append(f'<p class="kept"><b>Model kept</b>: {esc(kept)}. Test metrics below are of these '
+                     "weights.</p>")
     parts.append(f'<p class="formula">{DELTA_M_FORMULA}<br><span>{DELTA_M_TEXT}</span></p>')
     if s.mtl is None:
         parts.append('<p class="note">No test results in summary.json.</p>')
@@ -422,7 +450,7 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
                     "no training curves.</p>")
     total_time = sum(num(r.time_s) or 0.0 for r in recs)
     skipped = sum(int(num(r.nonfinite_skipped) or 0) for r in recs)
-    facts = [("epochs run", fmt(len(recs))), ("best epoch (MTL)", fmt(ctx.mtl.best_epoch)),
+    facts = [("epochs run", fmt(len(recs))), ("weights kept", _kept(ctx) or NA),
              ("steps per epoch (last)", fmt(recs[-1].steps)),
              ("training time of the MTL model (s)", fmt(total_time, 4))]
     for label, path in (("architecture", ("model", "architecture")), ("trunk", ("model", "trunk")),
@@ -448,8 +476,8 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
                 for k, v in changed.items())))
     body = [_table(None, [[f"<b>{esc(k)}</b>", esc(v)] for k, v in facts], "facts-table")]
     if skipped:
-        body.append(f'<p class="warn">{skipped} step(s) were skipped because a loss or gradient '
-                    "was not finite.</p>")
+        body.append(f'<p class="warn">{plural(skipped, "step")} {"was" if skipped == 1 else "were"} '
+                    "skipped because a loss or gradient was not finite.</p>")
     shown = [w for w in (ctx.summary.warnings or []) if isinstance(w, Mapping)]
     if shown:
         items = "".join(
@@ -469,9 +497,10 @@ def _training(ctx: _Ctx) -> tuple[str, str, str] | None:
         figs.append(_img(plots.lines, "Validation score (early stopping)",
                          "epoch", "validation score (higher is better)",
                          [Line("validation score", ctx.epochs, scores, color=MTL_C)],
-                         alt="validation score"
-                         , caption="The epoch with the highest score is kept"
-                         + (f" (epoch {int(best)})." if best is not None else ".")))
+                         alt="validation score",
+                         caption="The epoch with the highest score is kept"
+                         + (f" (epoch {int(best)}): " if best is not None else ": ")
+                         + esc(selection_criterion(ctx.summary, _monitor(ctx))[0]) + "."))
     body.append(_pair(*figs))
     return _sec("training", "Training", "".join(body))
 
@@ -516,28 +545,32 @@ def _curves(ctx: _Ctx) -> tuple[str, str, str] | None:
 
 
 def _comparison(ctx: _Ctx) -> tuple[str, str, str] | None:
+    """Every metric of every task in one chart: its relative difference between the
+    multi-task and the single-task model, signed as a term of Δm (negative: multi-task
+    better). One chart rather than one bar panel per metric: metrics on different scales
+    compare as percentages, and a task's metrics sit together."""
     test = ctx.mtl.test
-    if not isinstance(test, Mapping) or not test:
+    if not isinstance(test, Mapping) or not test or not ctx.stl:
         return None
-    by_metric: dict[str, list[str]] = {}
+    entered = ctx.summary.extra.get("delta_m_metrics")
+    entered = entered if isinstance(entered, Mapping) else {}
+    rows: list[tuple[str, str, float | None]] = []
     for t in ctx.tasks:
-        mt = as_dict(test.get(t))
-        for m in mt:
-            by_metric.setdefault(m, []).append(t)
-    panels = []
-    for metric, tasks in by_metric.items():
-        hib = {higher_is_better(ctx.summary, t, metric) for t in tasks}
-        name = f"{metric} {arrow(hib.pop())}" if len(hib) == 1 else metric
-        groups = [t + (" (aux)" if task_role(ctx.summary, t) == "auxiliary" else "") for t in tasks]
-        series = {"multi-task": [test[t].get(metric) for t in tasks]}
-        if ctx.stl:
-            series["single-task"] = [as_dict(ctx.stl[t].test if t in ctx.stl else None).get(metric)
-                                     for t in tasks]
-        panels.append((name, groups, series))
-    widest = max(len(p[1]) for p in panels) if panels else 0
-    img = _img(plots.grouped_bars, "Test metrics: multi-task vs single-task", panels,
-               alt="MTL vs STL bar chart", ncols=3 if widest <= 4 else 2 if widest <= 8 else 1,
-               caption="One panel per metric (↑ higher is better, ↓ lower is better).")
+        m_mtl, m_stl = as_dict(test.get(t)), as_dict(ctx.stl[t].test if t in ctx.stl else None)
+        label = t + (" (aux)" if task_role(ctx.summary, t) == "auxiliary" else "")
+        for metric in m_mtl:
+            a, c = num(m_mtl.get(metric)), num(m_stl.get(metric))
+            sign = -1.0 if higher_is_better(ctx.summary, t, metric) else 1.0
+            term = sign * (a - c) / abs(c) * 100.0 if a is not None and c is not None and c != 0 else None
+            out = isinstance(entered.get(t), list) and metric not in entered[t]
+            rows.append((label, f"{metric} {arrow(higher_is_better(ctx.summary, t, metric))}"
+                         + (" (not in Δm)" if out else ""), term))
+    img = _img(plots.relative_bars, "Multi-task vs single-task, every test metric", rows,
+               xlabel="(−1)^h (M_mtl − M_stl) / |M_stl| × 100   (negative: multi-task better)",
+               alt="relative difference per metric",
+               caption="Each bar is the metric's relative difference in %, signed like Δm: green "
+               "(left of 0) where the multi-task model is better, red where the single-task model is. "
+               "The values themselves are in the headline's table.")
     return _sec("comparison", "Multi-task vs single-task per metric", img) if img else None
 
 
@@ -750,7 +783,7 @@ def _conflicts(ctx: _Ctx) -> tuple[str, str, str] | None:
     maps = [{"matrix": last.get("cosine_matrix"), "title": f"last epoch ({ep[-1]})", **common}]
     mean = _mean_matrix(mats)
     if len(recs) > 1 and mean is not None:
-        maps.append({"matrix": mean, "title": f"mean over {len(recs)} epochs", **common})
+        maps.append({"matrix": mean, "title": f"mean over {plural(len(recs), 'epoch')}", **common})
     where = {"representation": " The gradients are taken with respect to the shared representation "
                                  "(the trunk's output that every head reads).",
              "last_shared_parameters": " The model has no single shared representation, so the gradients "
@@ -977,7 +1010,42 @@ def _search_phase(ctx: _Ctx) -> tuple[str, str, str] | None:
         tbl = _policy_table(sp.get(key), ctx.tasks)
         if tbl is not None:
             body.append(f"<h3>{title}</h3>" + tbl)
+    tree = _tree_table(sp.get("policy"))
+    if tree is not None:
+        body.append("<h3>Learned tree used for retraining (Learning to Branch)</h3>" + tree)
     return _sec("search", "Search phase", "".join(body))
+
+
+def _tree_table(tree: Any) -> str | None:
+    """A Learning-to-Branch tree ``{"parents": [[parent per node] per block], "tasks": {task:
+    node of the last block}}``: per block, the groups of tasks that share a node."""
+    if not isinstance(tree, Mapping) or set(tree) != {"parents", "tasks"}:
+        return None
+    parents, leaves = tree["parents"], tree["tasks"]
+    if not isinstance(parents, list) or not parents or not isinstance(leaves, Mapping):
+        return None
+    paths: dict[str, list[Any]] = {}
+    for t, leaf in leaves.items():
+        if not isinstance(parents[-1], list) or not isinstance(leaf, int) or not 0 <= leaf < len(parents[-1]):
+            return None
+        path = [leaf]
+        for b in range(len(parents) - 1, 0, -1):
+            row = parents[b]
+            node = path[-1]
+            if not isinstance(row, list) or not isinstance(node, int) or not 0 <= node < len(row):
+                return None
+            path.append(row[node])
+        paths[str(t)] = path[::-1]
+    rows = []
+    for b in range(len(parents)):
+        by_node: dict[Any, list[str]] = {}
+        for t, path in paths.items():
+            by_node.setdefault(path[b], []).append(t)
+        groups = " ".join(f"[{esc(', '.join(g))}]" for _, g in sorted(by_node.items(), key=lambda kv: str(kv[0])))
+        rows.append([f"block {b + 1}", esc(fmt(len(parents[b]))), groups])
+    return (_table(["block", "nodes", "tasks sharing a node"], rows, "tree")
+            + '<p class="legend">Tasks in the same brackets share that block\'s node (and every block '
+            "before it); they branch where their groups part.</p>")
 
 
 def _penalties(ctx: _Ctx) -> tuple[str, str, str] | None:
@@ -1061,6 +1129,27 @@ def _affinity(ctx: _Ctx) -> tuple[str, str, str] | None:
     return _sec("affinity", "Task affinity", img + (_json_table(extra) if extra else ""))
 
 
+def _ranking(ctx: _Ctx) -> tuple[str, str, str] | None:
+    """Per-user ranking metrics of the binary tasks, multi-task model vs its single-task
+    reference on the same rows (``summary["ranking"]``: :mod:`mtlkit.evaluation.ranking_run`)."""
+    rk = ctx.summary.extra.get("ranking")
+    if not isinstance(rk, Mapping) or not isinstance(rk.get("tasks"), Mapping) or not rk["tasks"]:
+        return None
+    ks = [k for k in rk.get("ks", []) if isinstance(k, int)]
+    cols = ["auc", "gauc", "log_loss", *[f"{m}@{k}" for k in ks for m in ("hr", "ndcg")], "conditional_auc"]
+    rows = []
+    for name, entry in rk["tasks"].items():
+        for who in ("mtl", "stl"):
+            vals = entry.get(who) if isinstance(entry, Mapping) else None
+            if isinstance(vals, Mapping):
+                rows.append([esc(name), esc(who), *[_num_td(vals.get(c)) for c in cols]])
+    note = (f'<p class="note">Per user: <code>{esc(rk.get("user_column"))}</code> ({esc(rk.get("users"))} users); '
+            f"candidates of HR@K/NDCG@K: {esc(rk.get('candidates'))}. GAUC weights each user's AUC by their "
+            "impressions; log loss: lower is better, the others higher."
+            + (f" Note: {esc(rk['note'])}." if rk.get("note") else "") + "</p>")
+    return _sec("ranking", "Ranking", note + _table(["task", "model", *map(esc, cols)], rows))
+
+
 def _other(ctx: _Ctx) -> tuple[str, str, str] | None:
     other = {k: v for k, v in ctx.summary.extra.items() if k not in _KNOWN_SUMMARY_KEYS}
     if not other:
@@ -1106,6 +1195,8 @@ td.dm.good{background:#e7f6e6}td.dm.bad{background:#fbe9e7}
 .dm-box.good{border-color:#2c9f45;background:#f1faf1}.dm-box.bad{border-color:#c9473d;background:#fdf3f2}
 .dm-label{font-weight:600;white-space:nowrap}.dm-value{font-size:1.8em;font-weight:700;font-variant-numeric:tabular-nums;
  white-space:nowrap}
+.verdict{border-left:4px solid #8a8fd6;padding:4px 10px;background:#f7f7fb}
+.kept{font-size:.95em}
 .formula{background:#f7f7fb;border-left:4px solid #8a8fd6;padding:6px 10px;font-size:.92em}
 .note,.legend{color:#444;font-size:.92em}
 .warn{color:#8a4b00;background:#fff4e0;border-left:4px solid #e0a030;padding:4px 10px}
@@ -1154,7 +1245,7 @@ def _build_sections(ctx: _Ctx) -> list[tuple[str, str, str]]:
     builders = [_headline, _gbdt, _auxiliary, _training, _curves, _comparison, _confusion,
                 _classification_reports, _weights, _aggregator, _conflicts, _sharing, _search_phase,
                 _penalties,
-                _sampling, _affinity, _other, _config]
+                _sampling, _affinity, _ranking, _other, _config]
     sections: list[tuple[str, str, str]] = []
     for build in builders:
         try:
@@ -1205,8 +1296,11 @@ def render_report(summary: Summary | Mapping[str, Any], records: Sequence[EpochR
                baselines={str(k): _records(v) for k, v in (baselines or {}).items()},
                config_text=config_text, config=config, tasks=task_names(typed, recs),
                warnings=list(warnings))
-    with _young_gc():
-        sections = _build_sections(ctx)
+    if seeds and typed.mtl is None and not recs:  # the page of a run over seeds: the evidence alone
+        sections = [_config(ctx)] if config_text else []
+    else:
+        with _young_gc():
+            sections = _build_sections(ctx)
     if seeds:
         from mtlkit.report.seeds import seeds_section
 

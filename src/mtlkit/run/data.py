@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mtlkit import _batch
+from mtlkit._batch import Shape
 from mtlkit.config import RunConfig
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data._preprocess import Standardizer
@@ -26,10 +28,10 @@ from mtlkit.data.tabular import (
     labels_from_frame,
     resolve_types,
 )
-from mtlkit.tasks import Task, check_tasks, task_from_dict
+from mtlkit.tasks import Task, check_funnels, check_tasks, funnel_masks, task_from_dict
 
-__all__ = ["PreparedData", "TableData", "default_trunk_for", "prepare", "prepare_from_config", "prepare_table",
-           "resolve_tasks", "table_options"]
+__all__ = ["PreparedData", "TableData", "default_trunk_for", "named_inputs", "prepare", "prepare_from_config",
+           "prepare_table", "resolve_tasks", "table_options", "with_named_inputs"]
 
 
 @dataclass
@@ -52,7 +54,8 @@ class PreparedData:
     val: MultiTaskData
     test: MultiTaskData
     tasks: list[Task]
-    input_shape: tuple[int, ...]
+    #: per-sample shape; ``{input name: shape}`` for several named inputs (``data.inputs``)
+    input_shape: Shape
     default_trunk: dict[str, Any]
     preprocessing: dict[str, Any] | None = None
     features: list[str] | None = None
@@ -68,7 +71,11 @@ class PreparedData:
         return self.table.preprocessor.input_spec if self.table is not None else None
 
 
-def default_trunk_for(input_shape: Sequence[int]) -> dict[str, Any]:
+def default_trunk_for(input_shape: Shape | Sequence[int]) -> dict[str, Any]:
+    """The stock trunk for inputs of this per-sample shape. Several named inputs: ``{}`` (the
+    multimodal architecture then picks each input's stock encoder by its shape)."""
+    if isinstance(input_shape, Mapping):
+        return {}
     nd = len(input_shape)
     if nd == 1:
         return {"name": "mlp", "hidden": [128, 64]}
@@ -86,39 +93,58 @@ def resolve_tasks(cfg_tasks: Sequence[Any] | None, available: Sequence[Task] | N
         tasks = list(available)
     else:
         raise ValueError("No tasks: give 'tasks' in the config.")
-    return check_tasks(tasks)
+    tasks = check_tasks(tasks)
+    check_funnels(tasks)  # a funnel parent ('given') that is not a task: an error naming it
+    return tasks
 
 
 def prepare(data: MultiTaskData, tasks: Sequence[Task], *, test: MultiTaskData | None = None,
             fractions: Sequence[float] = (0.6, 0.25, 0.15), stratify: str | None = None, seed: int = 0,
             standardize: bool = True, default_trunk: dict[str, Any] | None = None,
-            features: list[str] | None = None, image_column: str | None = None, source: str = ""
-            ) -> PreparedData:
+            features: list[str] | None = None, image_column: str | None = None, source: str = "",
+            funnel_violations: str = "error") -> PreparedData:
     """Split (seeded; a given ``test`` set is kept and train/val split in proportion) and fit
     the input standardisation on the training split (flat inputs only)."""
     tasks = check_tasks(tasks)
     if stratify is not None and stratify not in {t.name for t in tasks}:
         raise ValueError(f"split.stratify names unknown task {stratify!r}; tasks are {[t.name for t in tasks]}.")
-    data = _restrict(data, tasks)
+    data = _restrict(data, tasks, funnel_violations)
     if test is not None:
-        test = _restrict(test, tasks)
+        test = _restrict(test, tasks, funnel_violations)
         ftr, fva = fractions[0], fractions[1]
         tot = ftr + fva
         train, val, _ = split(data, (ftr / tot, fva / tot, 0.0), seed=seed, stratify=stratify)
     else:
         train, val, test = split(data, fractions, seed=seed, stratify=stratify)
-    pre = None
-    if standardize and train.x.dim() == 2 and train.x.is_floating_point():
-        st = Standardizer().fit(train.x)
-        for part in (train, val, test):
-            part.x = st.transform(part.x)
-        pre = st.to_dict()
-    shape = tuple(int(s) for s in train.x.shape[1:])
+    pre = _standardize(train, val, test) if standardize else None
+    shape = train.input_shape
     return PreparedData(train, val, test, list(tasks), shape, default_trunk or default_trunk_for(shape),
                         pre, features, image_column, source)
 
 
-def _restrict(data: MultiTaskData, tasks: Sequence[Task]) -> MultiTaskData:
+def _standardize(train: MultiTaskData, val: MultiTaskData, test: MultiTaskData) -> dict[str, Any] | None:
+    """Fit the standardisation of flat float inputs on the training split and apply it to every
+    split; several named inputs: each flat one on its own (``{"kind": "inputs", "inputs": {name:
+    standardisation}}``)."""
+    def flat(t: torch.Tensor) -> bool:
+        return t.dim() == 2 and t.is_floating_point()
+
+    if not _batch.is_multi(train.x):
+        if not flat(train.x):  # type: ignore[arg-type]
+            return None
+        st = Standardizer().fit(train.x)  # type: ignore[arg-type]
+        for part in (train, val, test):
+            part.x = st.transform(part.x)  # type: ignore[arg-type]
+        return st.to_dict()
+    fitted = {k: Standardizer().fit(v) for k, v in train.x.items() if flat(v)}  # type: ignore[union-attr]
+    if not fitted:
+        return None
+    for part in (train, val, test):
+        part.x = {k: fitted[k].transform(v) if k in fitted else v for k, v in part.x.items()}  # type: ignore[union-attr]
+    return {"kind": "inputs", "inputs": {k: st.to_dict() for k, st in fitted.items()}}
+
+
+def _restrict(data: MultiTaskData, tasks: Sequence[Task], funnel_violations: str = "error") -> MultiTaskData:
     from mtlkit.data._dataset import check_targets
 
     missing = [t.name for t in tasks if t.name not in data.targets]
@@ -128,7 +154,7 @@ def _restrict(data: MultiTaskData, tasks: Sequence[Task]) -> MultiTaskData:
     check_targets(tasks, data.targets, data.masks)
     out = data.subset(np.arange(len(data)))
     out.targets = {k: data.targets[k] for k in names}
-    out.masks = {k: data.masks[k] for k in names}
+    out.masks = funnel_masks(tasks, out.targets, {k: data.masks[k] for k in names}, violations=funnel_violations)
     out.tasks = list(tasks)
     return out
 
@@ -136,8 +162,6 @@ def _restrict(data: MultiTaskData, tasks: Sequence[Task]) -> MultiTaskData:
 def prepare_from_config(cfg: RunConfig) -> PreparedData:
     """Load the config's data source (built-in dataset or file), add the configured
     auxiliary targets (computed once from the raw inputs), and prepare it."""
-    from mtlkit.data._table import from_dataframe, read_table
-
     d = cfg.data
     fr = (d.split.train, d.split.val, d.split.test)
     gens = _auxiliary_generators(cfg)
@@ -151,6 +175,18 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
         except TypeError as exc:
             raise ValueError(f"data.options: {exc}") from None
         tasks = resolve_tasks(cfg.tasks, bundle.tasks)
+        if bundle.info.get("frame") is not None:  # a raw table (e.g. text columns): preprocessed as a file is
+            df = bundle.info["frame"]
+            aux_tasks, aux_targets = [], []
+            for g in table_gens:
+                a = g.generate(df)
+                df = a.inputs
+                aux_tasks.append(a.task)
+                aux_targets.append(dataclasses.replace(a, inputs=None))
+            return prepare_table(df, tasks, d.features or bundle.info.get("features"), fractions=fr,
+                                 stratify=d.split.stratify, seed=cfg.seed, options=table_options(cfg),
+                                 source=f"dataset {d.dataset!r}", aux_tasks=aux_tasks, aux_targets=aux_targets,
+                                 array_generators=array_gens, label=f"dataset:{d.dataset}")
         data, test, feats = bundle.data, bundle.test, bundle.feature_names
         if table_gens:
             if not feats:
@@ -160,10 +196,28 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
             if test is not None:
                 test, _, _ = _table_aux(test, bundle.feature_names or [], table_gens)
             tasks += extra
-        data, test, extra = _array_aux(data, test, array_gens)
-        return prepare(data, tasks + extra, test=test, fractions=fr, stratify=d.split.stratify,
-                       seed=cfg.seed, standardize=d.standardize, default_trunk=bundle.default_trunk,
-                       features=feats, source=f"dataset:{d.dataset}")
+        data, test, extra = _array_aux(data, test, array_gens)  # from the raw input, before it is divided
+        if d.inputs:
+            names = feats or list(bundle.info.get("channels") or []) or None
+            data = with_named_inputs(data, d.inputs, names)
+            test = with_named_inputs(test, d.inputs, names) if test is not None else None
+        return _with_dataset_info(prepare(
+            data, tasks + extra, test=test, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
+            standardize=d.standardize, default_trunk={} if d.inputs else bundle.default_trunk, features=feats,
+            source=f"dataset:{d.dataset}", funnel_violations=d.funnel_violations), bundle.info)
+    assert d.path is not None
+    if d.inputs:
+        raise ValueError("data.inputs (several named inputs) is for built-in datasets (data.dataset); for a file, "
+                         "build the dict of inputs in Python and pass MultiTaskData({name: tensor}, ...).")
+    return _prepare_file(cfg, fr, table_gens, array_gens)
+
+
+def _prepare_file(cfg: RunConfig, fr: tuple[float, float, float], table_gens: list[Any], array_gens: list[Any]
+                  ) -> PreparedData:
+    """:func:`prepare_from_config` for a file (``data.path``)."""
+    from mtlkit.data._table import from_dataframe, read_table
+
+    d = cfg.data
     assert d.path is not None
     tasks = resolve_tasks(cfg.tasks, None)
     df = read_table(d.path)
@@ -177,7 +231,8 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
     if d.image_column is None:  # a table as it is: types, encoders, imputation, fitted on the training split
         return prepare_table(df, tasks, d.features, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
                              options=table_options(cfg), source=repr(d.path), aux_tasks=aux_tasks,
-                             aux_targets=aux_targets, array_generators=array_gens, label=f"file:{d.path}")
+                             aux_targets=aux_targets, array_generators=array_gens, label=f"file:{d.path}",
+                             funnel_violations=d.funnel_violations)
     feature_list = list(d.features) if d.features is not None else None
     data, feats = from_dataframe(df, tasks, feature_list, image_column=d.image_column, image_root=d.image_root,
                                  image_size=cast(tuple[int, int], tuple(d.image_size)) if d.image_size else None,
@@ -189,21 +244,30 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
     data, _, extra = _array_aux(data, None, array_gens)
     return prepare(data, tasks + aux_tasks + extra, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
                    standardize=d.standardize, features=None if d.image_column else feats,
-                   image_column=d.image_column, source=f"file:{d.path}")
+                   image_column=d.image_column, source=f"file:{d.path}", funnel_violations=d.funnel_violations)
+
+
+def _with_dataset_info(prepared: PreparedData, info: Mapping[str, Any] | None) -> PreparedData:
+    """Keep what the ranking metrics read from a dataset's ``info``: its user column and the
+    statement of its candidate sets (:mod:`mtlkit.evaluation.ranking_run`)."""
+    info = info or {}
+    prepared.extra_meta["dataset_info"] = {k: info[k] for k in ("user_column", "candidates") if k in info}
+    return prepared
 
 
 def table_options(cfg: RunConfig) -> TableOptions:
     """The config's ``data.categorical`` and ``data.standardize`` as :class:`TableOptions`."""
     c = cfg.data.categorical
     return TableOptions(onehot_max=c.onehot_max, min_count=c.min_count, embedding_dim=c.embedding_dim,
-                        max_categories=c.max_categories, standardize=cfg.data.standardize)
+                        max_categories=c.max_categories, standardize=cfg.data.standardize, text=cfg.data.text)
 
 
 def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[str] | Mapping[str, Any] | None = None,
                   *, fractions: Sequence[float] = (0.6, 0.25, 0.15), stratify: str | None = None, seed: int = 0,
                   options: TableOptions | None = None, source: str = "the table",
                   aux_tasks: Sequence[Task] = (), aux_targets: Sequence[Any] = (),
-                  array_generators: Sequence[Any] = (), label: str | None = None) -> PreparedData:
+                  array_generators: Sequence[Any] = (), label: str | None = None,
+                  funnel_violations: str = "error") -> PreparedData:
     """A table as it is -> split, preprocessed data (see :mod:`mtlkit.data.tabular`).
 
     Column types are declared (``features`` as a mapping) or inferred; class labels get
@@ -223,11 +287,12 @@ def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[st
     types = resolve_types(df, features, label_cols, source=source)
     tasks = fit_labels(df, tasks, source=source)
     targets, masks = labels_from_frame(df, tasks, source=source)
+    masks = funnel_masks(tasks, targets, masks, violations=funnel_violations)  # 'given': refuse or mask
     n = len(df)
     rows = MultiTaskData(torch.arange(n, dtype=torch.float32)[:, None], targets, masks, tasks, source=source)
     strat = stratify if stratify in names else None
     parts = split(rows, fractions, seed=seed, stratify=strat)
-    idx = [p.x[:, 0].long().numpy() for p in parts]
+    idx = [cast(torch.Tensor, p.x)[:, 0].long().numpy() for p in parts]
     _check_training_classes(tasks, targets, masks, idx[0], source)
     pre = TablePreprocessor(types, options).fit(df.iloc[idx[0]], source=f"the training split of {source}")
     x = torch.as_tensor(pre.transform(df, source=source))
@@ -237,13 +302,17 @@ def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[st
         from mtlkit.auxiliary import with_auxiliary
 
         data = with_auxiliary(data, list(aux_targets))
+    for g in array_generators:  # generators that read the encoded table's layout (token slots)
+        if hasattr(g, "bind_table"):
+            g.bind_table(pre)
     data, _, extra = _array_aux(data, None, array_generators)
     every = list(tasks) + list(aux_tasks) + list(extra)
     train, val, test = (data.subset(i) for i in idx)
     for part in (train, val, test):
         part.tasks = every
     shape = (int(x.shape[1]),)
-    return PreparedData(train, val, test, every, shape, default_trunk_for(shape), pre.to_dict(), pre.features,
+    trunk = {"name": "transformer"} if pre.text else default_trunk_for(shape)  # text columns need a text trunk
+    return PreparedData(train, val, test, every, shape, trunk, pre.to_dict(), pre.features,
                         None, label or source, table=TableData(df, idx[0], idx[1], idx[2], pre))
 
 
@@ -280,10 +349,13 @@ def _array_aux(data: MultiTaskData, test: MultiTaskData | None, gens: Sequence[A
         return data, test, []
     from mtlkit.auxiliary import with_auxiliary
 
+    if isinstance(data.x, dict):
+        raise ValueError(f"auxiliary: the generators read one input tensor; the data has named inputs {list(data.x)}. "
+                         f"Divide one input with data.inputs instead (targets are computed before it is divided).")
     aux = [g.generate(data.x) for g in gens]
     data = with_auxiliary(data, aux)
     if test is not None:
-        test = with_auxiliary(test, [_generate_like(g, test.x) for g in gens])
+        test = with_auxiliary(test, [_generate_like(g, cast(torch.Tensor, test.x)) for g in gens])
     return data, test, [a.task for a in aux]
 
 
@@ -307,7 +379,7 @@ def _table_aux(data: MultiTaskData, feats: Sequence[str], gens: Sequence[Any]
     """Privileged/quantisation columns of a tensor table: become targets, leave the inputs."""
     from mtlkit.auxiliary import with_auxiliary
 
-    df = pd.DataFrame(data.x.numpy(), columns=list(feats))
+    df = pd.DataFrame(cast(torch.Tensor, data.x).numpy(), columns=list(feats))
     targets, tasks = [], []
     for g in gens:
         a = g.generate(df)
@@ -316,3 +388,89 @@ def _table_aux(data: MultiTaskData, feats: Sequence[str], gens: Sequence[Any]
         targets.append(dataclasses.replace(a, inputs=None))
     base = MultiTaskData(torch.as_tensor(df.to_numpy(dtype=np.float32)), data.targets, data.masks, data.tasks)
     return with_auxiliary(base, targets), tasks, list(df.columns)
+
+
+# ---------------------------------------------------------------------------- several inputs
+DERIVED = ("pooled", "stats")
+
+
+def with_named_inputs(data: MultiTaskData, spec: Mapping[str, Any], names: Sequence[str] | None = None
+                      ) -> MultiTaskData:
+    """``data`` with its one input divided into named inputs by :func:`named_inputs`."""
+    if _batch.is_multi(data.x):
+        raise ValueError("data.inputs: the dataset has named inputs already; leave data.inputs out.")
+    out = data.subset(np.arange(len(data)))
+    out.x = named_inputs(data.x, spec, names)  # type: ignore[arg-type]
+    return out
+
+
+def named_inputs(x: torch.Tensor, spec: Mapping[str, Any], names: Sequence[str] | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Several named inputs from one (N, C, ...) tensor, as ``data.inputs`` says, per name:
+
+    * a list of indices or names of dimension 1 (a series' or an image's channels, a table's
+      columns; names are the dataset's feature or channel names): those, in that order;
+    * ``all``: the whole tensor;
+    * ``{derive: pooled, size: k}``: a small table derived from the whole tensor, each channel
+      average-pooled to k (series) or k×k (image) cells, flattened;
+    * ``{derive: stats}``: per channel the mean, standard deviation, minimum and maximum.
+
+    >>> x = torch.arange(24.0).reshape(2, 3, 4)
+    >>> parts = named_inputs(x, {"a": [0, 2], "b": {"derive": "stats"}})
+    >>> tuple(parts["a"].shape), tuple(parts["b"].shape)
+    ((2, 2, 4), (2, 12))
+    """
+    if x.dim() < 2:
+        raise ValueError(f"data.inputs divides the inputs along their second dimension; these have shape "
+                         f"{tuple(x.shape)}.")
+    if not isinstance(spec, Mapping) or not spec:
+        raise ValueError(f"data.inputs must map input names to channels/columns. Got {spec!r}.")
+    out: dict[str, torch.Tensor] = {}
+    for name, sel in spec.items():
+        where = f"data.inputs.{name}"
+        if sel == "all":
+            out[name] = x
+        elif isinstance(sel, Mapping):
+            out[name] = _derived(x, sel, where)
+        elif isinstance(sel, (list, tuple)) and sel:
+            out[name] = x[:, [_position(v, names, int(x.shape[1]), where) for v in sel]]
+        else:
+            raise ValueError(f"{where}: give a list of channel/column indices or names, 'all', or "
+                             f"{{derive: {' | '.join(DERIVED)}}}. Got {sel!r}.")
+    return out
+
+
+def _position(v: Any, names: Sequence[str] | None, width: int, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"{where}: {v!r} is neither an index nor a name.")
+    if isinstance(v, str):
+        if not names or v not in names:
+            raise ValueError(f"{where}: unknown channel/column {v!r}; the dataset's are {list(names or [])}"
+                             f"{'' if names else ' (none named: use indices)'}.")
+        return list(names).index(v)
+    if not 0 <= v < width:
+        raise ValueError(f"{where}: index {v} is out of range; the inputs have {width} channels/columns.")
+    return v
+
+
+def _derived(x: torch.Tensor, sel: Mapping[str, Any], where: str) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    kind = sel.get("derive")
+    extra = sorted(set(sel) - {"derive", "size"})
+    if kind not in DERIVED or extra:
+        raise ValueError(f"{where}: a derived input is {{derive: {' | '.join(DERIVED)}, size: k}}. Got {dict(sel)!r}.")
+    z = x.float()
+    if kind == "stats":
+        flat = z.reshape(z.shape[0], z.shape[1], -1)
+        std = flat.std(-1, unbiased=False)
+        return torch.cat([flat.mean(-1), std, flat.amin(-1), flat.amax(-1)], dim=1)
+    size = sel.get("size", 2)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{where}.size must be a positive integer. Got {size!r}.")
+    if z.dim() == 3:
+        return F.adaptive_avg_pool1d(z, size).reshape(z.shape[0], -1)
+    if z.dim() == 4:
+        return F.adaptive_avg_pool2d(z, size).reshape(z.shape[0], -1)
+    raise ValueError(f"{where}: 'pooled' needs series (N, C, T) or images (N, C, H, W); the inputs have shape "
+                     f"{tuple(x.shape)}.")

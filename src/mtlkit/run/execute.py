@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mtlkit._text import plural
 from mtlkit.config import RunConfig, code_references
 from mtlkit.evaluation.baselines import Baselines, train_baselines
 from mtlkit.evaluation.delta_m import (
@@ -304,6 +305,11 @@ def _train_and_record(job: _Job, model: nn.Module, resumed: list[dict[str, Any]]
         _add_baselines(summary, stl, job.tasks, final.test)
     if "gbdt" in kinds and job.tasks:
         _add_gbdt(summary, job, final.test)
+    from mtlkit.evaluation.ranking_run import run_ranking  # per-user ranking metrics (recommenders)
+
+    rk = run_ranking(job.cfg, job.prepared, final.model, stl.models if stl is not None else {})
+    if rk is not None:
+        summary.extra["ranking"] = rk
     summary.warnings = warned.entries()  # what the console showed, kept with the run
     record = summary.to_dict()
     if job.folder is not None and main:
@@ -370,8 +376,8 @@ def _train_multi_task(job: _Job, model: nn.Module) -> tuple[Trained, dict[str, A
     cfg, tasks = job.cfg, job.tasks
     two_phase = bool(getattr(model, "retrain", False)) and callable(getattr(model, "retrain_model", None))
     phase = ", phase 1 of 2: the policy search" if getattr(model, "retrain", False) else ""
-    job.say(f"Training the multi-task model ({len(tasks)} tasks, {count_parameters(model):,} "
-            f"parameters{phase}) ...")
+    job.say(f"Training the multi-task model ({plural(len(tasks), 'task')}, "
+            f"{plural(count_parameters(model), 'parameter')}{phase}) ...")
     first = train_into(cfg, model, tasks, job.prepared, folder=job.folder, checkpoint_dir=job.checkpoints("mtl"),
                        progress=job.progress, components=job.built.components(), trainer_cls=job.trainer_cls,
                        resume=job.resume, save="never" if two_phase else "always", label="multi-task model",
@@ -400,8 +406,9 @@ def _retrain_phase(job: _Job, search: Trained) -> tuple[Trained, dict[str, Any]]
             job.folder.search.save_model(search.model, meta)
     policy = contract.fix_policy(generator=torch.Generator().manual_seed(cfg.seed))
     blocks = learned.get("policy_blocks")
-    job.say(f"Search phase done (test {_short_metrics(tasks, search.test)}). Fixed policy "
-            f"(1 = select, 0 = skip{f'; blocks {blocks}' if blocks else ''}): {policy}.")
+    describe = getattr(search.model, "describe_policy", None)  # the architecture's own words (a tree, a policy)
+    fixed = describe(policy) if callable(describe) else f"Fixed policy{f' (blocks {blocks})' if blocks else ''}: {policy}"
+    job.say(f"Search phase done (test {_short_metrics(tasks, search.test)}). {fixed}.")
     seed_everything(cfg.seed)
     final = contract.retrain_model(policy)
     job.say(f"Retraining a fresh multi-task model with the fixed policy ({count_parameters(final):,} "
@@ -439,6 +446,8 @@ def _summarise(job: _Job, final: Trained, search_phase: dict[str, Any] | None) -
     mtl = ModelResult(test=final.test, val=val, params=count_parameters(model),
                       inference_ms=inference_ms(model, prepared.test.x), fit_time_s=round(final.fit_time_s, 3),
                       best_epoch=trainer.history.best_epoch, epochs_run=len(trainer.history.records))
+    # which epoch's weights are kept, and by which validation score (mtlkit.report kept_weights)
+    mtl.extra["selection"] = {"monitor": job.cfg.training.monitor or None, "validated": bool(len(prepared.val))}
     env = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            "processes": world_size(), "device": str(trainer.device)}
     if world_size() > 1:  # batch norm over the global batch, or per rank (docs/scaling.md)

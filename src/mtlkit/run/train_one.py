@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtlkit import _batch
 from mtlkit.config import RunConfig
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.run.build import make_trainer
@@ -84,7 +85,7 @@ def model_meta(model: nn.Module, prepared: PreparedData, tasks: Sequence[Task] |
     return {
         "architecture": getattr(model, "config", None),
         "tasks": [t.to_dict() for t in (prepared.tasks if tasks is None else tasks)],
-        "input_shape": list(prepared.input_shape),
+        "input_shape": _batch.shape_json(prepared.input_shape),  # {name: shape} for several inputs
         "preprocessing": prepared.preprocessing,
         "features": prepared.features,
         "image_column": prepared.image_column,
@@ -106,19 +107,18 @@ INFERENCE_TIMING = ("median of {repeats} passes over {n} test samples (tiled whe
                     "after {warmup} warm-up passes, in batches of {batch_size}, {threads} torch thread(s), CPU")
 
 
-def inference_ms(model: nn.Module, x: torch.Tensor, *, repeats: int = 7, n: int = 1000, batch_size: int = 256,
+def inference_ms(model: nn.Module, x: _batch.Inputs, *, repeats: int = 7, n: int = 1000, batch_size: int = 256,
                  warmup: int = 2) -> float:
     """Milliseconds to predict 1,000 samples, measured: the test inputs tiled to ``n`` (at least
     1,000) samples, ``warmup`` untimed passes, then the median wall time of ``repeats`` passes in
     batches of ``batch_size``, in eval mode, with the process's torch threads
     (:data:`INFERENCE_TIMING`). Every model of a run is timed the same way, so the multi-task
     and single-task figures compare; NaN without test inputs."""
-    if x.shape[0] == 0:
+    if _batch.rows(x) == 0:  # x: a tensor or {name: tensor}
         return float("nan")
     n = max(int(n), 1000)
-    tiles = -(-n // x.shape[0])
-    sample = (x.repeat(tiles, *([1] * (x.dim() - 1))) if tiles > 1 else x)[:n]
-    batches = list(sample.split(batch_size))
+    sample = _batch.tile(x, n)
+    batches = [_batch.take(sample, slice(s, s + batch_size)) for s in range(0, n, batch_size)]
     times = []
     was = model.training
     model.eval()

@@ -60,6 +60,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from mtlkit import _batch
 from mtlkit.training.checkpoint import (
     CheckpointError,
     CheckpointManager,
@@ -664,8 +665,8 @@ class ProcessGroupComm(Comm):
             yield from batches
             return
         for x, ys, ms in batches:
-            lo, hi = _shard(x.shape[0], self.rank, self.size)
-            yield x[lo:hi], {k: v[lo:hi] for k, v in ys.items()}, {k: m[lo:hi] for k, m in ms.items()}
+            lo, hi = _shard(_batch.rows(x), self.rank, self.size)  # x: a tensor or {name: tensor}
+            yield _batch.take(x, slice(lo, hi)), {k: v[lo:hi] for k, v in ys.items()}, {k: m[lo:hi] for k, m in ms.items()}
         average_buffers(trainer.model, self.c)
 
     def agree(self, score: float) -> float:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mtlkit import _batch
 from mtlkit.aggregation._base import Aggregator
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.jacobian import jacobian
@@ -210,8 +211,8 @@ class Trainer:
         self.weighting.to(self.device)  # after setup: per-task tensors are created there
         for obj in (self.sampler, self.schedule):
             fn = getattr(obj, "setup", None)
-            if callable(fn):
-                fn(self.tasks)
+            if callable(fn):  # a method that declares needs_task_sizes gets the labelled counts
+                fn(self.tasks, **({"task_sizes": sizes} if getattr(obj, "needs_task_sizes", False) else {}))
         params = list(self.model.parameters()) + self.weighting_parameters()
         if not any(p.requires_grad for p in params):
             raise ValueError(f"The model {type(self.model).__name__} has no trainable parameters.")
@@ -329,16 +330,16 @@ class Trainer:
 
 
 @torch.no_grad()
-def predict_raw(model: nn.Module, data: MultiTaskData | Tensor, *, batch_size: int = 1024,
+def predict_raw(model: nn.Module, data: MultiTaskData | _batch.Inputs, *, batch_size: int = 1024,
                 device: str | torch.device = "cpu") -> dict[str, Tensor]:
     """Raw outputs per task of ``model`` on all samples of ``data``, in eval mode."""
     was = model.training
     model.eval()
-    x_all = data.x if isinstance(data, MultiTaskData) else torch.as_tensor(data)
+    x_all = data.x if isinstance(data, MultiTaskData) else _batch.as_inputs(data)  # a tensor or {name: tensor}
     chunks: dict[str, list[Tensor]] = {}
     try:
-        for s in range(0, x_all.shape[0], batch_size):
-            out = model(x_all[s:s + batch_size].to(device))
+        for s in range(0, _batch.rows(x_all), batch_size):
+            out = model(_batch.to_device(_batch.take(x_all, slice(s, s + batch_size)), device))
             for k, v in out.items():
                 chunks.setdefault(k, []).append(v.detach().cpu())
     finally:

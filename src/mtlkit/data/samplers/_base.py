@@ -29,13 +29,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mtlkit._batch import Inputs
 from mtlkit._checks import check_bool, check_choice, check_int
 from mtlkit._params import HasParams
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data.multi import labelled_rows, restrict_to_task
 from mtlkit.tasks import Task
 
-Batch = tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]
+Batch = tuple[Inputs, dict[str, Tensor], dict[str, Tensor]]  # inputs: a tensor or {name: tensor}
 BUDGETS = ("sum", "largest")
 
 
