@@ -19,6 +19,7 @@ def export(
     primary_only: bool = typer.Option(False, "--primary-only", help="Drop auxiliary heads and decoders."),
 ) -> None:
     """Export the trained model (optionally the primary tasks alone) for serving."""
+    from mtlkit._text import plural
     from mtlkit.export import export_model
     from mtlkit.export import primary_only as make_primary
     from mtlkit.inference import load_run
@@ -31,11 +32,11 @@ def export(
 
         path = export_table(run, out, fmt=fmt, primary=primary_only)
         shipped = [t.name for t in run.tasks if t.role == "primary" or not primary_only]
-        echo(f"Exported {len(shipped)} task(s) ({', '.join(shipped)}) taking raw rows "
-             f"({len(run.preprocessor.features)} feature columns) as {fmt} to {path}")
+        echo(f"Exported {plural(len(shipped), 'task')} ({', '.join(shipped)}) taking raw rows "
+             f"({plural(len(run.preprocessor.features), 'feature column')}) as {fmt} to {path}")
         return
     if primary_only:
         model, tasks = make_primary(model, tasks, run.meta["input_shape"])
     path = export_model(model, tasks, run.meta["input_shape"], out, fmt=fmt, meta=run.meta)
     n = sum(p.numel() for p in model.parameters())
-    echo(f"Exported {len(tasks)} task(s) ({', '.join(t.name for t in tasks)}), {n:,} parameters, as {fmt} to {path}")
+    echo(f"Exported {plural(len(tasks), 'task')} ({', '.join(t.name for t in tasks)}), {n:,} parameters, as {fmt} to {path}")

@@ -163,7 +163,7 @@ def run_seeds(cfg: RunConfig, seeds: Sequence[int], *, out_dir: str | Path,
     config; default :func:`~mtlkit.run.prepare_from_config` of the seed's config (the seed
     draws the split too). Single-task references come from the cache in ``cache_dir``
     (default ``out_dir/../.references``) when an identical one was trained before."""
-    from mtlkit.run.execute import baseline_kinds, run
+    from mtlkit.run.execute import baseline_kinds
 
     seeds = check_seeds(seeds)
     say = log or (lambda s: None)
@@ -185,8 +185,8 @@ def run_seeds(cfg: RunConfig, seeds: Sequence[int], *, out_dir: str | Path,
             kinds = sorted(baseline_kinds(cfg) - {"neural"})
             cfg_s.baselines = cast(Any, kinds) if kinds else False
             say(f"Reusing the single-task references of seed {seed} from the cache ({cache.path(key or '')}).")
-        res = run(cfg_s, prepared, out_dir=parent / f"seed-{seed}", progress=progress, log=log,
-                  overwrite=overwrite, report=False)
+        res = _run_seed(cfg_s, prepared, parent / f"seed-{seed}", hit, progress=progress, log=log,
+                        overwrite=overwrite)
         if hit is not None:
             _patch_references(res, hit)
         elif key is not None and res.summary.get("baselines"):
@@ -225,22 +225,44 @@ def _prepare(cfg: RunConfig) -> PreparedData:
     return prepare_from_config(cfg)
 
 
-def _patch_references(res: Any, hit: dict[str, Any]) -> None:
-    """Put the cached single-task results into the seed's summary (and Δm against them)."""
+def _run_seed(cfg: RunConfig, prepared: PreparedData, out: Path, hit: dict[str, Any] | None, *,
+              progress: bool, log: Log | None, overwrite: bool) -> Any:
+    """One seed's run; with cached references (``hit``), its trackers log the summary
+    completed with them (Δm included), as :func:`_patch_references` writes it afterwards."""
+    from mtlkit.run.execute import run
+
+    if hit is None:
+        return run(cfg, prepared, out_dir=out, progress=progress, log=log, overwrite=overwrite, report=False)
+    from mtlkit.tracking import amend_summary
+
+    with amend_summary(lambda summary: with_references(summary, hit, prepared.tasks)):
+        return run(cfg, prepared, out_dir=out, progress=progress, log=log, overwrite=overwrite, report=False)
+
+
+def with_references(summary: dict[str, Any], hit: dict[str, Any], tasks: Sequence[Any]) -> dict[str, Any]:
+    """``summary`` (a ``summary.json`` dict) completed with the cached single-task results of
+    ``hit`` (a :class:`ReferenceCache` entry): the baselines, Δm and Δm_t against them, their
+    totals, and the cache key."""
     from mtlkit.run.execute import set_delta_m
-    from mtlkit.run.folder import RunFolder
     from mtlkit.run.summary import ModelResult, Summary
 
-    summary = Summary.from_dict(res.summary)
-    summary.absent = None
+    typed = Summary.from_dict(summary)
+    typed.absent = None
     baselines = {k: ModelResult.from_dict(v) for k, v in hit["baselines"].items() if isinstance(v, dict)}
-    summary.baselines = baselines
-    mtl_test = (summary.mtl.test if summary.mtl is not None else None) or {}
-    set_delta_m(summary, mtl_test, {k: v.test or {} for k, v in baselines.items()}, res.tasks)
-    summary.stl_params_total = sum(v.params or 0 for v in baselines.values())
-    summary.stl_inference_ms_total = sum(v.inference_ms or 0.0 for v in baselines.values())
-    summary.extra["references_from_cache"] = hit.get("key")
-    res.summary = summary.to_dict()
+    typed.baselines = baselines
+    mtl_test = (typed.mtl.test if typed.mtl is not None else None) or {}
+    set_delta_m(typed, mtl_test, {k: v.test or {} for k, v in baselines.items()}, list(tasks))
+    typed.stl_params_total = sum(v.params or 0 for v in baselines.values())
+    typed.stl_inference_ms_total = sum(v.inference_ms or 0.0 for v in baselines.values())
+    typed.extra["references_from_cache"] = hit.get("key")
+    return typed.to_dict()
+
+
+def _patch_references(res: Any, hit: dict[str, Any]) -> None:
+    """Put the cached single-task results into the seed's summary (and Δm against them)."""
+    from mtlkit.run.folder import RunFolder
+
+    res.summary = with_references(res.summary, hit, res.tasks)
     if res.run_dir is not None:
         RunFolder(res.run_dir).write_summary(res.summary)
 
@@ -287,6 +309,10 @@ def aggregate_seeds(summaries: Sequence[dict[str, Any]], seeds: Sequence[int], *
         "delta_m_metrics": first.get("delta_m_metrics"),
         "delta_m": dm, "delta_m_per_task": dm_t, "metrics": metrics, "verdicts": verdicts,
         "negative_transfer": [n for n, v in verdicts.items() if v["verdict"] == HURTS],
+        # which epoch's weights each seed kept (its best validation epoch), and by which score
+        "best_epoch": [(s.get("mtl") or {}).get("best_epoch") for s in summaries],
+        "epochs_run": [(s.get("mtl") or {}).get("epochs_run") for s in summaries],
+        "selection": (first.get("mtl") or {}).get("selection"),
         "test": "paired t-test across seeds (scipy.stats.ttest_rel), Wilcoxon signed-rank from 6 seeds",
     }
 
