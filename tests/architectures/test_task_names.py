@@ -39,6 +39,10 @@ def make(arch: str, names: list[str], family: str = "mlp", seed: int = 0):
     spec, shape = TRUNKS[family]
     shape = (2, *shape) if arch == "siamese" else shape
     shape = {"left": shape, "right": shape} if arch == "multimodal" else shape  # several named inputs
+    if arch == "caml":  # reads ID fields: user, item and the user's history (a bag of items)
+        fields = [{"name": "user", "vocab": 6, "dim": 4}, {"name": "item", "vocab": 9, "dim": 4},
+                  {"name": "history", "share": "item", "dim": 4, "length": 3}]
+        spec, shape = {**spec, "input": {"dense": 1, "fields": fields}}, (1 + 1 + 1 + 3,)
     torch.manual_seed(seed)
     tasks = tasks_for(arch, names)
     cfg = {"name": arch, "trunk": spec, **EXTRA.get(arch, {})}
@@ -51,6 +55,8 @@ def run(model, shape, n: int = 6, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     x = ({k: torch.randn(n, *s, generator=g) for k, s in shape.items()} if isinstance(shape, dict)
          else torch.randn(n, *shape, generator=g))
+    if type(model).__name__ == "CAML":  # ID columns after the dense one: integer IDs in every vocabulary
+        x[:, 1:] = torch.randint(1, 6, (n, x.shape[1] - 1), generator=g).float()
     return x, model(x)
 
 
