@@ -11,21 +11,27 @@ from _aux_helpers import HAS_DENSE
 from mtlkit._registry import AUXILIARY
 from mtlkit.auxiliary import AuxiliaryGenerator, AuxTarget, Std, build_generators, with_auxiliary
 
-EXPECTED = ["abs_changes", "autoregressive", "edges", "fourier", "hint", "hog", "kurtosis", "next_window",
-            "otsu", "privileged", "quantisation", "reconstruction", "sample_entropy", "skewness", "std"]
+EXPECTED = ["abs_changes", "autoregressive", "edges", "fourier", "hint", "hog", "kurtosis", "next_token",
+            "next_window", "otsu", "privileged", "quantisation", "reconstruction", "sample_entropy", "skewness",
+            "std", "text_counts"]
 DENSE = {"edges", "otsu", "reconstruction"}
 
 SERIES = np.random.default_rng(0).normal(size=(3, 2, 24))
 IMAGES = np.random.default_rng(1).random((3, 1, 16, 16))
 TABLE = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, np.nan, 1.5]})
 REQUIRED = {"privileged": {"columns": ["b"]}, "quantisation": {"column": "b"},
-            "hint": {"fn": np.abs}, "fourier": {"k": 3}}  # a "module:function" string needs allow_code
+            "hint": {"fn": np.abs}, "fourier": {"k": 3},  # a "module:function" string needs allow_code
+            "text_counts": {"column": "t"}}
+#: inputs of the text generators (token IDs; a table with a text column)
+INPUTS = {"next_token": np.array([[2, 5, 6, 0], [2, 7, 0, 0], [2, 4, 4, 9]]),
+          "text_counts": pd.DataFrame({"t": ["Hi @a!", None, "#b c"]})}
 
 
 def example(name: str):
     cls = AUXILIARY.get(name)
     gen = cls(**REQUIRED.get(name, {}))
-    x = {"series": SERIES, "image": IMAGES, "table": TABLE}.get(cls.input_kind, SERIES)
+    x = INPUTS[name] if name in INPUTS else {"series": SERIES, "image": IMAGES, "table": TABLE}.get(cls.input_kind,
+                                                                                                   SERIES)
     return gen, x
 
 

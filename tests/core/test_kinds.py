@@ -120,7 +120,7 @@ def test_the_built_in_kinds_are_registered_under_their_file_stems():
     for name in BUILT_IN:
         assert type(get_kind(name)).__module__ == f"mtlkit.kinds.{name}"
     assert tuple(kind_names()) == tasks.KINDS
-    assert tasks_dense.DENSE_KINDS == ("dense_regression", "segmentation", "sequence_labelling")
+    assert tasks_dense.DENSE_KINDS == ("dense_regression", "next_token", "segmentation", "sequence_labelling")
     assert {n for n in kind_names() if get_kind(n).class_per_sample} >= {"binary", "multiclass"}
     assert [n for n in BUILT_IN if get_kind(n).pairwise] == ["contrastive"]
 

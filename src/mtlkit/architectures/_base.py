@@ -43,6 +43,10 @@ def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Se
     of a pair, which only the ``siamese`` architecture computes."""
     if task.task_kind.pairwise:
         raise contrastive_needs_pairs(task.name)
+    if getattr(task.task_kind, "per_token", False):  # reads the per-token states of a text trunk
+        from mtlkit.architectures.text import TokenHead
+
+        return nn.Sequential(TokenHead(in_features, task, hidden))
     layers: list[nn.Module] = []
     prev = in_features
     for h in hidden:

@@ -94,12 +94,25 @@ def lenet(in_channels: int = 1, image_size: Sequence[int] = (28, 28), *, channel
 
 
 TRUNKS: dict[str, Callable[..., Trunk]] = {"mlp": mlp, "cnn1d": cnn1d, "lenet": lenet}
+from mtlkit.architectures.text import TEXT_TRUNK_BUILDERS  # noqa: E402  text trunks: token-ID slots of a table
+
+TRUNKS.update(cast(dict[str, Callable[..., Trunk]], TEXT_TRUNK_BUILDERS))
 
 
 def build_trunk(spec: dict[str, Any], input_shape: Sequence[int]) -> Trunk:
     """Build a stock trunk from ``{"name": ..., **params}``, filling the input size from the
     data's ``input_shape`` (per sample) when the spec does not give it."""
+    if isinstance(input_shape, dict):  # several named inputs: one trunk reads one tensor
+        raise ValueError(f"The data has several named inputs {list(input_shape)}; a single trunk reads one tensor. "
+                         f"Use model.architecture: {{name: multimodal}} (one encoder per input).")
     spec = dict(spec)
+    from mtlkit.architectures.text import TEXT_TRUNKS, build_text_trunk
+
+    if spec.get("name") in TEXT_TRUNKS:
+        return cast(Trunk, build_text_trunk(spec, input_shape))
+    if (spec.get("input") or {}).get("text"):
+        raise ValueError(f"The table has text column(s) {[c['column'] for c in spec['input']['text']]}: use a text "
+                         f"trunk ({', '.join(TEXT_TRUNKS)}) instead of {spec.get('name')!r}.")
     if spec.get("input") is not None and "fields" in spec["input"]:  # ID fields (recommenders)
         from mtlkit.architectures._embeddings import with_fields
 

@@ -13,6 +13,10 @@ A table is read as it is. Each feature column gets a type, inferred or declared
                 embedding (:class:`~mtlkit.data.embedding.TabularInput`, part of the model);
                 index 0 is the "unknown" bucket (categories never seen in training, or seen
                 fewer than ``min_count`` times for an embedding), 1 is "missing"
+``text``        tokenised (a tokenizer fitted on the training split, see :mod:`mtlkit.data.text`)
+                into ``max_length`` columns of token IDs read by a text trunk
+                (:mod:`mtlkit.architectures.text`); only when declared: a column of long, distinct,
+                multi-word strings is never read as text silently (a warning suggests declaring it)
 ``id``          not a feature: carried through to the predictions
 ==============  =============================================================================
 
@@ -49,7 +53,7 @@ from mtlkit.tasks import Task
 __all__ = ["COLUMN_TYPES", "TableOptions", "TablePreprocessor", "category_keys", "check_frame", "fit_labels",
            "infer_types", "labels_from_frame", "onnx_feed", "resolve_types", "short"]
 
-COLUMN_TYPES = ("numeric", "categorical", "boolean", "datetime", "id")
+COLUMN_TYPES = ("numeric", "categorical", "boolean", "datetime", "text", "id")
 DATETIME_PARTS = ("year", "month", "day", "weekday", "hour", "days")
 UNKNOWN, MISSING = 0, 1  # the two reserved indices of every categorical column
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
@@ -84,6 +88,8 @@ class TableOptions:
         max_categories: a categorical column with more distinct values is refused (hash it or
             use an ID embedding model instead).
         standardize: standardise numeric columns on the training split.
+        text: how ``text`` columns are tokenised (the mapping of
+            :meth:`mtlkit.data.text.TextOptions.from_mapping`; ``None``: the defaults).
     """
 
     onehot_max: int = 16
@@ -91,6 +97,7 @@ class TableOptions:
     embedding_dim: int | None = None
     max_categories: int = 1_000_000
     standardize: bool = True
+    text: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("onehot_max", 0), ("min_count", 1), ("max_categories", 1)):
@@ -177,11 +184,22 @@ def _infer_text(col: pd.Series, name: Any) -> str:
         if parsed.notna().all():
             return "datetime"
     if len(present) > 20 and len(distinct) == len(present):
+        if _looks_like_text(text):
+            warnings.warn(f"Feature column {short(name)} holds free text (long, distinct, several words per "
+                          f"value): it is read as an ID (not a feature). Declare it text "
+                          f"(data.features: {{{name}: text}}) to tokenise it for a text trunk.", stacklevel=3)
+            return "id"
         warnings.warn(f"Feature column {short(name)} has a distinct value in every row: it is read as an ID "
                       f"(carried to the predictions, not a feature). Declare its type in data.features to "
                       f"change that.", stacklevel=3)
         return "id"
     return "categorical"
+
+
+def _looks_like_text(values: pd.Series) -> bool:
+    """Long strings of several words: free text rather than categories or IDs."""
+    sample = values.iloc[:1000].astype(str)
+    return bool(sample.str.len().mean() >= 20 and (sample.str.count(" ") >= 2).mean() >= 0.5)
 
 
 def resolve_types(df: pd.DataFrame, features: Sequence[str] | Mapping[str, str] | None, exclude: Sequence[str],
@@ -320,6 +338,12 @@ class _Column:
     encoding: str | None = None  # categorical: onehot | embedding
     categories: list[str] = field(default_factory=list)
     dim: int | None = None
+    # text: the tokenizer's JSON, its vocabulary size and padding ID, the token slots
+    tokenizer: str | None = None
+    vocab: int | None = None
+    pad_id: int | None = None
+    max_length: int | None = None
+    truncation: str | None = None
 
     @property
     def width(self) -> int:
@@ -367,6 +391,9 @@ class TablePreprocessor:
             if kind == "categorical":
                 cols.append(self._fit_categorical(name, col, source))
                 continue
+            if kind == "text":
+                cols.append(self._fit_text(name, col, source))
+                continue
             v = _datetime_parts(col) if kind == "datetime" else _numbers(col, name, kind, source, strict=True)[:, None]
             if kind == "datetime":
                 keys = category_keys(col) if not pd.api.types.is_datetime64_any_dtype(col) else None
@@ -412,6 +439,31 @@ class TablePreprocessor:
         dim = opts.embedding_dim or min(32, max(2, round(1.6 * card ** 0.56)))
         return _Column(name, "categorical", encoding="embedding", categories=kept, dim=dim)
 
+    def _fit_text(self, name: Any, col: pd.Series, source: str) -> _Column:
+        from mtlkit.data.text import TextOptions, fit_tokenizer, pad_id_of, texts_of
+
+        opts = TextOptions.from_mapping(self.options.text)
+        texts, _ = texts_of(col, name, source)
+        tok = fit_tokenizer(texts, opts)
+        return _Column(name, "text", tokenizer=tok.to_str(), vocab=int(tok.get_vocab_size(with_added_tokens=True)),
+                       pad_id=pad_id_of(tok, f"The tokenizer of text column {short(name)}"),
+                       max_length=opts.max_length, truncation=opts.truncation)
+
+    def text_ids(self, c: _Column, col: pd.Series, source: str = "the input") -> np.ndarray:
+        """(N, max_length) int64 token IDs of a text column (padded with its padding ID)."""
+        from mtlkit.data.text import encode_texts, texts_of, tokenizer_from_json
+
+        texts, empty = texts_of(col, c.name, source)
+        if empty.any():
+            warnings.warn(f"Text column {short(c.name)}: {int(empty.sum()):,} missing or empty value(s) of {source} "
+                          f"(first at row {int(np.flatnonzero(empty)[0])}) are encoded as an empty text.",
+                          stacklevel=3)
+        cache = self.__dict__.setdefault("_tokenizers", {})
+        if c.name not in cache:
+            cache[c.name] = tokenizer_from_json(str(c.tokenizer))
+        return encode_texts(cache[c.name], texts, max_length=int(c.max_length or 1), pad_id=int(c.pad_id or 0),
+                            truncation=c.truncation or "warn", column=c.name, source=source)
+
     # ------------------------------------------------------------------ shapes
     @property
     def fitted(self) -> list[_Column]:
@@ -421,7 +473,7 @@ class TablePreprocessor:
 
     @property
     def numeric(self) -> list[_Column]:
-        return [c for c in self.fitted if c.type != "categorical"]
+        return [c for c in self.fitted if c.type not in ("categorical", "text")]
 
     @property
     def onehot(self) -> list[_Column]:
@@ -430,6 +482,10 @@ class TablePreprocessor:
     @property
     def embedded(self) -> list[_Column]:
         return [c for c in self.fitted if c.encoding == "embedding"]
+
+    @property
+    def text(self) -> list[_Column]:
+        return [c for c in self.fitted if c.type == "text"]
 
     @property
     def ids(self) -> list[Any]:
@@ -447,7 +503,7 @@ class TablePreprocessor:
 
     @property
     def width(self) -> int:
-        return self.dense_width + len(self.embedded)
+        return self.dense_width + len(self.embedded) + sum(int(c.max_length or 0) for c in self.text)
 
     @property
     def feature_names(self) -> list[str]:
@@ -459,15 +515,24 @@ class TablePreprocessor:
         for c in self.onehot:
             names += [f"{c.name}=<unknown>", f"{c.name}=<missing>"] + [f"{c.name}={v}" for v in c.categories]
         names += [f"{c.name}#index" for c in self.embedded]
+        for c in self.text:
+            names += [f"{c.name}#token{i}" for i in range(int(c.max_length or 0))]
         return names
 
     @property
     def input_spec(self) -> dict[str, Any] | None:
-        """The spec of the model's input module (``None``: no embedded column)."""
-        if not self.embedded:
+        """The spec of the model's input module (``None``: no embedded or text column). Text
+        columns add ``text``: one ``{column, vocab, max_length, pad_id}`` per column, their
+        token slots following the embedded indices in that order."""
+        if not self.embedded and not self.text:
             return None
-        return {"dense": self.dense_width, "cardinalities": [c.cardinality for c in self.embedded],
-                "dims": [int(c.dim or 1) for c in self.embedded], "columns": [str(c.name) for c in self.embedded]}
+        spec: dict[str, Any] = {
+            "dense": self.dense_width, "cardinalities": [c.cardinality for c in self.embedded],
+            "dims": [int(c.dim or 1) for c in self.embedded], "columns": [str(c.name) for c in self.embedded]}
+        if self.text:
+            spec["text"] = [{"column": str(c.name), "vocab": int(c.vocab or 0), "max_length": int(c.max_length or 0),
+                             "pad_id": int(c.pad_id or 0)} for c in self.text]
+        return spec
 
     # ------------------------------------------------------------------ transform
     def check_columns(self, df: pd.DataFrame, source: str = "the input") -> None:
@@ -496,6 +561,8 @@ class TablePreprocessor:
             blocks.append((idx[:, None] == np.arange(c.cardinality)[None, :]).astype(np.float64))
         for c in self.embedded:
             blocks.append(self.category_index(c, df[c.name], source)[:, None].astype(np.float64))
+        for c in self.text:
+            blocks.append(self.text_ids(c, df[c.name], source).astype(np.float64))
         if not blocks:
             return np.zeros((n, 0), dtype=np.float32)
         return np.concatenate(blocks, axis=1).astype(np.float32)
@@ -525,7 +592,8 @@ class TablePreprocessor:
     def gbdt_matrix(self, df: pd.DataFrame, *, source: str = "the input") -> tuple[np.ndarray, np.ndarray]:
         """``(X, categorical mask)`` for scikit-learn's HistGradientBoosting: numeric columns
         raw with NaN (native missing values), categorical columns as their category index
-        (unknown 0, missing -> NaN), the same fitted vocabularies as the neural model."""
+        (unknown 0, missing -> NaN), the same fitted vocabularies as the neural model. Text
+        columns are left out (token IDs are no features for trees)."""
         self.check_columns(df, source)
         blocks: list[np.ndarray] = []
         cat: list[bool] = []
@@ -540,6 +608,9 @@ class TablePreprocessor:
             idx[idx == MISSING] = np.nan
             blocks.append(idx[:, None])
             cat.append(c.cardinality <= 250)  # HistGradientBoosting's native categories (<= 255 bins)
+        if not blocks:
+            raise ValueError(f"{source} has no numeric or categorical feature for a gradient-boosted baseline "
+                             f"(text columns are left out of it).")
         return np.concatenate(blocks, axis=1), np.asarray(cat, dtype=bool)
 
     # ------------------------------------------------------------------ JSON
@@ -756,6 +827,9 @@ def onnx_feed(df: pd.DataFrame, pre: TablePreprocessor | Mapping[str, Any]) -> d
             feed[str(c.name)] = np.array(["" if k is None else k for k in keys], dtype=object)[:, None]
         elif c.type == "datetime":
             raise ValueError(f"Datetime column {short(c.name)} has no raw-row ONNX input (see mtlkit.export).")
+        elif c.type == "text":
+            raise ValueError(f"Text column {short(c.name)} has no raw-row ONNX input: export the model itself "
+                             f"(its input is the encoded matrix, token IDs included; see docs/text.md).")
         else:
             feed[str(c.name)] = pre.numeric_values(c, df[c.name], "the input")
     return feed
