@@ -2,6 +2,7 @@
 
     python benchmarks/classic.py            # full (see benchmarks/README.md for the wall time)
     python benchmarks/classic.py --quick    # smaller forests and adult subset, ~2 min
+    python benchmarks/classic.py --forest-only  # forest fit time vs scikit-learn, 1 job
 
 Compares, on each dataset, with one model for all tasks vs one model per task:
 
@@ -262,7 +263,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small forests, adult subset")
     parser.add_argument("--speed-only", action="store_true", help="only the fit-time tables of yeast")
+    parser.add_argument(
+        "--forest-only", action="store_true", help="only the forest fit-time table, 1 job (CPU)"
+    )
     args = parser.parse_args()
+    if args.forest_only:
+        with threadpool_limits(1):
+            forest_speed_table(load_yeast(), 20 if args.quick else 100, repeats=3)
+        return
     if args.speed_only:
         yeast = load_yeast()
         with threadpool_limits(1):

@@ -111,3 +111,82 @@ def test_sorted_once_for_the_forest_equals_sorting_each_tree():
     fresh = build_tree(X[keep], Y[keep], **kw, rng=np.random.RandomState(0))
     assert np.array_equal(shared.feature, fresh.feature)
     assert np.array_equal(shared.threshold, fresh.threshold)
+
+
+def _level(r, n=120, A=5):
+    """A random tree level: features with ties, a constant and a two-valued column, nodes
+    as contiguous segments of a shuffled sample list (one node constant in feature 0)."""
+    from mtlkit.classic._tree_builder import FeatureInfo
+
+    X = np.column_stack(
+        [np.round(r.normal(size=(n, 4)), 1), r.random(n) < 0.4, np.ones(n), r.normal(size=n)]
+    ).astype(np.float32)
+    members = r.permutation(n).astype(np.int32)
+    seg_len = np.array([30, 2, 40, 18, 30])[:A]
+    seg_start = np.cumsum(seg_len) - seg_len
+    X[members[seg_start[1] : seg_start[1] + seg_len[1]], 0] = 0.5  # constant in node 1
+    return X, FeatureInfo.build(X), members, seg_len, seg_start
+
+
+def test_lazy_feature_draw_equals_drawing_among_all_non_constant_features():
+    """Constancy is checked only for the features in priority order until enough are
+    found: the same features as ranking the priorities of all non-constant features."""
+    from mtlkit.classic._tree_builder import FEATURE_THRESHOLD, _draw_features
+
+    r = np.random.default_rng(7)
+    X, info, members, seg_len, seg_start = _level(r)
+    p = X.shape[1]
+    nodes = [members[s : s + k] for s, k in zip(seg_start, seg_len, strict=True)]
+    lo = np.array([X[m].min(axis=0) for m in nodes])
+    hi = np.array([X[m].max(axis=0) for m in nodes]).astype(np.float64)
+    nonconst = hi > lo + FEATURE_THRESHOLD
+    n_low = np.array([(X[m][:, info.bin_ids] == X[:, info.bin_ids].min(0)).sum(0) for m in nodes])
+    assert not nonconst[:, 5].any() and not nonconst[1, 0]
+    for k in range(1, p + 1):
+        got = _draw_features(
+            np.random.RandomState(k), k, seg_len, seg_start, members, info, n_low
+        )
+        prio = np.where(nonconst, np.random.RandomState(k).random_sample((len(nodes), p)), np.inf)
+        want = np.zeros_like(got)
+        np.put_along_axis(want, np.argpartition(prio, k - 1, axis=1)[:, :k], True, axis=1)
+        assert np.array_equal(got, want & nonconst), k
+
+
+def test_search_of_drawn_features_by_rank_equals_search_of_sorted_orders():
+    """Sorting only the drawn (feature, node) segments by their ranks gives the split that
+    the sorted orders of all features, stably partitioned per node, give."""
+    from mtlkit.classic._tree_builder import _Layout, _search
+
+    r = np.random.default_rng(8)
+    X, info, members, seg_len, seg_start = _level(r)
+    Y = np.column_stack([X[:, 0] + X[:, 6] > 0, X[:, 1] + r.normal(size=len(X))]).astype(float)
+    Y[r.random(Y.shape) < 0.1] = np.nan
+    layout = _Layout(Y, ["classification", "regression"], [2, 0], np.ones(len(X)), "gini")
+    layout.prepare_split(np.array([1.0, 0.5]))
+    pos_node = np.repeat(np.arange(len(seg_len)), seg_len)
+    S = layout.split_stats[:, members]
+    node_tot = np.add.reduceat(S, seg_start, axis=1)
+    segs = [members[pos_node == a] for a in range(len(seg_len))]
+    # per feature: each node's samples in the feature's order (ranks are distinct)
+    order = np.array(
+        [np.concatenate([m[np.argsort(info.rank[j, m])] for m in segs]) for j in range(5)]
+    )
+    assert len(info.cont_ids) == 5  # 4 rounded normals with ties and one normal
+    args = (seg_len, seg_start, pos_node, node_tot)
+    by_order = _search(layout, info.XTc, order, *args, None, 1)
+    everything = np.ones((len(seg_len), 5), dtype=bool)
+    by_rank = _search(layout, info.XTc, (info.rank, info.n_rank, members), *args, everything, 1)
+    for a, b in zip(by_order, by_rank, strict=True):
+        assert np.array_equal(a, b)
+    # a drawn subset: each node's split is its best among its drawn features
+    drawn = r.random(everything.shape) < 0.5
+    drawn[:, 4] = True
+    val, feat, _ = _search(layout, info.XTc, (info.rank, info.n_rank, members), *args, drawn, 1)
+    for j in range(5):
+        alone = np.zeros_like(drawn)
+        alone[:, j] = drawn[:, j]
+        v_j = _search(layout, info.XTc, (info.rank, info.n_rank, members), *args, alone, 1)[0]
+        # (float sums restart per segment by subtraction: equal up to rounding)
+        assert np.all((val >= v_j) | np.isclose(val, v_j, rtol=1e-12, atol=0))
+        assert np.all(~np.isclose(val, v_j, rtol=1e-12, atol=0) | (feat <= j) | ~drawn[:, j])
+    assert np.isfinite(val).sum() >= 3

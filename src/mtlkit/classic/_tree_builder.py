@@ -299,8 +299,13 @@ class FeatureInfo:
 
     Two-valued features (one-hot columns ...) are scored by per-node sums of the rows at
     their low value, without sorted orders (``bin_ids``, ``at_low``, ``bin_thr``); the other
-    varying features (``cont_ids``) are sorted once (``order``) and keep sorted orders;
-    constant features are never split.
+    varying features (``cont_ids``) are sorted once: ``rank[j, i]`` is the position of sample
+    ``i`` in the stable sort of feature ``cont_ids[j]`` (ties keep the sample order), below
+    ``n_rank``; ``order`` (the sorted sample ids) is derived from it when a tree searches all
+    features. ``max_run[j]``: the most samples whose sorted values are chained by gaps of at
+    most ``FEATURE_THRESHOLD``; a node with more samples is never constant in that feature
+    (its samples span two runs, separated by a larger gap). Constant features are never
+    split.
     """
 
     XT: np.ndarray
@@ -309,7 +314,10 @@ class FeatureInfo:
     bin_ids: np.ndarray
     at_low: np.ndarray
     bin_thr: np.ndarray
-    order: np.ndarray
+    rank: np.ndarray
+    n_rank: int
+    max_run: np.ndarray
+    _order: np.ndarray | None = None
 
     @classmethod
     def build(cls, X: np.ndarray) -> FeatureInfo:
@@ -324,20 +332,37 @@ class FeatureInfo:
         mid = lo[bin_ids] / 2.0 + hi[bin_ids] / 2.0  # as scikit-learn: midpoint in float64
         bin_thr = np.where(mid == hi[bin_ids], lo[bin_ids], mid).astype(np.float64)
         order = np.argsort(XTc, axis=1, kind="stable").astype(np.int32)
-        return cls(XT, XTc, cont_ids, bin_ids, at_low, bin_thr, order)
+        n = XT.shape[1]
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(n, dtype=np.int32)[None, :], axis=1)
+        xs = np.take_along_axis(XTc, order, axis=1)
+        # same comparison (float32 + threshold) as the constancy check of a node
+        tie = xs[:, 1:].astype(np.float64) <= xs[:, :-1] + FEATURE_THRESHOLD
+        max_run = np.ones(len(cont_ids), dtype=np.intp)
+        for j, row in enumerate(tie):
+            breaks = np.flatnonzero(np.r_[True, ~row, True])
+            max_run[j] = int(np.diff(breaks).max())
+        return cls(XT, XTc, cont_ids, bin_ids, at_low, bin_thr, rank, n, max_run, order)
+
+    @property
+    def order(self) -> np.ndarray:
+        """(n_cont, n) sample ids sorted by each varying non-binary feature (stable)."""
+        if self._order is None:
+            # ranks are distinct within a row, so any sort gives the stable order
+            self._order = np.argsort(self.rank, axis=1).astype(np.int32)
+        return self._order
 
     def subset(self, keep: np.ndarray) -> FeatureInfo:
-        """The same for the rows ``keep`` (bool mask): sorted orders filtered, not re-sorted.
+        """The same for the rows ``keep`` (bool mask): ranks taken, nothing re-sorted.
 
-        A two-valued feature stays at most two-valued on a subset; a feature with more values
-        may become two-valued there, and is still searched correctly by the sorted path.
+        The ranks of the kept rows keep their relative order (they are no longer
+        contiguous, ``n_rank`` stays). A two-valued feature stays at most two-valued on a
+        subset; a feature with more values may become two-valued there, and is still
+        searched correctly by the sorted path.
         """
         if keep.all():
             return self
         rows = np.flatnonzero(keep)
-        remap = (np.cumsum(keep) - 1).astype(np.int32)
-        kept = keep[self.order]
-        order = remap[self.order[kept].reshape(len(self.cont_ids), len(rows))]
         return FeatureInfo(
             np.ascontiguousarray(self.XT[:, rows]),
             np.ascontiguousarray(self.XTc[:, rows]),
@@ -345,8 +370,65 @@ class FeatureInfo:
             self.bin_ids,
             self.at_low[rows],
             self.bin_thr,
-            order,
+            np.ascontiguousarray(self.rank[:, rows]),
+            self.n_rank,
+            self.max_run,  # runs of a subset lie within the runs of the whole
         )
+
+
+def _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low):
+    """The features searched at every active node: ``max_features`` of the node's
+    non-constant features, drawn uniformly without replacement (as scikit-learn, constant
+    features do not count); all of them when fewer are non-constant.
+
+    One uniform priority per (node, feature) is drawn at once (``rng.random_sample((A, p))``)
+    and a node takes its non-constant features of smallest priority. Whether a feature is
+    constant in a node is only checked for the features in priority order until enough are
+    found, so a level costs O(max_features x rows), not O(p x rows).
+    """
+    A, p = len(seg_len), info.XT.shape[0]
+    prio = rng.random_sample((A, p))
+    by_prio = np.argsort(prio, axis=1)
+    cont_pos = np.full(p, -1, dtype=np.intp)
+    cont_pos[info.cont_ids] = np.arange(len(info.cont_ids))
+    bin_pos = np.full(p, -1, dtype=np.intp)
+    bin_pos[info.bin_ids] = np.arange(len(info.bin_ids))
+    selected = np.zeros((A, p), dtype=bool)
+    need = np.full(A, max_features, dtype=np.intp)
+    col = 0
+    while col < p:
+        nodes = np.flatnonzero(need > 0)
+        if not len(nodes):
+            break
+        width = min(p - col, max(max_features, 1))
+        cand = by_prio[nodes, col : col + width]  # (k, width) feature ids
+        node_of = np.repeat(nodes, width)
+        feat = cand.ravel()
+        nonconst = np.zeros(len(feat), dtype=bool)
+        is_bin = bin_pos[feat] >= 0
+        if is_bin.any():
+            nl = n_low[node_of[is_bin], bin_pos[feat[is_bin]]]
+            nonconst[is_bin] = (nl > 0) & (nl < seg_len[node_of[is_bin]])
+        is_cont = np.flatnonzero(cont_pos[feat] >= 0)
+        if len(is_cont):  # more samples than the longest run of ties: not constant
+            wide = seg_len[node_of[is_cont]] > info.max_run[cont_pos[feat[is_cont]]]
+            nonconst[is_cont[wide]] = True
+            is_cont = is_cont[~wide]
+        if len(is_cont):
+            nd, cp = node_of[is_cont], cont_pos[feat[is_cont]]
+            lens = seg_len[nd]
+            starts = np.cumsum(lens) - lens
+            flat = np.repeat(seg_start[nd] - starts, lens) + np.arange(int(lens.sum()))
+            vals = info.XTc[np.repeat(cp, lens), members[flat]]
+            first = np.minimum.reduceat(vals, starts)
+            last = np.maximum.reduceat(vals, starts).astype(np.float64)
+            nonconst[is_cont] = last > first + FEATURE_THRESHOLD
+        nonconst = nonconst.reshape(len(nodes), width)
+        take = nonconst & (np.cumsum(nonconst, axis=1) <= need[nodes, None])
+        selected[np.repeat(nodes, width)[take.ravel()], cand[take]] = True
+        need[nodes] -= take.sum(axis=1)
+        col += width
+    return selected
 
 
 def build_tree(
@@ -398,10 +480,14 @@ def build_tree(
         return ok & layout.has_split_stats
 
     act = np.flatnonzero(splittable(np.array([0]), np.array([n]), imp0))
+    sampled = max_features < p
     if len(act):
-        # each feature sorted once; children inherit the order by a stable partition. The
-        # last row lists the samples grouped by node (no feature order).
-        order = np.vstack([info.order, np.arange(n, dtype=np.int32)])
+        # the last row of `order` lists the samples grouped by node (no feature order).
+        # Searching all features: each feature sorted once, children inherit the order by
+        # a stable partition. Drawing features: only the drawn ones are sorted, per node,
+        # by their precomputed ranks (`_search`), so `order` is that last row alone.
+        members0 = np.arange(n, dtype=np.int32)[None, :]
+        order = members0 if sampled else np.vstack([info.order, members0])
         act_ids = np.array([0])
         seg_len = np.array([n])
         act_nI = nI0
@@ -432,26 +518,13 @@ def build_tree(
             n_low = np.rint(np.asarray(ones.astype(layout.sum_dtype) @ low_b)).astype(np.int64)
 
         selected = None
-        if max_features < p:
-            nonconst = np.zeros((A, p), dtype=bool)
-            if len(cont_ids):
-                rows = np.arange(len(cont_ids))[:, None]
-                first = XTc[rows, order[:-1, seg_start]]
-                last = XTc[rows, order[:-1, seg_start + seg_len - 1]].astype(np.float64)
-                nonconst[:, cont_ids] = (last > first + FEATURE_THRESHOLD).T
-            nonconst[:, bin_ids] = (n_low > 0) & (n_low < seg_len[:, None])
-            # as scikit-learn: draw max_features features among the node's non-constant
-            # ones (the k smallest of uniform priorities), constant ones do not count
-            prio = np.where(nonconst, rng.random_sample((A, p)), np.inf)
-            pick = np.argpartition(prio, max_features - 1, axis=1)[:, :max_features]
-            selected = np.zeros((A, p), dtype=bool)
-            np.put_along_axis(selected, pick, True, axis=1)
-            selected &= nonconst
+        if sampled:
+            selected = _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low)
 
         best_val, best_loc, best_thr = _search(
             layout,
             XTc,
-            order[:-1],
+            (info.rank, info.n_rank, members) if sampled else order[:-1],
             seg_len,
             seg_start,
             pos_node,
@@ -576,10 +649,17 @@ def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected,
     """Best (proxy, feature, threshold) of every active node; proxy -inf = no valid split.
 
     Positions are flattened over (feature, node) segments; with all features selected the
-    segments of one feature row are the active nodes in order, so statistics can be laid
-    out as (Q, features, m) and node totals broadcast instead of gathered.
+    segments of one feature row are the active nodes in order (``order``: the sorted
+    samples of every feature, per node), so statistics can be laid out as (Q, features, m)
+    and node totals broadcast instead of gathered. With drawn features (``selected``),
+    ``order`` is ``(rank, n_rank, members)`` and only the drawn (feature, node) segments are
+    sorted, by the key (segment, rank): the same order a stable partition would give.
     """
-    p, m = order.shape
+    if selected is None:
+        p, m = order.shape
+    else:
+        rank, n_rank, members = order
+        p, m = rank.shape[0], len(members)
     A = len(seg_len)
     best_val = np.full(A, -np.inf)
     best_feat = np.full(A, -1, dtype=np.intp)
@@ -602,11 +682,14 @@ def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected,
                 continue
             seg_feat = j0 + jj
             lens = seg_len[seg_node]
-            # flat positions of those segments in `order`, without touching the others
-            offset = seg_feat * m + seg_start[seg_node] - (np.cumsum(lens) - lens)
-            flat = np.repeat(offset, lens) + np.arange(int(lens.sum()))
-            samples = order.ravel()[flat]
-            xflat = XT[np.repeat(seg_feat, lens), samples]
+            # the samples of those segments, each segment sorted by the feature's rank
+            offset = seg_start[seg_node] - (np.cumsum(lens) - lens)
+            samples = members[np.repeat(offset, lens) + np.arange(int(lens.sum()))]
+            feat_of = np.repeat(seg_feat, lens)
+            key = np.repeat(np.arange(len(jj), dtype=np.int64) * n_rank, lens)
+            key += rank[feat_of, samples]
+            samples = samples[np.argsort(key)]  # keys are distinct: any sort is exact
+            xflat = XT[feat_of, samples]
         seg_l = seg_len[seg_node]
         seg_s = np.cumsum(seg_l) - seg_l
         M = len(samples)
