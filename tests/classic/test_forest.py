@@ -143,9 +143,7 @@ def test_lazy_feature_draw_equals_drawing_among_all_non_constant_features():
     n_low = np.array([(X[m][:, info.bin_ids] == X[:, info.bin_ids].min(0)).sum(0) for m in nodes])
     assert not nonconst[:, 5].any() and not nonconst[1, 0]
     for k in range(1, p + 1):
-        got = _draw_features(
-            np.random.RandomState(k), k, seg_len, seg_start, members, info, n_low
-        )
+        got = _draw_features(np.random.RandomState(k), k, seg_len, seg_start, members, info, n_low)
         prio = np.where(nonconst, np.random.RandomState(k).random_sample((len(nodes), p)), np.inf)
         want = np.zeros_like(got)
         np.put_along_axis(want, np.argpartition(prio, k - 1, axis=1)[:, :k], True, axis=1)

@@ -91,19 +91,21 @@ class MoCo(Aggregator):
         beta_k = self.beta * step ** (-self.beta_sigma)
         gamma_k = self.gamma * step ** (-self.gamma_sigma)
         j = jacobian.detach()
-        rows = []
+        # the new estimates are written straight into one K×P tensor (no per-row copies)
+        y_new = torch.empty(j.shape, dtype=j.dtype, device=j.device)
         for i, t in enumerate(ids):
             y = self._y.get(t)
             if y is None or y.shape != j[i].shape:
-                rows.append(j[i].clone())
+                y_new[i].copy_(j[i])
             else:
-                rows.append(torch.lerp(y.to(dtype=j.dtype, device=j.device), j[i], beta_k))
-        y_new = torch.stack(rows)
-        if not bool(torch.isfinite(y_new).all()):
-            return y_new.mean(dim=0)  # non-finite: the trainer skips the step; the state is kept
+                torch.lerp(y.to(dtype=j.dtype, device=j.device), j[i], beta_k, out=y_new[i])
         g = to_numpy(gramian(y_new))
-        if not np.all(np.isfinite(g)):  # the product overflowed the Jacobian's dtype
-            g = to_numpy(gramian(y_new.double()))
+        # a non-finite y_new makes its Gramian non-finite (its diagonal holds Σ y²), so the
+        # K×P finiteness check is only needed when the K×K Gramian is not finite
+        if not np.all(np.isfinite(g)):
+            if not bool(torch.isfinite(y_new).all()):
+                return y_new.mean(dim=0)  # non-finite: the trainer skips the step; state kept
+            g = to_numpy(gramian(y_new.double()))  # the product overflowed the dtype
         lam = np.array([self._lambda.get(t, 1.0 / k) for t in ids])
         new = project_to_simplex(lam - gamma_k * (g @ lam + self.rho * lam))
         self._step = step

@@ -35,8 +35,8 @@ class TrimmedMean(Aggregator):
     network (K fixed per step, O(K log² K) compare–exchanges, each one elementwise min/max
     of two rows over all P coordinates) instead of ``torch.sort`` along the task dimension,
     which sorts P short columns one by one. The rows kept are the same values in the same
-    order, averaged by the same ``mean``: the result equals the sort's exactly (NaN sorts
-    last, as in ``torch.sort``; only the sign of a zero may differ).
+    order, averaged by the same ``mean``: the result equals the sort's exactly (NaN counts as
+    the largest value, as in ``torch.sort``; only the sign of a zero may differ).
 
     Args:
         trim_number: b ≥ 0, the values dropped at each end of every coordinate (default 1;
@@ -60,11 +60,33 @@ class TrimmedMean(Aggregator):
         b = min(self.trim_number, (k - 1) // 2)
         if b == 0:
             return jacobian.mean(dim=0)
-        rows = list(jacobian.unbind(0))
+        # NaN sorts last in torch.sort; here it is ordered as +inf and a coordinate whose
+        # kept values would hold one (more than b NaNs) gives NaN, as the sort's mean does.
+        # On CPU a NaN-free Jacobian (its column sums are NaN-free) skips that bookkeeping;
+        # elsewhere it is always done (no host synchronisation).
+        nan_count = None
+        if jacobian.device.type != "cpu" or bool(torch.isnan(jacobian.sum(dim=0)).any()):
+            nan_count = torch.isnan(jacobian).sum(dim=0, dtype=torch.int32)
+            jacobian = torch.nan_to_num(jacobian, nan=float("inf"), posinf=float("inf"),
+                                        neginf=float("-inf"))
+        out = torch.stack(_sorted_rows(jacobian)[b:k - b]).mean(dim=0)
+        return out if nan_count is None else out.masked_fill(nan_count > b, float("nan"))
+
+
+def _sorted_rows(x: Tensor) -> list[Tensor]:
+    """The rows of x sorted coordinate-wise (ascending), by the network of :func:`_network`."""
+    k = x.shape[0]
+    rows = [r.clone() for r in x.unbind(0)] if k > 1 else list(x.unbind(0))
+    if torch.is_grad_enabled() and x.requires_grad:
         for i, j in _network(k):
-            # min with NaN treated as the largest value (fmin ignores a NaN), max keeps it
-            rows[i], rows[j] = torch.fmin(rows[i], rows[j]), torch.maximum(rows[i], rows[j])
-        return torch.stack(rows[b:k - b]).mean(dim=0)
+            rows[i], rows[j] = torch.minimum(rows[i], rows[j]), torch.maximum(rows[i], rows[j])
+        return rows
+    buf = torch.empty_like(x[0])
+    for i, j in _network(k):  # rows[i], rows[j] <- min, max without allocating
+        torch.minimum(rows[i], rows[j], out=buf)
+        torch.maximum(rows[i], rows[j], out=rows[j])
+        rows[i], buf = buf, rows[i]
+    return rows
 
 
 @lru_cache(maxsize=64)

@@ -260,7 +260,7 @@ class _Layout:
             rows = range(g["c0"], g["c1"])
             if gini and g["single"] and len(rows):
                 # Σ_i −2 a_i c0_i c1_i for all rows at once (exact integer products)
-                block = S[g["c0"]:g["c1"]]
+                block = S[g["c0"] : g["c1"]]
                 prod = np.subtract(n, block, dtype=self.prod_dtype)
                 prod *= block
                 acc += (-2.0 * g["a_crow"]) @ prod.astype(np.float64, copy=False)
@@ -419,7 +419,7 @@ def _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low):
             lens = seg_len[nd]
             starts = np.cumsum(lens) - lens
             flat = np.repeat(seg_start[nd] - starts, lens) + np.arange(int(lens.sum()))
-            vals = info.XTc[np.repeat(cp, lens), members[flat]]
+            vals = info.XTc.ravel()[np.repeat(cp * info.XTc.shape[1], lens) + members[flat]]
             first = np.minimum.reduceat(vals, starts)
             last = np.maximum.reduceat(vals, starts).astype(np.float64)
             nonconst[is_cont] = last > first + FEATURE_THRESHOLD
@@ -685,17 +685,20 @@ def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected,
             # the samples of those segments, each segment sorted by the feature's rank
             offset = seg_start[seg_node] - (np.cumsum(lens) - lens)
             samples = members[np.repeat(offset, lens) + np.arange(int(lens.sum()))]
-            feat_of = np.repeat(seg_feat, lens)
+            at = np.repeat(seg_feat * rank.shape[1], lens) + samples  # flat (feature, sample)
             key = np.repeat(np.arange(len(jj), dtype=np.int64) * n_rank, lens)
-            key += rank[feat_of, samples]
-            samples = samples[np.argsort(key)]  # keys are distinct: any sort is exact
-            xflat = XT[feat_of, samples]
+            key += rank.ravel()[at]
+            perm = np.argsort(key)  # keys are distinct: any sort gives the same order
+            samples = samples[perm]
+            xflat = XT.ravel()[at[perm]]
         seg_l = seg_len[seg_node]
         seg_s = np.cumsum(seg_l) - seg_l
         M = len(samples)
         seg_of = np.repeat(np.arange(len(seg_l)), seg_l)
-        n_left = np.arange(1, M + 1) - seg_s[seg_of]
-        valid = (n_left >= min_samples_leaf) & (seg_l[seg_of] - n_left >= min_samples_leaf)
+        n_left = np.arange(1, M + 1) - np.repeat(seg_s, seg_l)
+        valid = (n_left >= min_samples_leaf) & (
+            np.repeat(seg_l, seg_l) - n_left >= min_samples_leaf
+        )
         x64 = xflat.astype(np.float64)
         valid[:-1] &= xflat[1:] > x64[:-1] + FEATURE_THRESHOLD
         valid[-1] = False
@@ -717,7 +720,7 @@ def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected,
                 R = np.subtract(node_tot[:, pos_node][:, None, :], C.reshape(Q, nb, m))
                 R = R.reshape(Q, M)
             else:
-                R = np.take(total, sv, axis=1)
+                R = np.repeat(total, seg_l, axis=1)  # = total[:, seg_of]
                 R -= L
         else:
             vidx = np.flatnonzero(valid)
