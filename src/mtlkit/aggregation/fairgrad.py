@@ -12,7 +12,7 @@ from torch import Tensor
 from mtlkit._checks import check_float
 from mtlkit._registry import AGGREGATORS
 from mtlkit.aggregation._base import GramianWeightedAggregator
-from mtlkit.aggregation._solvers import factor, min_norm_weights, row_normalized, to_numpy
+from mtlkit.aggregation._solvers import canonical_order, factor, min_norm_weights, row_normalized, to_numpy
 
 #: the min-norm point of the hull of the unit gradients below this squared norm: the gradients
 #: are Pareto-stationary and the weights do not exist
@@ -72,7 +72,10 @@ class FairGrad(GramianWeightedAggregator):
         self.alpha = check_float("FairGrad", "alpha", alpha, low=0.0, low_open=True)
 
     def weights(self, gramian: Tensor) -> Tensor:
-        w = fairgrad_weights(to_numpy(gramian), self.alpha)
+        g = to_numpy(gramian)
+        perm = canonical_order(g)  # solved in a canonical task order: the arithmetic, not only
+        w = np.empty(g.shape[0])   # the mathematics, is independent of the order of the tasks
+        w[perm] = fairgrad_weights(g[np.ix_(perm, perm)], self.alpha)
         return torch.as_tensor(w, dtype=gramian.dtype, device=gramian.device)
 
 
@@ -102,6 +105,9 @@ def fairgrad_weights(g: np.ndarray, alpha: float) -> np.ndarray:
         log_kappa = float(np.max(log_c))
         with np.errstate(all="ignore"):  # non-finite values are detected where they matter
             v, why = _solve(sub, log_c - log_kappa, alpha, mgda)
+        if v is not None and bool((sub @ v <= 0.0).any()):  # at the solution (Ĝŵ)_i = c_i ŵ_i^{-α} > 0
+            v, why = None, ("the solved direction conflicts with a task at round-off level (the gradients are "
+                            "nearly Pareto-stationary)")
     if v is None:
         warnings.warn(f"FairGrad: {why}; this step uses the MGDA min-norm weights instead.",
                       RuntimeWarning, stacklevel=3)
