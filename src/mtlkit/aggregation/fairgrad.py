@@ -12,7 +12,13 @@ from torch import Tensor
 from mtlkit._checks import check_float
 from mtlkit._registry import AGGREGATORS
 from mtlkit.aggregation._base import GramianWeightedAggregator
-from mtlkit.aggregation._solvers import canonical_order, factor, min_norm_weights, row_normalized, to_numpy
+from mtlkit.aggregation._solvers import (
+    canonical_order,
+    factor,
+    min_norm_weights,
+    row_normalized,
+    to_numpy,
+)
 
 #: the min-norm point of the hull of the unit gradients below this squared norm: the gradients
 #: are Pareto-stationary and the weights do not exist
