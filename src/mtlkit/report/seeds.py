@@ -156,10 +156,10 @@ def seeds_table(rec: Mapping[str, Any], config: str | None = "CONFIG.yaml") -> s
 _VERDICT_CLASS = {"multi-task helps": "good", "multi-task hurts": "bad"}
 
 
-def seeds_section(rec: Mapping[str, Any]) -> tuple[str, str, str]:
+def seeds_section(rec: Mapping[str, Any], config: str | None = "CONFIG.yaml") -> tuple[str, str, str]:
     """``(id, title, html)`` of the report's first section for a ``seeds.json`` record."""
     conf = _conf(rec)
-    verdict = "".join(f"<li>{esc(line)}</li>" for line in verdict_summary(rec))
+    verdict = "".join(f"<li>{esc(line)}</li>" for line in verdict_summary(rec, config))
     parts = [f'<div class="verdict"><b>Verdict</b><ul>{verdict}</ul></div>' if verdict else ""]
     parts += [f"<p>{esc(_seeds_count(rec))} ({esc(rec.get('seeds'))}); mean ± sd and the {conf} % "
              f"Student-t interval across seeds; each task's paired test compares the multi-task and "

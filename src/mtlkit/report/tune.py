@@ -122,6 +122,8 @@ def param_plots(rows: Sequence[Mapping[str, Any]], label: str) -> str | None:
         names += [k for k in (r.get("params") or {}) if k not in names]
     if not done or not names:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     fig = _figure(3.2 * ncols, 2.8 * nrows)
@@ -134,6 +136,10 @@ def param_plots(rows: Sequence[Mapping[str, Any]], label: str) -> str | None:
             positive = all(float(x) > 0 for x in xs)
             if positive and max(float(x) for x in xs) / min(float(x) for x in xs) > 50:
                 ax.set_xscale("log")
+            else:  # few ticks, in short numbers: values like 0.0005 ... 0.0025 overlap otherwise
+                ax.xaxis.set_major_locator(MaxNLocator(4))
+                ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+            ax.tick_params(axis="x", labelsize=7)
         else:
             cats = sorted({json.dumps(x, sort_keys=True) for x in xs})
             ax.plot([cats.index(json.dumps(x, sort_keys=True)) for x in xs], [v for _, v in pts], "o",
@@ -195,7 +201,7 @@ def render_tune_report(rec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     if seeds:
         from mtlkit.report.seeds import seeds_section
 
-        _, title, body = seeds_section(seeds)
+        _, title, body = seeds_section(seeds, config=None)  # no "try mtlkit tune" after a tune
         parts.append(f"<h2>The best config retrained: {esc(title)}</h2>{body}".replace(
             'href="seed-', 'href="best/seed-'))
     elif "retrain" not in rec:
