@@ -11,6 +11,7 @@ from mtlkit._registry import DATASETS
 from mtlkit.data._dataset import MultiTaskData
 from mtlkit.datasets._bundle import DatasetBundle
 from mtlkit.datasets._files import TIMESERIES_EXTRA, package_dir
+from mtlkit.datasets._ts import read_ts
 from mtlkit.tasks import Task
 
 # Packages that ship the UEA .ts files, searched in this order (neither is imported).
@@ -23,53 +24,6 @@ CHANNELS = ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z")
 SENSORS = {"accel": (0, 1, 2), "gyro": (3, 4, 5)}
 
 PAPER = "Bagnall et al. (2018), The UEA multivariate time series classification archive"
-
-
-def read_ts(path: str | Path) -> tuple[np.ndarray, list[str], list[str]]:
-    """Read an equal-length ``.ts`` file (sktime/aeon format) without timestamps.
-
-    Returns the series as float32 (N, channels, length), the class label of each series
-    and the class names in the order of the header's ``@classLabel`` line."""
-    class_names: list[str] = []
-    rows: list[list[list[float]]] = []
-    labels: list[str] = []
-    in_data = False
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not in_data:
-                low = line.lower()
-                if low.startswith("@classlabel"):
-                    parts = line.split()
-                    if len(parts) < 3 or parts[1].lower() != "true":
-                        raise ValueError(
-                            f"{path}: line {lineno}: expected '@classLabel true <names>'."
-                        )
-                    class_names = parts[2:]
-                elif low.startswith("@timestamps") and line.split()[-1].lower() == "true":
-                    raise ValueError(f"{path}: series with timestamps are not supported.")
-                elif low.startswith("@data"):
-                    in_data = True
-                continue
-            *dims, label = line.split(":")
-            try:
-                rows.append([[float(v) for v in d.split(",")] for d in dims])
-            except ValueError as exc:
-                raise ValueError(
-                    f"{path}: line {lineno}: {exc} (missing values are not supported)."
-                ) from exc
-            labels.append(label.strip())
-    if not rows:
-        raise ValueError(f"{path}: no series found after '@data'.")
-    shapes = {(len(r), len(r[0])) for r in rows} | {(len(r), len(d)) for r in rows for d in r}
-    if len(shapes) != 1:
-        raise ValueError(f"{path}: series of unequal length or channel count {sorted(shapes)[:4]}.")
-    unknown = sorted(set(labels) - set(class_names))
-    if unknown:
-        raise ValueError(f"{path}: labels {unknown} are not among @classLabel {class_names}.")
-    return np.asarray(rows, dtype=np.float32), labels, class_names
 
 
 def _find_folder() -> Path:
