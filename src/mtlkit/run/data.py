@@ -176,13 +176,7 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
             raise ValueError(f"data.options: {exc}") from None
         tasks = resolve_tasks(cfg.tasks, bundle.tasks)
         if bundle.info.get("frame") is not None:  # a raw table (e.g. text columns): preprocessed as a file is
-            df = bundle.info["frame"]
-            aux_tasks, aux_targets = [], []
-            for g in table_gens:
-                a = g.generate(df)
-                df = a.inputs
-                aux_tasks.append(a.task)
-                aux_targets.append(dataclasses.replace(a, inputs=None))
+            df, aux_tasks, aux_targets = _generate(bundle.info["frame"], table_gens)
             return prepare_table(df, tasks, d.features or bundle.info.get("features"), fractions=fr,
                                  stratify=d.split.stratify, seed=cfg.seed, options=table_options(cfg),
                                  source=f"dataset {d.dataset!r}", aux_tasks=aux_tasks, aux_targets=aux_targets,
@@ -220,14 +214,7 @@ def _prepare_file(cfg: RunConfig, fr: tuple[float, float, float], table_gens: li
     d = cfg.data
     assert d.path is not None
     tasks = resolve_tasks(cfg.tasks, None)
-    df = read_table(d.path)
-    aux_tasks: list[Task] = []
-    aux_targets = []
-    for g in table_gens:
-        a = g.generate(df)
-        df = a.inputs
-        aux_tasks.append(a.task)
-        aux_targets.append(dataclasses.replace(a, inputs=None))
+    df, aux_tasks, aux_targets = _generate(read_table(d.path), table_gens)
     if d.image_column is None:  # a table as it is: types, encoders, imputation, fitted on the training split
         return prepare_table(df, tasks, d.features, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
                              options=table_options(cfg), source=repr(d.path), aux_tasks=aux_tasks,
@@ -379,13 +366,7 @@ def _table_aux(data: MultiTaskData, feats: Sequence[str], gens: Sequence[Any]
     """Privileged/quantisation columns of a tensor table: become targets, leave the inputs."""
     from mtlkit.auxiliary import with_auxiliary
 
-    df = pd.DataFrame(cast(torch.Tensor, data.x).numpy(), columns=list(feats))
-    targets, tasks = [], []
-    for g in gens:
-        a = g.generate(df)
-        df = a.inputs
-        tasks.append(a.task)
-        targets.append(dataclasses.replace(a, inputs=None))
+    df, tasks, targets = _generate(pd.DataFrame(cast(torch.Tensor, data.x).numpy(), columns=list(feats)), gens)
     base = MultiTaskData(torch.as_tensor(df.to_numpy(dtype=np.float32)), data.targets, data.masks, data.tasks)
     return with_auxiliary(base, targets), tasks, list(df.columns)
 
@@ -474,3 +455,16 @@ def _derived(x: torch.Tensor, sel: Mapping[str, Any], where: str) -> torch.Tenso
         return F.adaptive_avg_pool2d(z, size).reshape(z.shape[0], -1)
     raise ValueError(f"{where}: 'pooled' needs series (N, C, T) or images (N, C, H, W); the inputs have shape "
                      f"{tuple(x.shape)}.")
+
+
+def _generate(df: pd.DataFrame, gens: Sequence[Any]) -> tuple[pd.DataFrame, list[Task], list[Any]]:
+    """Apply table generators in order (each sees the table the previous one left): the table,
+    the auxiliary tasks and their targets (without their copy of the table)."""
+    tasks: list[Task] = []
+    targets: list[Any] = []
+    for g in gens:
+        a = g.generate(df)
+        df = a.inputs
+        tasks.append(a.task)
+        targets.append(dataclasses.replace(a, inputs=None))
+    return df, tasks, targets
