@@ -37,10 +37,11 @@ per step; a ratio is the median over the rounds of the ratio of two blocks of th
 first step: the Gramian, each method's weights from it (its whole ``aggregate`` for a method
 that is not a weighting of the Gramian) and ``w @ J``, in ms and as a share of the floor.
 
-``--memory``: for every variant, a fresh subprocess runs 3 steps and reports the growth of its
-peak resident set size (``VmHWM``) over the state after building the model and the data (on
+``--memory``: every variant runs 3 steps in turn in one child process (after one step on a
+tiny problem that loads its code), which reports the growth of its peak resident set size
+(``VmHWM``, reset between variants) over the state after building the model and the data (on
 CUDA: ``torch.cuda.max_memory_allocated``), next to plain training and the size of the K×P
-Jacobian.
+Jacobian; ``--block N`` adds each Gramian-based method with ``jacobian_block_size: N``.
 """
 
 from __future__ import annotations
@@ -102,11 +103,12 @@ class Problem:
         return sum(p.numel() for p in self.model.shared_parameters())
 
 
-def make_problem(k: int, device: str = "cpu", batch: int = 256, seed: int = 0, precision: str = "fp32") -> Problem:
+def make_problem(k: int, device: str = "cpu", batch: int = 256, seed: int = 0, precision: str = "fp32",
+                 width: int = 512) -> Problem:
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     tasks = [Task(f"t{i}", "regression") for i in range(k)]
-    model = HardSharing(mlp(64, (512, 512, 512)), tasks)
+    model = HardSharing(mlp(64, (width, width, width)), tasks)
     x = torch.randn(batch, 64, generator=g)
     ys = {t.name: torch.randn(batch, 1, generator=g) for t in tasks}
     ms = {t.name: torch.rand(batch, 1, generator=g) > 0.1 for t in tasks}
@@ -314,15 +316,23 @@ def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Calla
     fns: dict[str, Callable[[], None]] = {"hand": hand(p), "hand (plain torch)": hand_plain_torch(p),
                                           "plain": ours(p, None, **_settings(args)), "floor": floor(p)}
     groups: list[tuple[str, ...]] = [("hand", "plain"), ("hand", "hand (plain torch)")]
-    if getattr(args, "compile", False):  # training.compile: true (the warm-up pays the compilation)
+    compile_s = None
+    if getattr(args, "compile", False):  # training.compile: true (the first step pays the compilation)
         fns["plain (compile)"] = ours(p, None, compile=True, **_settings(args))
         groups.append(("plain", "plain (compile)"))
+        t0, c0 = time.perf_counter(), time.process_time()
+        fns["plain (compile)"]()
+        compile_s = (time.perf_counter() - t0, time.process_time() - c0)
     for m in methods:
         fns[m] = ours(p, m, **_settings(args))
         tj = None if args.no_torchjd else torchjd_step(p, m)
         if tj is not None:
             fns[f"{m} (torchjd)"] = tj
-        groups.append(("floor", m, *((f"{m} (torchjd)",) if tj is not None else ())))
+        if compile_s is not None:  # the exact method with training.compile: true as well
+            fns[f"{m} (compile)"] = ours(p, m, compile=True, **_settings(args))
+            fns[f"{m} (compile)"]()
+        groups.append(("floor", m, *((f"{m} (torchjd)",) if tj is not None else ()),
+                       *((f"{m} (compile)",) if compile_s is not None else ())))
     t = Times(groups, run_rounds(fns, groups, args.rounds, args.steps, args.warmup, clock, sync))
     lines = [f"\n### K = {k} ({p.shared_numel / 1e6:.2f} M shared parameters, batch 256; median ms per step "
              f"over {args.rounds} rounds of {args.steps} steps; a ratio is the median over the rounds of the "
@@ -333,13 +343,18 @@ def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Calla
              f"plain (Trainer.train_step): {t.ms('plain'):.2f} ms = **{t.ratio('plain', 'hand'):.3f}x "
              f"hand-written** (goal <= 1.05)\n",
              *([f"plain with training.compile: {t.ms('plain (compile)'):.2f} ms = "
-                f"{t.ratio('plain (compile)', 'plain'):.3f}x plain\n"] if "plain (compile)" in t else []),
+                f"{t.ratio('plain (compile)', 'plain'):.3f}x plain (its first step, the compilation: "
+                f"{compile_s[0]:.1f} s elapsed, {compile_s[1]:.1f} s CPU)\n"] if compile_s is not None else []),
              "| method | ms | / floor (goal <= 1.10) | TorchJD ms | ours / TorchJD (goal <= 1) |",
              "|---|---:|---:|---:|---:|"]
+    if compile_s is not None:
+        lines[-2] += " with training.compile ms | compiled / ours |"
+        lines[-1] += "---:|---:|"
     for m in methods:
         tj = f"{m} (torchjd)"
         theirs = (f"{t.ms(tj):.2f} | {t.ratio(m, tj):.3f}") if tj in t else "— | —"
-        lines.append(f"| {m} | {t.ms(m):.2f} | {t.ratio(m, 'floor'):.3f} | {theirs} |")
+        comp = f" {t.ms(m + ' (compile)'):.2f} | {t.ratio(m + ' (compile)', m):.3f} |" if compile_s is not None else ""
+        lines.append(f"| {m} | {t.ms(m):.2f} | {t.ratio(m, 'floor'):.3f} | {theirs} |{comp}")
     print("\n".join(lines), flush=True)
     return lines
 
@@ -369,6 +384,7 @@ def math_table(k: int, methods: list[str], repeats: int = 7) -> list[str]:
     step()
     timers: dict[str, Callable[[], Any]] = {"floor (whole step)": step, "Gramian J Jᵀ": lambda: gramian(j),
                                             "w @ J": lambda: torch.full((k,), 1.0 / k) @ j}
+    timers.update(_incremental_gramians(j))
     tasks = list(range(k))
     for m in methods:
         agg = AGGREGATORS.build(m)
@@ -387,39 +403,84 @@ def math_table(k: int, methods: list[str], repeats: int = 7) -> list[str]:
              f"{fl:.1f} ms)\n", "| part | ms | share of the floor |", "|---|---:|---:|"]
     for n in list(timers)[1:]:
         v = statistics.median(t[n])
-        what = n if n in ("Gramian J Jᵀ", "w @ J") else \
+        what = n if n in ("Gramian J Jᵀ", "w @ J") or n.startswith("Gramian") else \
             f"{n}: {'weights from the Gramian' if getattr(AGGREGATORS.get(n), 'gramian_based', False) else 'aggregate(J)'}"
         lines.append(f"| {what} | {v:.2f} | {100 * v / fl:.1f} % |")
     print("\n".join(lines), flush=True)
     return lines
 
 
+def _incremental_gramians(j: Tensor) -> dict[str, Callable[[], Any]]:
+    """The Gramian built while the Jacobian's rows arrive (issue 22: overlap it with the
+    backward passes), for comparison with the one product after the last row: row i's
+    entries G[i, :i+1] as soon as row i exists (a matrix-vector product over the rows so
+    far), the same 8 rows at a time, and the lower triangle from the two halves of the rows."""
+    k = j.shape[0]
+
+    def by_row() -> Tensor:
+        g = j.new_empty(k, k)
+        for i in range(k):
+            torch.mv(j[: i + 1], j[i], out=g[i, : i + 1])
+        return g
+
+    def by_rows(m: int = 8) -> Tensor:
+        g = j.new_empty(k, k)
+        for s in range(0, k, m):
+            e = min(k, s + m)
+            torch.mm(j[s:e], j[:e].T, out=g[s:e, :e])
+        return g
+
+    def halves() -> Tensor:
+        h = k // 2
+        g = j.new_empty(k, k)
+        a, b = j[:h], j[h:]
+        torch.mm(a, a.T, out=g[:h, :h])
+        torch.mm(b, a.T, out=g[h:, :h])
+        torch.mm(b, b.T, out=g[h:, h:])
+        return g
+
+    return {"Gramian, row by row as rows arrive": by_row, "Gramian, 8 rows at a time as they arrive": by_rows,
+            "Gramian, lower triangle from two halves": halves}
+
+
 # ------------------------------------------------------------------ memory
-def _peak_rss_mb() -> float:
+def _rss_mb(field: str) -> float:
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return float(line.split()[1]) / 1024.0
-    raise OSError("no VmHWM")
+    raise OSError(f"no {field} in /proc/self/status")
 
 
-def memory_child(variant: str, k: int, device: str, extra: dict[str, Any]) -> None:
-    torch.set_num_threads(1)
-    p = make_problem(k, device, precision=extra.pop("precision", "fp32"))
-    if variant == "plain":
-        fn = ours(p, None, **extra)
-    elif variant == "floor":
-        fn = floor(p)
-    elif variant == "hand":
-        fn = hand(p)
-    elif variant.endswith(" (torchjd)"):
-        maybe = torchjd_step(p, variant.split()[0])
-        if maybe is None:
-            print(json.dumps({"mb": None}))
-            return
-        fn = maybe
-    else:
-        fn = ours(p, variant, **extra)
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to ``clear_refs`` resets the peak resident set size (VmHWM)."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")
+
+
+def _variant(variant: str, p: Problem, extra: dict[str, Any]) -> Callable[[], None] | None:
+    name, _, block = variant.partition(" (block ")
+    if block:  # "upgrad (block 65536)": training.jacobian_block_size
+        extra = {**extra, "jacobian_block_size": int(block.rstrip(")"))}
+    if name in ("hand", "floor"):
+        return hand(p) if name == "hand" else floor(p)
+    if name.endswith(" (torchjd)"):
+        return torchjd_step(p, name.split()[0])
+    return ours(p, None if name == "plain" else name, **extra)
+
+
+def _measure(variant: str, k: int, device: str, precision: str, extra: dict[str, Any]) -> float | None:
+    """Peak memory of 3 steps of ``variant`` beyond the state after building its model and
+    data (MB). One step on a tiny problem first loads the variant's code (imports, caches),
+    so that only what the steps allocate is counted."""
+    warm = _variant(variant, make_problem(2, device, batch=8, precision=precision, width=8), extra)
+    if warm is None:
+        return None
+    warm()
+    del warm
+    p = make_problem(k, device, precision=precision)
+    fn = _variant(variant, p, extra)
+    assert fn is not None
     gc.collect()
     cuda = p.device.type == "cuda"
     if cuda:
@@ -427,36 +488,67 @@ def memory_child(variant: str, k: int, device: str, extra: dict[str, Any]) -> No
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / 2**20
     else:
-        before = _peak_rss_mb()
+        _reset_peak_rss()
+        before = _rss_mb("VmRSS")
     for _ in range(3):
         fn()
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb()
-    print(json.dumps({"mb": peak - before}))
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _rss_mb("VmHWM")
+    return peak - before
+
+
+def memory_child(variants: list[str], k: int, device: str, extra: dict[str, Any]) -> None:
+    """One process for every variant (see :func:`memory_table`); one JSON line each."""
+    torch.set_num_threads(1)
+    precision = extra.pop("precision", "fp32")
+    for v in variants:
+        try:
+            mb = _measure(v, k, device, precision, dict(extra))
+        except Exception as exc:  # a variant that cannot run here (a missing extra ...)
+            print(json.dumps({"variant": v, "mb": None, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        else:
+            print(json.dumps({"variant": v, "mb": mb}), flush=True)
+        gc.collect()
 
 
 def memory_table(k: int, args: argparse.Namespace, methods: list[str]) -> list[str]:
+    """Every variant measured in turn in one child process, whose large allocations are
+    returned to the system when freed (``MALLOC_MMAP_THRESHOLD_``: glibc maps every
+    allocation over 64 KB on its own), so that a variant's peak is not hidden by memory that
+    an earlier one freed; the peak RSS is reset between variants."""
     jac_mb = k * make_problem(1).shared_numel * 4 / 2**20
     what = "max allocated" if args.device.startswith("cuda") else "growth of the peak RSS"
-    lines = [f"\n### Peak memory, K = {k} ({what} over 3 steps, MB; the K×P float32 Jacobian is "
-             f"{jac_mb:.0f} MB)\n", "| variant | MB | beyond plain | beyond plain / Jacobian |", "|---|---:|---:|---:|"]
-
-    def measure(variant: str) -> float | None:
-        cmd = [sys.executable, __file__, "--memory-child", variant, str(k), "--device", args.device,
-               "--precision", args.precision, *(["--block", str(args.block)] if args.block else [])]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [f"\n### Peak memory, K = {k} ({what} over 3 steps, MB, beyond the state after building "
+             f"the model and the data; the K×P float32 Jacobian is {jac_mb:.0f} MB)\n",
+             "| variant | MB | beyond plain | beyond plain / Jacobian |", "|---|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
+    variants = ["plain", "hand", "floor", *methods]
+    if args.block:
+        variants += [f"{m} (block {args.block})" for m in methods
+                     if getattr(AGGREGATORS.get(m), "gramian_based", False)]
+    if not args.no_torchjd:
+        variants += [f"{m} (torchjd)" for m in methods]
+    cmd = [sys.executable, __file__, "--memory-child", str(k), *variants, "--device", args.device,
+           "--precision", args.precision]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    plain: float | None = None
+    assert proc.stdout is not None
+    for raw in proc.stdout:
         try:
-            return json.loads(res.stdout.strip().splitlines()[-1])["mb"]
-        except (ValueError, IndexError, KeyError):
-            return None
-
-    plain = measure("plain")
-    for v in ["hand", "plain", "floor", *methods, *([f"{m} (torchjd)" for m in methods] if not args.no_torchjd else [])]:
-        mb = plain if v == "plain" else measure(v)
+            res = json.loads(raw)
+        except ValueError:
+            continue
+        mb, v = res["mb"], res["variant"]
+        if v == "plain":
+            plain = mb
         if mb is None:
+            if "error" in res:
+                print(f"<!-- {v}: {res['error'][:200]} -->", flush=True)
             continue
         beyond = mb - plain if plain is not None else float("nan")
         lines.append(f"| {v} | {mb:.0f} | {beyond:.0f} | {beyond / jac_mb:.2f} |")
         print(lines[-1], flush=True)
+    proc.wait()
     return lines
 
 
@@ -477,12 +569,13 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also the peak-memory table (at the largest K)")
     ap.add_argument("--memory-only", action="store_true")
     ap.add_argument("--math", action="store_true", help="also the aggregation math alone at the largest K")
+    ap.add_argument("--math-only", action="store_true", help="only the aggregation math at the largest K")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 2 steps, methods mean, mgda, upgrad")
-    ap.add_argument("--memory-child", nargs=2, metavar=("VARIANT", "K"), help=argparse.SUPPRESS)
+    ap.add_argument("--memory-child", nargs="+", metavar="K VARIANT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
         extra = _settings(args)
-        memory_child(args.memory_child[0], int(args.memory_child[1]), args.device, extra)
+        memory_child(args.memory_child[1:], int(args.memory_child[0]), args.device, extra)
         return
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -496,10 +589,10 @@ def main() -> None:
             f"device {args.device}, precision {args.precision}; command: python benchmarks/peers.py "
             + " ".join(sys.argv[1:]))
     print(head, flush=True)
-    if not args.memory_only:
+    if not (args.memory_only or args.math_only):
         for k in args.ks:
             table_for(k, args, methods, clock)
-    if args.math:
+    if args.math or args.math_only:
         math_table(max(args.ks), methods)
     if args.memory or args.memory_only:
         memory_table(max(args.ks), args, methods)

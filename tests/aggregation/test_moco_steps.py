@@ -61,3 +61,33 @@ def test_overflowing_gramian_falls_back_to_float64():
     want, _ = _reference_steps([j.double()], [[0, 1]], gamma=0.5, rho=0.0)
     torch.testing.assert_close(d.double(), want[0], rtol=1e-6, atol=0)
     assert all(torch.isfinite(y).all() for y in moco.tracked_.values())
+
+
+def test_alternating_buffers_give_the_plain_algorithm():
+    """Same tasks step after step (the fused lerp into the spare buffer), subsets, a new
+    order, a skipped step and a restored state: the plain algorithm's directions and weights
+    to 1e-6, and the steady state alternates between two buffers (no K×P allocation)."""
+    g = torch.Generator().manual_seed(1)
+    task_lists = [[0, 1, 2]] * 4 + [[2, 0], [0, 1, 2], [0, 1, 2], [1, 0, 2], [1, 0, 2], [0, 1, 2, 3]] + \
+        [[0, 1, 2, 3]] * 3
+    jacobians = [torch.randn(len(t), 40, generator=g) for t in task_lists]
+    jacobians[2] = jacobians[2].clone()
+    jacobians[2][0, 3] = float("inf")  # skipped: the state and the buffers stay as they were
+    moco = MoCo(rho=0.01)
+    want, lam = _reference_steps([j.double() for j in jacobians], task_lists)
+    pointers = []
+    for j, ids, w in zip(jacobians, task_lists, want, strict=True):
+        d = moco(j, tasks=ids)
+        if w is None:
+            assert not torch.isfinite(d).all()
+            continue
+        torch.testing.assert_close(d.double(), w, rtol=1e-6, atol=1e-6)
+        pointers.append(moco._buffer.data_ptr())
+    assert np.allclose([moco.lambda_[t] for t in lam], list(lam.values()), rtol=1e-6, atol=1e-9)
+    assert len(set(pointers[-3:])) == 2 and pointers[-1] == pointers[-3]  # two buffers alternate
+    # a restored state continues exactly as the original
+    twin = MoCo(rho=0.01)
+    twin.load_state_dict(moco.state_dict())
+    nxt = torch.randn(4, 40, generator=g)
+    torch.testing.assert_close(twin(nxt, tasks=[0, 1, 2, 3]), moco(nxt, tasks=[0, 1, 2, 3]), rtol=0, atol=0)
+    assert all(torch.equal(twin.tracked_[t], moco.tracked_[t]) for t in range(4))

@@ -188,3 +188,73 @@ def test_search_of_drawn_features_by_rank_equals_search_of_sorted_orders():
         assert np.all((val >= v_j) | np.isclose(val, v_j, rtol=1e-12, atol=0))
         assert np.all(~np.isclose(val, v_j, rtol=1e-12, atol=0) | (feat <= j) | ~drawn[:, j])
     assert np.isfinite(val).sum() >= 3
+
+
+def test_first_priority_columns_by_partition_equal_the_full_sort():
+    """With many features, the first columns in priority order come from a partition
+    (`np.argpartition`), the rest from a full sort only when a node needs them: the same
+    features as sorting all priorities."""
+    from mtlkit.classic._tree_builder import FeatureInfo, _draw_features
+
+    r = np.random.default_rng(11)
+    n, p = 90, 40
+    X = np.round(r.normal(size=(n, p)), 1).astype(np.float32)
+    X[:, 5] = 1.0  # constant everywhere
+    members = r.permutation(n).astype(np.int32)
+    seg_len = np.array([3, 2, 40, 45])  # tiny nodes: many features constant in them
+    seg_start = np.cumsum(seg_len) - seg_len
+    X[members[:3], :30] = 0.25  # node 0 varies in 10 features only: a second sort is needed
+    info = FeatureInfo.build(X)
+    nodes = [members[s : s + k] for s, k in zip(seg_start, seg_len, strict=True)]
+    nonconst = np.array([X[m].max(axis=0) > X[m].min(axis=0) for m in nodes])
+    low = X[:, info.bin_ids].min(axis=0)
+    n_low = np.array([(X[m][:, info.bin_ids] == low).sum(axis=0) for m in nodes])
+    for k in (1, 3, 9, 15):
+        got = _draw_features(np.random.RandomState(k), k, seg_len, seg_start, members, info, n_low)
+        prio = np.where(nonconst, np.random.RandomState(k).random_sample((len(nodes), p)), np.inf)
+        want = np.zeros_like(got)
+        np.put_along_axis(want, np.argsort(prio, axis=1)[:, :k], True, axis=1)
+        assert np.array_equal(got, want & nonconst), k
+        assert np.array_equal(got.sum(axis=1), np.minimum(k, nonconst.sum(axis=1)))
+
+
+@pytest.mark.parametrize("max_features", [2, 6])
+def test_exact_count_shortcuts_equal_the_general_sums(monkeypatch, max_features):
+    """With integer weights (bootstrap counts) node totals are read from the node sums and
+    a right child's sums are its parent's minus the left child's; without the shortcut the
+    sums are taken over the samples. Both grow the same tree."""
+    from mtlkit.classic import _tree_builder as tb
+
+    X, Y = _data(n=300, seed=5)
+    Y = Y[:, :2]
+    w = np.random.default_rng(5).integers(0, 4, len(X)).astype(float)
+    kw = dict(
+        kinds=["classification", "classification"],
+        n_classes=[2, 2],
+        sample_weight=w,
+        task_weights=np.ones(2),
+        criterion="gini",
+        max_depth=None,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_features=max_features,
+    )
+    X32 = X.astype(np.float32)
+    fast = tb.build_tree(X32, Y, **kw, rng=np.random.RandomState(0))
+    seen = []
+    prepare = tb._Layout.prepare_split
+
+    def general(self, coef):
+        prepare(self, coef)
+        seen.append(self.exact)
+        self.exact = False
+
+    monkeypatch.setattr(tb._Layout, "prepare_split", general)
+    slow = tb.build_tree(X32, Y, **kw, rng=np.random.RandomState(0))
+    assert seen == [True]
+    for name in ("feature", "threshold", "children_left", "n_node_samples", "impurity"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert np.array_equal(fast.weighted_n_labelled, slow.weighted_n_labelled)
+    for a, b in zip(fast.value, slow.value, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+    assert fast.node_count > 20

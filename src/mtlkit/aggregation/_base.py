@@ -89,6 +89,9 @@ class Aggregator(HasParams):
     randomized: ClassVar[bool] = False
     #: reads the task losses (pass ``losses=`` when calling)
     needs_losses: ClassVar[bool] = False
+    #: may hold on to the Jacobian (or a view of it) after the call; when False the trainer
+    #: writes every step's Jacobian into one reused K×P workspace (no fresh allocation)
+    keeps_jacobian: ClassVar[bool] = True
 
     def __call__(self, jacobian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
                  tasks: Sequence[int] | None = None) -> Tensor:
@@ -137,6 +140,7 @@ class GramianWeightedAggregator(Aggregator):
     """An aggregator whose result is ``w(J Jᵀ) @ J``. Subclasses implement :meth:`weights`."""
 
     gramian_based = True
+    keeps_jacobian = False  # the direction is the fresh product w @ J
     #: :meth:`weights` reads the entries of the Gramian. False when it reads only its size
     #: (Mean): then the Gramian is not formed when none is given, and :meth:`weights`
     #: receives a K×K zero placeholder (a stride-0 view) in the Jacobian's dtype and device.

@@ -49,6 +49,7 @@ class GradDrop(Aggregator):
     randomized = True
     permutation_invariant = True  # given the same draws: P and U do not depend on task order
     equals_mean_for_one_task = True  # one task: P ∈ {0, 1} keeps every coordinate
+    keeps_jacobian = False  # reads the Jacobian during the call only
 
     @property
     def strongly_stationary(self) -> bool:  # type: ignore[override]
@@ -137,10 +138,12 @@ class GradDrop(Aggregator):
             self._rng.load(state["generator"])
 
 
-#: elements of the K×block temporary of :func:`_sign_sums` (4 MB in float32: cache-sized),
+#: elements of the K×block temporary of :func:`_sign_sums` (1 MB in float32, cache-sized: 4 MB
+#: blocks were slower at K = 10 and 40 on the benchmark CPU, 512 KB of L2 per core; see
+#: `benchmarks/peers.py --math-only --methods graddrop`),
 #: and the fewest columns per block
-_BLOCK_ELEMENTS = 1 << 20
-_MIN_BLOCK = 8192
+_BLOCK_ELEMENTS = 1 << 18
+_MIN_BLOCK = 1024
 
 
 def _sign_sums(jacobian: Tensor) -> tuple[Tensor, Tensor]:

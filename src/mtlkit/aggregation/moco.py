@@ -72,6 +72,7 @@ class MoCo(Aggregator):
     stateful = True
     permutation_invariant = True
     equals_mean_for_one_task = True
+    keeps_jacobian = False  # reads the Jacobian during the call only
 
     def __init__(self, *, beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0, beta_sigma: float = 0.5,
                  gamma_sigma: float = 0.5) -> None:
@@ -83,6 +84,14 @@ class MoCo(Aggregator):
         self._y: dict[int, Tensor] = {}
         self._lambda: dict[int, float] = {}
         self._step = 0
+        self._forget_buffers()
+
+    def _forget_buffers(self) -> None:
+        # the K×P tensor whose rows are the tracked y_i of ``_rows`` (in that order), and the
+        # free one of the two alternating buffers (see ``_workspace``)
+        self._buffer: Tensor | None = None
+        self._rows: tuple[int, ...] = ()
+        self._spare: Tensor | None = None
 
     def direction(self, jacobian: Tensor, tasks: Sequence[int] | None = None) -> Tensor:
         k = jacobian.shape[0]
@@ -91,14 +100,18 @@ class MoCo(Aggregator):
         beta_k = self.beta * step ** (-self.beta_sigma)
         gamma_k = self.gamma * step ** (-self.gamma_sigma)
         j = jacobian.detach()
-        # the new estimates are written straight into one K×P tensor (no per-row copies)
-        y_new = torch.empty(j.shape, dtype=j.dtype, device=j.device)
-        for i, t in enumerate(ids):
-            y = self._y.get(t)
-            if y is None or y.shape != j[i].shape:
-                y_new[i].copy_(j[i])
-            else:
-                torch.lerp(y.to(dtype=j.dtype, device=j.device), j[i], beta_k, out=y_new[i])
+        y_new = self._workspace(j)
+        if self._rows == tuple(ids) and self._buffer is not None and self._buffer.shape == j.shape \
+                and self._buffer.dtype == j.dtype and self._buffer.device == j.device:
+            # the same tasks in the same order as the last step: one fused lerp over K×P
+            torch.lerp(self._buffer, j, beta_k, out=y_new)
+        else:
+            for i, t in enumerate(ids):
+                y = self._y.get(t)
+                if y is None or y.shape != j[i].shape:
+                    y_new[i].copy_(j[i])
+                else:
+                    torch.lerp(y.to(dtype=j.dtype, device=j.device), j[i], beta_k, out=y_new[i])
         g = to_numpy(gramian(y_new))
         # a non-finite y_new makes its Gramian non-finite (its diagonal holds Σ y²), so the
         # K×P finiteness check is only needed when the K×K Gramian is not finite
@@ -109,9 +122,27 @@ class MoCo(Aggregator):
         lam = np.array([self._lambda.get(t, 1.0 / k) for t in ids])
         new = project_to_simplex(lam - gamma_k * (g @ lam + self.rho * lam))
         self._step = step
-        self._y.update((t, y_new[i]) for i, t in enumerate(ids))
+        self._commit(y_new, ids)
         self._lambda.update(zip(ids, new.tolist()))
         return torch.as_tensor(new, dtype=j.dtype, device=j.device) @ y_new
+
+    def _workspace(self, j: Tensor) -> Tensor:
+        """A K×P tensor for the new estimates that no tracked y_i lives in: the buffer of the
+        step before last when it is free and fits (two buffers alternate, so a step allocates
+        nothing and a skipped step leaves the state untouched), else a new one."""
+        spare = self._spare
+        if spare is not None and spare.shape == j.shape and spare.dtype == j.dtype and spare.device == j.device:
+            return spare
+        self._spare = None
+        return torch.empty(j.shape, dtype=j.dtype, device=j.device)
+
+    def _commit(self, y_new: Tensor, ids: list[int]) -> None:
+        """The rows of ``y_new`` become the tracked y_i of ``ids``; the previous buffer is
+        reused next step only when no tracked y_i remains in it."""
+        old = self._buffer
+        self._y.update((t, y_new[i]) for i, t in enumerate(ids))
+        self._buffer, self._rows = y_new, tuple(ids)
+        self._spare = old if old is not None and set(self._y) <= set(ids) else None
 
     @property
     def lambda_(self) -> dict[int, float]:
@@ -127,6 +158,7 @@ class MoCo(Aggregator):
         self._y = {}
         self._lambda = {}
         self._step = 0
+        self._forget_buffers()
 
     def state_dict(self) -> dict[str, Any]:
         return {"y": {str(t): y.clone() for t, y in self._y.items()},
@@ -137,6 +169,7 @@ class MoCo(Aggregator):
             return
         if "y" in state:
             self._y = {int(t): torch.as_tensor(y).clone() for t, y in state["y"].items()}
+            self._forget_buffers()
         if "lambda" in state:
             self._lambda = {int(t): float(v) for t, v in state["lambda"].items()}
         if "step" in state:

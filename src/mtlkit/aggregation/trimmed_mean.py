@@ -31,12 +31,21 @@ class TrimmedMean(Aggregator):
     tasks are absent must still work) at most ⌊(K − 1)/2⌋ values are trimmed at each end,
     so at least one remains (two tasks: their mean).
 
-    Speed: the K values of every coordinate are ordered by Batcher's odd–even merge sorting
-    network (K fixed per step, O(K log² K) compare–exchanges, each one elementwise min/max
-    of two rows over all P coordinates) instead of ``torch.sort`` along the task dimension,
-    which sorts P short columns one by one. The rows kept are the same values in the same
-    order, averaged by the same ``mean``: the result equals the sort's exactly (NaN counts as
-    the largest value, as in ``torch.sort``; only the sign of a zero may differ).
+    Speed: on the trimmed values only. The rows are streamed once, in task order, through two
+    short compare–exchange chains (elementwise min/max over the coordinates) that hold the b
+    largest and the b smallest values seen so far; the value each new row pushes out of both
+    chains is one of the kept values and is added to the sum. That is (4b + 1) elementwise
+    operations per row, on blocks of columns that stay in cache, instead of ordering all K
+    values (Batcher's network, 305 compare–exchanges of whole rows at K = 40), and no trimmed
+    value is ever added (an outlier of 1e30 cannot absorb the kept ones). At K = 40, b = 1 on
+    the benchmark CPU, 9 % of the K backward passes instead of 87 % (``docs/performance.md``,
+    ``benchmarks/peers.py --math-only``). When the network needs fewer operations (b close
+    to K / 2) it is used instead. Choice: the kept values are exactly those of the sort (ties
+    included: a compare–exchange only permutes values), but they are summed in task order,
+    not in sorted order, so the result equals the sort's up to the rounding of that sum (bit
+    for bit whenever the sum is exact, e.g. integer-valued gradients). NaN
+    counts as the largest value, as in ``torch.sort``. A Jacobian that requires grad goes
+    through the network (autograd-safe operations).
 
     Args:
         trim_number: b ≥ 0, the values dropped at each end of every coordinate (default 1;
@@ -51,6 +60,7 @@ class TrimmedMean(Aggregator):
              "Statistical Rates (ICML; arXiv:1803.01498), coordinate-wise trimmed mean as in TorchJD")
     permutation_invariant = True
     equals_mean_for_one_task = True
+    keeps_jacobian = False  # reads the Jacobian during the call only
 
     def __init__(self, *, trim_number: int = 1) -> None:
         self.trim_number = check_int("TrimmedMean", "trim_number", trim_number, low=0)
@@ -60,17 +70,77 @@ class TrimmedMean(Aggregator):
         b = min(self.trim_number, (k - 1) // 2)
         if b == 0:
             return jacobian.mean(dim=0)
+        differentiable = torch.is_grad_enabled() and jacobian.requires_grad
+        # an operation of the stream is on cached blocks: about half the cost of one of the network
+        # (measured with benchmarks/peers.py --math on a CPU)
+        streamed = not differentiable and _stream_cost(k, b) < 2 * _network_cost(k, b)
+        mean = _streamed_mean if streamed else _network_mean
+        if jacobian.device.type == "cpu":
+            # a NaN anywhere in a column makes that column's result NaN (min and max propagate
+            # it): only then, after one host read, is the NaN bookkeeping below needed
+            out = mean(jacobian, b)
+            if not bool(torch.isnan(out).any()):
+                return out
         # NaN sorts last in torch.sort; here it is ordered as +inf and a coordinate whose
         # kept values would hold one (more than b NaNs) gives NaN, as the sort's mean does.
-        # On CPU a NaN-free Jacobian (its column sums are NaN-free) skips that bookkeeping;
-        # elsewhere it is always done (no host synchronisation).
-        nan_count = None
-        if jacobian.device.type != "cpu" or bool(torch.isnan(jacobian.sum(dim=0)).any()):
-            nan_count = torch.isnan(jacobian).sum(dim=0, dtype=torch.int32)
-            jacobian = torch.nan_to_num(jacobian, nan=float("inf"), posinf=float("inf"),
-                                        neginf=float("-inf"))
-        out = torch.stack(_sorted_rows(jacobian)[b:k - b]).mean(dim=0)
-        return out if nan_count is None else out.masked_fill(nan_count > b, float("nan"))
+        nan_count = torch.isnan(jacobian).sum(dim=0, dtype=torch.int32)
+        x = torch.nan_to_num(jacobian, nan=float("inf"), posinf=float("inf"), neginf=float("-inf"))
+        return mean(x, b).masked_fill(nan_count > b, float("nan"))
+
+#: columns per block of :func:`_streamed_mean` (its (2b + 2) scratch rows stay in cache)
+_COLUMNS = 131072
+
+
+def _stream_cost(k: int, b: int) -> int:
+    """Elementwise operations (over all columns) of :func:`_streamed_mean`."""
+    return 2 * len(_network(2 * b)) + (4 * b + 1) * (k - 2 * b)
+
+
+def _network_cost(k: int, b: int) -> int:
+    """Elementwise operations of the full sorting network and the mean of the kept rows."""
+    return 2 * len(_network(k)) + k - 2 * b
+
+
+def _network_mean(x: Tensor, b: int) -> Tensor:
+    """The trimmed mean by ordering every column with the sorting network (autograd-safe)."""
+    k = x.shape[0]
+    return torch.stack(_sorted_rows(x)[b:k - b]).mean(dim=0)
+
+
+def _streamed_mean(x: Tensor, b: int) -> Tensor:
+    """Mean over the rows of the values of each column without its b largest and b smallest,
+    for 1 <= b <= (K - 1) / 2 (see the class docstring, "Speed"). ``x`` is not modified."""
+    k, p = x.shape
+    c = min(_COLUMNS, p)
+    top = x.new_empty(b, c)  # the b largest values seen, descending
+    bottom = x.new_empty(b, c)  # the b smallest, ascending
+    spare = x.new_empty(2, c)
+    out = x.new_empty(p)
+    for start in range(0, p, c):
+        cols = x[:, start:start + c]
+        n = cols.shape[1]
+        first = _sorted_rows(cols[:2 * b])  # ascending, copies
+        for i in range(b):
+            top[i, :n].copy_(first[2 * b - 1 - i])
+            bottom[i, :n].copy_(first[i])
+        acc = out[start:start + n]
+        bufs = (spare[0, :n], spare[1, :n])
+        for r in range(2 * b, k):
+            carry, free = cols[r], 0
+            # the top chain lets out the smallest of top ∪ {row}, the bottom chain the largest
+            # of bottom ∪ {that}: a kept value (each chain step is one compare–exchange)
+            for chain, let_out, keep in ((top, torch.minimum, torch.maximum),
+                                         (bottom, torch.maximum, torch.minimum)):
+                for i in range(b):
+                    t = chain[i, :n]
+                    let_out(t, carry, out=bufs[free])
+                    keep(t, carry, out=t)
+                    carry, free = bufs[free], 1 - free
+            if r == 2 * b:
+                acc.copy_(carry)
+            else:
+                acc.add_(carry)
+    return out.div_(k - 2 * b)
 
 
 def _sorted_rows(x: Tensor) -> list[Tensor]:

@@ -64,7 +64,11 @@ def resolve_max_features(estimator, value, n_features: int) -> int:
         return max(1, int(f(n_features)))
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1:
         return min(int(value), n_features)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 < cast(float, value) <= 1.0:
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and 0.0 < cast(float, value) <= 1.0
+    ):
         return max(1, int(cast(float, value) * n_features))
     raise ValueError(
         f"The 'max_features' parameter of {_owner(estimator)} must be None, an int >= 1, "

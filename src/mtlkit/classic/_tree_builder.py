@@ -28,6 +28,7 @@ statistics for all nodes and features are one sparse-by-dense product per level.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,7 @@ class _Layout:
         self.kinds = kinds
         self.n_classes = n_classes
         self.criterion = criterion
+        self._scratch: dict[str, np.ndarray] = {}
         lab = ~np.isnan(Y)
         wl = sample_weight[:, None] * lab
         cols = []
@@ -131,6 +133,20 @@ class _Layout:
         # the node summaries are computed for all tasks at once
         same = all(k == "classification" for k in kinds) and len(set(n_classes)) == 1
         self._classes_of_all = int(n_classes[0]) if same and n_tasks else 0
+
+    def scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A work array kept between the levels of one tree (uninitialised contents).
+
+        Reusing the large per-level arrays avoids a fresh allocation, and the page faults
+        of touching new memory, for every temporary of every level (about a third of the
+        search time otherwise). One layout belongs to one tree, so threads never share it.
+        """
+        size = math.prod(shape)
+        buf = self._scratch.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = np.empty(size, dtype=dtype)
+            self._scratch[name] = buf
+        return buf[:size].reshape(shape)
 
     # ------------------------------------------------------------ node summaries
     def summarize(self, stats: np.ndarray):
@@ -193,6 +209,7 @@ class _Layout:
         for t in used:
             groups.setdefault(self._wl[:, t].tobytes(), []).append(t)
         rows: list[np.ndarray] = []
+        cols: list[int] = []  # the column of node_stats that each row of split_stats is
         self.groups: list[dict[str, Any]] = []
         for tasks in groups.values():
             g: dict[str, Any] = {}
@@ -205,22 +222,27 @@ class _Layout:
                 starts.append(len(rows) - g["c0"])
                 for k in range(self.n_classes[t] - 1):
                     rows.append(s[:, k])
+                    cols.append(self.slices[t].start + k)
                     a_row.append(coef[t])
             g["c1"] = len(rows)
             g["cstarts"] = np.asarray(starts, dtype=np.intp)
             g["single"] = all(self.n_classes[t] == 2 for t in cls)
             g["a_crow"] = np.asarray(a_row, dtype=float)
+            g["a_crow2"] = -2.0 * g["a_crow"]
             g["a_ctask"] = np.asarray([coef[t] for t in cls], dtype=float)
             g["r0"] = len(rows)
             for t in reg:
                 rows.append(self.node_stats[:, self.slices[t]][:, 0])
+                cols.append(self.slices[t].start)
             g["r1"] = len(rows)
             g["a_r"] = np.asarray([coef[t] for t in reg], dtype=float)
             g["cnt"] = len(rows)
             rows.append(self._wl[:, tasks[0]])
+            cols += [self.slices[tasks[0]].stop - 1]
             self.groups.append(g)
         self.has_split_stats = bool(used)
         self.sum_dtype: type[np.floating[Any]] = np.float64
+        self.exact = False
         if not used:
             self.split_stats = np.zeros((0, self._wl.shape[0]))
             return
@@ -233,10 +255,16 @@ class _Layout:
         self.n_floor = 0.5 * float(positive.min()) if len(positive) else 0.5
         if integral and n_max < 2**31 - 1:
             stats = stats.astype(np.int32)  # exact counts; int cumsum is fast
+        # exact integer sums: node totals of split_stats are columns of the (exact) node
+        # sums of node_stats, and a right child's sums are its parent's minus the left's
+        self.split_cols = np.asarray(cols, dtype=np.intp)
+        self.exact = (
+            stats.dtype.kind == "i"
+            and bool(np.all(self.node_stats == np.round(self.node_stats)))
+            and float(np.abs(self.node_stats).sum(axis=0).max(initial=0.0)) < 2.0**53
+        )
         # dtype of the sparse sums of the two-valued features: float32 is exact for counts
         self.sum_dtype = np.float32 if integral and n_max < 2**24 else np.float64
-        # c0 * c1 <= n²/4 must not overflow
-        self.prod_dtype = stats.dtype if n_max * n_max / 4 < 2**31 - 1 else np.float64
         self.split_stats = stats
 
     def proxy(self, S: np.ndarray) -> np.ndarray:
@@ -249,22 +277,27 @@ class _Layout:
         """
         M = S.shape[1]
         out = np.zeros(M)
-        ftmp = np.empty(M)
+        ftmp = self.scratch("proxy_tmp", (M,), np.float64)
+        acc = self.scratch("proxy_acc", (M,), np.float64)  # terms divided by n at the end
+        n_eff = self.scratch("proxy_n", (M,), np.float64)
         gini = self.criterion == "gini"
         for g in self.groups:
             n = S[g["cnt"]]
             # a side without labelled samples contributes 0 (its float sums may hold
             # rounding residue, which must not be divided by ~0)
-            n_eff = np.where(n > self.n_floor, n, np.inf)
-            acc = np.zeros(M)  # terms divided by n at the end
+            np.copyto(n_eff, n)
+            n_eff[n <= self.n_floor] = np.inf
             rows = range(g["c0"], g["c1"])
             if gini and g["single"] and len(rows):
                 # Σ_i −2 a_i c0_i c1_i for all rows at once (exact integer products)
                 block = S[g["c0"] : g["c1"]]
-                prod = np.subtract(n, block, dtype=self.prod_dtype)
+                # (in float64: integer products are exact while below 2**53)
+                prod = self.scratch("proxy_prod", block.shape, np.float64)
+                np.subtract(n, block, out=prod, dtype=np.float64)
                 prod *= block
-                acc += (-2.0 * g["a_crow"]) @ prod.astype(np.float64, copy=False)
+                np.matmul(g["a_crow2"], prod, out=acc)
             elif len(rows):
+                acc.fill(0.0)
                 bounds = [*g["cstarts"].tolist(), len(rows)]
                 for t, a in enumerate(g["a_ctask"]):
                     task_rows = [S[g["c0"] + k] for k in range(bounds[t], bounds[t + 1])]
@@ -278,6 +311,8 @@ class _Layout:
                             out += a * _xlog2x(row)
                     if not gini:
                         out -= a * _xlog2x(n)
+            else:
+                acc.fill(0.0)
             for i, a in zip(range(g["r0"], g["r1"]), g["a_r"], strict=True):
                 np.multiply(S[i], S[i], out=ftmp)
                 ftmp *= a
@@ -388,7 +423,14 @@ def _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low):
     """
     A, p = len(seg_len), info.XT.shape[0]
     prio = rng.random_sample((A, p))
-    by_prio = np.argsort(prio, axis=1)
+    width0 = min(p, max(max_features, 1))
+    if width0 < p // 4:  # the first columns in priority order (distinct priorities)
+        first_cols = np.argpartition(prio, width0 - 1, axis=1)[:, :width0]
+        by_prio = np.take_along_axis(
+            first_cols, np.argsort(np.take_along_axis(prio, first_cols, axis=1), axis=1), axis=1
+        )
+    else:
+        by_prio = np.argsort(prio, axis=1)
     cont_pos = np.full(p, -1, dtype=np.intp)
     cont_pos[info.cont_ids] = np.arange(len(info.cont_ids))
     bin_pos = np.full(p, -1, dtype=np.intp)
@@ -401,6 +443,8 @@ def _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low):
         if not len(nodes):
             break
         width = min(p - col, max(max_features, 1))
+        if by_prio.shape[1] < col + width:  # a node needs more than the first columns
+            by_prio = np.argsort(prio, axis=1)
         cand = by_prio[nodes, col : col + width]  # (k, width) feature ids
         node_of = np.repeat(nodes, width)
         feat = cand.ravel()
@@ -492,6 +536,7 @@ def build_tree(
         seg_len = np.array([n])
         act_nI = nI0
         act_val = val0
+        act_stats = root_stats
     depth = 0
     while len(act):
         A = len(act_ids)
@@ -500,10 +545,13 @@ def build_tree(
 
         members = order[-1]
         S = layout.split_stats
-        cum0 = np.cumsum(np.take(S, members, axis=1), axis=1, dtype=S.dtype)
-        ends = cum0[:, seg_start + seg_len - 1]
-        node_tot = ends.copy()  # (Q, A) totals of the split statistics per node
-        node_tot[:, 1:] -= ends[:, :-1]
+        if layout.exact:  # (Q, A) totals of the split statistics per node
+            node_tot = act_stats[:, layout.split_cols].T.astype(S.dtype)
+        else:
+            cum0 = np.cumsum(np.take(S, members, axis=1), axis=1, dtype=S.dtype)
+            ends = cum0[:, seg_start + seg_len - 1]
+            node_tot = ends.copy()
+            node_tot[:, 1:] -= ends[:, :-1]
         low_b = None
         n_low = np.zeros((A, 0), dtype=np.int64)
         if len(bin_ids):  # rows at the low value, per node and two-valued feature
@@ -573,13 +621,22 @@ def build_tree(
         by_child = samples0[np.argsort(child0, kind="stable")]
 
         # ---- children statistics
-        cstats = np.add.reduceat(layout.node_stats[by_child], child_start, axis=0)
+        if layout.exact:  # sums of the left children; right = parent - left (exact)
+            left_len = child_len[0::2]
+            lstats = np.add.reduceat(
+                layout.node_stats[samples0[~go_right]], np.cumsum(left_len) - left_len, axis=0
+            )
+            cstats = np.empty((n_child, lstats.shape[1]))
+            cstats[0::2] = lstats
+            np.subtract(act_stats[s_ids], lstats, out=cstats[1::2])
+        else:
+            cstats = np.add.reduceat(layout.node_stats[by_child], child_start, axis=0)
         c_nlab, c_imp, c_nI, c_val = layout.summarize(cstats)
         parent_local = np.repeat(s_ids, 2)
-        for t in range(layout.n_tasks):  # no labelled sample: inherit the parent's value
-            miss = c_nlab[:, t] <= 0
-            if miss.any():
-                c_val[t][miss] = act_val[t][parent_local[miss]]
+        missing = c_nlab <= 0
+        for tm in np.flatnonzero(missing.any(axis=0)):  # no label: inherit the parent's value
+            miss = missing[:, tm]
+            c_val[tm][miss] = act_val[tm][parent_local[miss]]
         parent_ids = act_ids[s_ids]
         child_ids = n_nodes + np.arange(n_child)
         n_nodes += n_child
@@ -603,18 +660,22 @@ def build_tree(
         act = np.flatnonzero(nxt)
         if not len(act):
             break
-        # stable partition of every feature's order: sort each row by the sample's next
-        # active node (radix sort on small ints); other samples sort last and are cut off
-        n_act = len(act)
-        key_dtype = np.int16 if n_act < np.iinfo(np.int16).max else np.int32
-        rank = np.full(n_child, n_act, dtype=key_dtype)
-        rank[act] = np.arange(n_act)
-        key_of = np.full(n, n_act, dtype=key_dtype)
-        key_of[samples0] = rank[child0]
-        idx = np.argsort(key_of[order], axis=1, kind="stable")
-        m_new = int(child_len[act].sum())
-        order = np.take_along_axis(order, idx[:, :m_new], axis=1)
+        if sampled:  # the samples of the active children, grouped by child in order
+            order = by_child[np.repeat(nxt, child_len)][None, :]
+        else:
+            # stable partition of every feature's order: sort each row by the sample's next
+            # active node (radix sort on small ints); other samples sort last and are cut off
+            n_act = len(act)
+            key_dtype = np.int16 if n_act < 32767 else np.int32
+            rank = np.full(n_child, n_act, dtype=key_dtype)
+            rank[act] = np.arange(n_act)
+            key_of = np.full(n, n_act, dtype=key_dtype)
+            key_of[samples0] = rank[child0]
+            idx = np.argsort(key_of[order], axis=1, kind="stable")
+            m_new = int(child_len[act].sum())
+            order = np.take_along_axis(order, idx[:, :m_new], axis=1)
         act_ids = child_ids[act]
+        act_stats = cstats[act]
         seg_len = child_len[act]
         act_nI = c_nI[act]
         act_val = [v[act] for v in c_val]
@@ -686,7 +747,9 @@ def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected,
             offset = seg_start[seg_node] - (np.cumsum(lens) - lens)
             samples = members[np.repeat(offset, lens) + np.arange(int(lens.sum()))]
             at = np.repeat(seg_feat * rank.shape[1], lens) + samples  # flat (feature, sample)
-            key = np.repeat(np.arange(len(jj), dtype=np.int64) * n_rank, lens)
+            # (int32 keys when they fit: the same order, a faster sort)
+            kdt = np.int32 if len(jj) * n_rank < 2**31 - 1 else np.int64
+            key = np.repeat(np.arange(len(jj), dtype=kdt) * kdt(n_rank), lens)
             key += rank.ravel()[at]
             perm = np.argsort(key)  # keys are distinct: any sort gives the same order
             samples = samples[perm]
@@ -707,7 +770,8 @@ def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected,
             continue
         # cumulative statistics restarted at every segment: subtract the previous segment's
         # total at each segment start, then one cumsum
-        G = np.take(S, samples, axis=1)
+        G = layout.scratch("search_G", (Q, M), S.dtype)
+        np.take(S, samples, axis=1, out=G, mode="clip")  # ("raise" would copy via a buffer)
         total = node_tot[:, seg_node]
         if len(seg_s) > 1:
             G[:, seg_s[1:]] -= total[:, :-1]
@@ -720,20 +784,26 @@ def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected,
                 R = np.subtract(node_tot[:, pos_node][:, None, :], C.reshape(Q, nb, m))
                 R = R.reshape(Q, M)
             else:
-                R = np.repeat(total, seg_l, axis=1)  # = total[:, seg_of]
+                R = layout.scratch("search_R", (Q, M), S.dtype)
+                np.take(total, seg_of, axis=1, out=R, mode="clip")
                 R -= L
         else:
             vidx = np.flatnonzero(valid)
             sv = seg_of[vidx]
-            L = np.take(C, vidx, axis=1)
-            R = np.take(total, sv, axis=1)
+            k = len(vidx)
+            L = layout.scratch("search_L", (Q, k), S.dtype)
+            np.take(C, vidx, axis=1, out=L, mode="clip")
+            R = layout.scratch("search_R", (Q, k), S.dtype)
+            np.take(total, sv, axis=1, out=R, mode="clip")
             R -= L
         proxy = layout.proxy(L)
         proxy += layout.proxy(R)
         if len(vidx) == M:
             proxy[~valid] = -np.inf
         # best position per segment (first one on ties)
-        newseg = np.r_[True, sv[1:] != sv[:-1]]
+        newseg = np.empty(len(sv), dtype=bool)
+        newseg[0] = True
+        np.not_equal(sv[1:], sv[:-1], out=newseg[1:])
         starts = np.flatnonzero(newseg)
         grp = np.cumsum(newseg) - 1
         segmax = np.maximum.reduceat(proxy, starts)

@@ -204,8 +204,12 @@ class ClusteredMultiTaskLinear(RegressorMixin, BaseEstimator):
     def _check_params(self, n_tasks: int) -> None:
         check_int(type(self).__name__, "n_clusters", self.n_clusters, low=1)
         check_float(type(self).__name__, "mean_penalty", self.mean_penalty, low=0.0, low_open=True)
-        check_float(type(self).__name__, "between_penalty", self.between_penalty, low=0.0, low_open=True)
-        check_float(type(self).__name__, "within_penalty", self.within_penalty, low=0.0, low_open=True)
+        check_float(
+            type(self).__name__, "between_penalty", self.between_penalty, low=0.0, low_open=True
+        )
+        check_float(
+            type(self).__name__, "within_penalty", self.within_penalty, low=0.0, low_open=True
+        )
         check_bool(type(self).__name__, "fit_intercept", self.fit_intercept)
         check_int(type(self).__name__, "max_iter", self.max_iter, low=1)
         check_int(type(self).__name__, "n_init", self.n_init, low=1)

@@ -31,6 +31,7 @@ unscaled before aggregation, and the optimiser's gradients once before the updat
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -77,12 +78,12 @@ class StepPlan:
     deferred: bool
     prior: Tensor | None
     checked_rows: int = -1
-    #: the K×P Jacobian's memory, reused from step to step (Gramian-weighted aggregators only:
-    #: they never see the Jacobian itself, so none can keep a reference to it)
+    #: the K×P Jacobian's memory, reused from step to step (for an aggregator that declares
+    #: it keeps no reference to the Jacobian after the call: ``keeps_jacobian`` false)
     workspace: Tensor | None = None
 
     def jacobian_out(self, tr: Trainer, k: int) -> Tensor | None:
-        if not getattr(tr.aggregator, "gramian_based", False) or not tr.shared:
+        if getattr(tr.aggregator, "keeps_jacobian", True) or not tr.shared:
             return None
         p = sum(q.numel() for q in tr.shared)
         ws, ref = self.workspace, tr.shared[0]
@@ -175,6 +176,11 @@ def needs_representation(tr: Trainer) -> bool:
 
 def train_step(tr: Trainer, batch: Batch) -> StepResult:
     """One optimisation step on ``batch``; see the module docstring."""
+    with _compiled_graph_reusable(tr):  # the forward and every backward pass of the step
+        return _train_step(tr, batch)
+
+
+def _train_step(tr: Trainer, batch: Batch) -> StepResult:
     x, ys, ms = batch
     for cb in tr.hooks:
         cb.before_step(tr, batch)
@@ -221,6 +227,21 @@ def train_step(tr: Trainer, batch: Batch) -> StepResult:
         tr.weighting.after_step(after if prior is None else after * prior, ctx)
     tr.step_count += 1
     return result
+
+
+def _compiled_graph_reusable(tr: Trainer) -> Any:
+    """With ``training.compile``, the step runs without donated buffers: AOTAutograd
+    otherwise lets the backward reuse the saved activations' memory, which refuses
+    ``retain_graph=True`` — and an exact method runs one backward pass per task through the
+    same graph ("This backward function was compiled with non-empty donated buffers ...").
+    The backward graph is compiled at its first use, so the setting covers the whole step;
+    AOTAutograd's on-disk cache is bypassed too: an entry compiled with donated buffers (by
+    an earlier process, without this setting) was observed to be loaded despite it."""
+    if not tr.settings.compile:
+        return contextlib.nullcontext()
+    import torch._functorch.config as functorch_config
+
+    return functorch_config.patch(donated_buffer=False, enable_autograd_cache=False)
 
 
 def _host_check(tr: Trainer, losses: Tensor, present: Tensor) -> list[bool] | StepResult:
