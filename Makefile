@@ -33,8 +33,10 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy src/mtlkit
 
+# tests run in parallel over the machine's cores (pytest-xdist; TEST_WORKERS=0 runs them in one process)
+TEST_WORKERS ?= auto
 test: setup lint
-	$(VENV)/bin/python -m pytest --durations=15 -rfE
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --durations=15 -rfE
 
 # The same tests against the newest release of every dependency (torch aside), in their own
 # environment: what a user who installs mtlkit today gets. When it passes, `make constraints`

@@ -31,7 +31,8 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
         stratify: str | None = None, standardize: bool = True, seed: int = 0,
         out_dir: str | Path | None = None, progress: bool = False,
         image_column: str | None = None, name: str = "fit", overwrite: bool = False,
-        device: str = "cpu", categorical: Mapping[str, Any] | None = None) -> RunResult:
+        device: str = "cpu", categorical: Mapping[str, Any] | None = None,
+        text: Mapping[str, Any] | None = None, inputs: Mapping[str, Sequence[str]] | None = None) -> RunResult:
     """Train a multi-task model (and, by default, the single-task baselines) in one call.
 
     Args:
@@ -48,6 +49,20 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
             ``"neural"`` and ``"gbdt"`` (scikit-learn's HistGradientBoosting per task).
         categorical: ``data.categorical`` options (``onehot_max``, ``min_count``,
             ``embedding_dim``, ``max_categories``).
+        text: ``data.text`` options for the table's ``text`` columns (declare them in
+            ``features``: ``{"tweet": "text"}``): ``{"tokenizer": {"kind": "bpe" | "wordpiece",
+            "vocab_size": 2000, "min_frequency": 2, "lowercase": True} | {"file": PATH} |
+            {"huggingface": DIR}, "max_length": 64, "truncation": "warn" | "error"}`` (see
+            :class:`mtlkit.data.text.TextOptions`); the tokenizer is fitted on the training
+            split and stored with the run. Give a text trunk (``trunk={"name": "transformer"}``,
+            ``bilstm``, ``textcnn``, ``huggingface``); it is the default for a table with text.
+        inputs: several named inputs from a table's columns, ``{input: [column, ...]}``
+            (``data.inputs`` in YAML; tables only), e.g. ``{"text": ["tweet"], "table":
+            ["followers", "hour"]}``: each group is encoded as the table is and read by its own
+            encoder of ``architecture="multimodal"`` (``architecture_params={"encoders":
+            {...}, "fusion": "gated"}``; a group with text gets a ``transformer``, others an
+            ``mlp``). Arrays with several inputs: pass ``({name: array}, labels)`` or a
+            :class:`~mtlkit.data.MultiTaskData` of a dict instead.
         trunk: a stock trunk spec (``{"name": "mlp", "hidden": [64]}``) or your own
             ``nn.Module`` (then the hard-sharing model is built around it).
         weighting / aggregator: a registry name (``"dwa"``, ``"pcgrad"``) or an object.
@@ -71,6 +86,10 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
     tasks = check_tasks(tasks)
     feats: list[str] | None = None
     cat_options = dict(categorical or {})
+    text_options = _text_options(text)
+    if inputs is not None and not (isinstance(data, (str, Path, pd.DataFrame)) and image_column is None):
+        raise ValueError("The 'inputs' parameter of fit divides a table's columns into named inputs; the data is "
+                         f"a {type(data).__name__}. For arrays pass ({{name: array}}, labels) instead.")
     base = baselines if isinstance(baselines, bool) else list(baselines)
     prepared = None
     if isinstance(data, (str, Path)):
@@ -80,10 +99,14 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
         from mtlkit.data.tabular import TableOptions
         from mtlkit.run.data import prepare_table
 
-        opts = TableOptions(**CategoricalConfig(**cat_options).model_dump(), standardize=standardize)
+        opts = TableOptions(**CategoricalConfig(**cat_options).model_dump(), standardize=standardize,
+                            text=text_options)
         prepared = prepare_table(data, tasks, features, fractions=split, stratify=stratify, seed=seed,
-                                 options=opts, source="the table", label="python")
+                                 options=opts, source="the table", label="python", inputs=inputs)
         tasks = prepared.tasks
+    elif text_options is not None:
+        raise ValueError("The 'text' parameter of fit is for a table with text columns (a DataFrame or a CSV/Parquet "
+                         f"path, no image_column); the data is a {type(data).__name__}.")
     elif isinstance(data, pd.DataFrame):
         mt, feats = from_dataframe(data, tasks, list(features) if features is not None else None,
                                    image_column=image_column)
@@ -131,13 +154,35 @@ def fit(data: pd.DataFrame | str | Path | MultiTaskData | Dataset | tuple[Any, M
     elif trunk is not None:
         model_cfg["trunk"] = dict(trunk)
     cfg = parse_config({"name": name, "seed": seed, "data": {"in_memory": True, "standardize": standardize,
-                                                             "categorical": cat_options,
+                                                             "categorical": cat_options, "text": text_options,
+                                                             "inputs": _inputs_config(inputs),
                                                              "split": {"train": split[0], "val": split[1],
                                                                        "test": split[2], "stratify": stratify}},
                         "tasks": [_config_task(t) for t in tasks], "model": model_cfg, "training": training,
                         "baselines": base}, source="(mtlkit.fit arguments)")
     return run(cfg, prepared, out_dir=out_dir, progress=progress, model=user_model, components=objects,
                baseline_builder=builder, overwrite=overwrite)
+
+
+def _text_options(text: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``text`` checked as ``data.text`` is (an error names the wrong option)."""
+    if text is None:
+        return None
+    if not isinstance(text, Mapping):
+        raise TypeError(f"The 'text' parameter of fit must be a mapping of data.text options (tokenizer, "
+                        f"max_length, truncation). Got {type(text).__name__}.")
+    from mtlkit.data.text import TextOptions
+
+    TextOptions.from_mapping(text)  # raises on an unknown key or a bad value, naming it
+    return dict(text)
+
+
+def _inputs_config(inputs: Mapping[str, Sequence[str]] | None) -> dict[str, Any] | None:
+    if inputs is None:
+        return None
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"The 'inputs' parameter of fit must be {{input name: [column, ...]}}. Got {inputs!r}.")
+    return {str(k): v if isinstance(v, str) else list(v) for k, v in inputs.items()}
 
 
 def _config_task(t: Task) -> dict[str, Any]:

@@ -347,7 +347,7 @@ class _InputAdapter(nn.Module):
             raise ValueError("The teacher run was trained with another table preprocessing than the student "
                              "(fitted on another split, or other column types/options); its inputs cannot be "
                              "translated. Train the teacher on the same data and split (same seed) as the "
-                             "student.")
+                             f"student.{_tokenizer_hint(student_pre, teacher_pre)}")
         self._s = _mean_std(student_pre)
         self._t = _mean_std(teacher_pre)
 
@@ -363,6 +363,20 @@ class _InputAdapter(nn.Module):
         if self._t is not None:
             z = (z - self._t[0]) / self._t[1]
         return self.model(z.to(torch.float32))
+
+
+def _tokenizer_hint(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    """What to do when two table preprocessings differ only in a text column's tokenizer."""
+    def strip(pre: dict[str, Any] | None) -> str:
+        cols = [{k: v for k, v in c.items() if k not in ("tokenizer", "vocab")} for c in (pre or {}).get("columns", [])]
+        return _canonical({**(pre or {}), "columns": cols, "input": None})
+
+    texts = [c.get("name") for c in (a or {}).get("columns", []) if c.get("type") == "text"]
+    if not texts or strip(a) != strip(b):
+        return ""
+    return (f" Only the tokenizer of text column(s) {texts} differs: a WordPiece tokenizer is not trained to the "
+            f"same vocabulary twice ('tokenizers' library); use data.text.tokenizer kind: bpe, or save one "
+            f"tokenizer.json and give it to the teachers and the student (data.text.tokenizer.file).")
 
 
 def _canonical(pre: dict[str, Any] | None) -> str:

@@ -216,6 +216,10 @@ def export_table(run: Any, out: str | Path, *, fmt: str = "onnx", primary: bool 
     if not isinstance(pre, TablePreprocessor):
         raise ValueError("Raw-row export needs a run trained on a table (its preprocessing is recorded in "
                          "model.json); export the encoded model with export_model instead.")
+    if isinstance(run.meta.get("input_shape"), Mapping):
+        raise ValueError(f"Raw-row export reads one encoded table; this run's model reads the named inputs "
+                         f"{list(run.meta['input_shape'])} (data.inputs). Export the encoded model with "
+                         f"mtlkit.export.export_model: one graph input per named input.")
     model, tasks = run.model, list(run.tasks)
     if primary and any(t.role != "primary" for t in tasks):
         model, tasks = primary_only(model, tasks, run.meta["input_shape"])

@@ -34,6 +34,7 @@ from mtlkit.data._dataset import MultiTaskData
 from mtlkit.data._preprocess import Standardizer
 from mtlkit.data._table import features_from_frame, load_images, targets_from_frame
 from mtlkit.data.tabular import TablePreprocessor, is_table_preprocessing, labels_from_frame
+from mtlkit.data.tagging import is_tagging, tag_targets, word_tag_strings
 from mtlkit.run.folder import load_model
 from mtlkit.tasks import Task, task_from_dict
 from mtlkit.training.trainer import predict_raw as _predict_raw
@@ -116,18 +117,24 @@ def check_inputs(meta: dict[str, Any], x: Any, *, source: str = "the inputs") ->
     return x
 
 
-def inputs_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the input") -> torch.Tensor:
+def inputs_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the input") -> Inputs:
     """Model inputs from a table: the training feature columns (or image paths), encoded
     as during training. Label and privileged columns are not needed."""
     meta = run.meta
-    if isinstance(meta.get("input_shape"), Mapping):
+    pre = meta.get("preprocessing")
+    layout = cast(dict[str, Any], pre).get("inputs") if is_table_preprocessing(pre) else None
+    if isinstance(meta.get("input_shape"), Mapping) and not layout:
         raise ValueError(f"This run's model reads several named inputs {list(meta['input_shape'])}, not a table: "
                          f"predict on a dict of tensors (LoadedRun.predict_raw({{name: tensor}})).")
-    pre = meta.get("preprocessing")
     if len(df) == 0:  # a header-only file: no samples to predict (was a bare KeyError)
         raise ValueError(f"{source} is empty: it has no rows.")
     if is_table_preprocessing(pre):
-        return torch.as_tensor(TablePreprocessor.from_dict(cast(dict[str, Any], pre)).transform(df, source=source))
+        x = torch.as_tensor(TablePreprocessor.from_dict(cast(dict[str, Any], pre)).transform(df, source=source))
+        if layout:  # a table divided into named inputs (data.inputs): divided again the same way
+            from mtlkit.run.data import divide_table
+
+            return divide_table(x, layout)
+        return x
     if meta.get("image_column"):
         col = meta["image_column"]
         if col not in df.columns:
@@ -148,7 +155,7 @@ def prediction_table(tasks: Sequence[Task], out: dict[str, torch.Tensor], index:
     probabilities (classification) or the values in original units (regression)."""
     cols: dict[str, Any] = {}
     for t in tasks:
-        if t.task_kind.dense:  # maps do not fit a table: use the Python API (predict_raw)
+        if t.task_kind.dense and not getattr(t.task_kind, "text_output", False):  # maps: use predict_raw
             continue
         # class and probability, the pair distance and decision, or the values, by kind
         cols.update(t.task_kind.prediction_columns(t, out[t.name]))
@@ -163,6 +170,9 @@ def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) 
     out = _predict_raw(run.model, x)
     pred = prediction_table(run.tasks if all_tasks else run.primary_tasks, out, index=df.index)
     pre = run.preprocessor
+    for t in run.tasks if all_tasks else run.primary_tasks:
+        if is_tagging(t) and pre is not None:  # per-word tags, space-separated, in the tag column's terms
+            pred[t.name] = word_tag_strings(pre, df, t, out[t.name])
     ids = [c for c in (pre.ids if pre is not None else []) if c in df.columns and c not in pred.columns]
     if ids:
         pred = pd.concat([df[ids], pred], axis=1)
@@ -173,8 +183,16 @@ def data_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the data
     """Inputs and labels (for evaluation) from a table with the run's columns; a class label
     that training never saw is an error naming it and its task."""
     x = inputs_from_frame(run, df, source=source)
-    if run.preprocessor is not None:
-        targets, masks = labels_from_frame(df, run.tasks, source=source)
+    pre = run.preprocessor
+    if pre is not None:
+        targets, masks = labels_from_frame(df, [t for t in run.tasks if not is_tagging(t)], source=source)
+        for t in run.tasks:
+            if is_tagging(t):
+                _, targets[t.name], masks[t.name] = tag_targets(pre, df, t, source=source)
+            elif getattr(t.task_kind, "targets_from_inputs", False):  # generation: the decoder input slots
+                from mtlkit.data.text import generation_targets
+
+                targets[t.name], masks[t.name] = generation_targets(x, pre.input_spec or {}, t.name)
     else:
         targets, masks = targets_from_frame(df, run.tasks, source=source)
     return MultiTaskData(x, targets, masks, run.tasks, source=source)
@@ -187,7 +205,7 @@ def evaluate_frame(run: LoadedRun, df: pd.DataFrame) -> dict[str, dict[str, floa
     return {t.name: t.evaluate(out[t.name], data.targets[t.name], data.masks[t.name]) for t in run.tasks}
 
 
-def predict_raw(model: nn.Module, data: MultiTaskData | torch.Tensor, **kwargs: Any) -> dict[str, torch.Tensor]:
+def predict_raw(model: nn.Module, data: MultiTaskData | Inputs, **kwargs: Any) -> dict[str, torch.Tensor]:
     """Raw outputs per task (logits, standardised regression values) of encoded inputs."""
     return _predict_raw(model, data, **kwargs)
 

@@ -192,7 +192,7 @@ class Task:
         """``classes`` / ``positive_class`` (one class per sample) and the target statistics
         (regression) are checked and normalised to tuples."""
         if self.classes is not None:
-            if not spec.class_per_sample:
+            if not (spec.class_per_sample or getattr(spec, "named_classes", False)):
                 raise ValueError(f"Task {self.name!r}: 'classes' is for binary and multiclass tasks; kind "
                                  f"{self.kind!r} takes none.")
             classes = tuple(self.classes)

@@ -93,7 +93,7 @@ def check_kind(name: str) -> None:
     prob = t.predict_transform(pred.detach())
     assert prob.shape == pred.shape and torch.isfinite(prob).all()
     cols = k.prediction_columns(t, pred.detach())
-    assert (cols == {}) == k.dense
+    assert (cols == {}) == (k.dense and not getattr(k, "text_output", False))  # generation: decoded texts
     assert all(len(v) == n for v in cols.values())
     conf = t.confusion_data(pred.detach(), y, mask)
     assert (conf is not None) == k.class_per_sample
@@ -120,7 +120,7 @@ def test_the_built_in_kinds_are_registered_under_their_file_stems():
     for name in BUILT_IN:
         assert type(get_kind(name)).__module__ == f"mtlkit.kinds.{name}"
     assert tuple(kind_names()) == tasks.KINDS
-    assert tasks_dense.DENSE_KINDS == ("dense_regression", "next_token", "segmentation", "sequence_labelling")
+    assert {"dense_regression", "generation", "next_token", "segmentation", "sequence_labelling"} <= set(tasks_dense.DENSE_KINDS)
     assert {n for n in kind_names() if get_kind(n).class_per_sample} >= {"binary", "multiclass"}
     assert [n for n in BUILT_IN if get_kind(n).pairwise] == ["contrastive"]
 

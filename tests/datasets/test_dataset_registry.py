@@ -14,7 +14,7 @@ from mtlkit._registry import DATASETS, UnknownNameError
 
 def test_every_loader_is_registered_under_its_file_stem():
     assert ds.names() == ["adult", "basic_motions", "japanese_vowels", "mnist_pairs", "movielens", "multimnist", "sp500",
-                          "tweets", "yeast"]
+                          "tweets", "tweets_generation", "yeast"]
     assert DATASETS.get("multimnist") is ds.load_multimnist
     assert DATASETS.get("basic_motions") is ds.load_basic_motions
     for entry in DATASETS:

@@ -31,6 +31,10 @@ from mtlkit.architectures.siamese import Siamese, contrastive_loss, make_pairs
 from mtlkit.architectures.soft_sharing import SoftSharing
 from mtlkit.tasks import Task
 
+#: the architectures whose heads read a text trunk's flat output as it is laid out (or a mix of
+#: such outputs): the ones per-token tasks (``next_token``, ``token_tagging``) work with
+PER_TOKEN_ARCHITECTURES = ("hard_sharing", "shared_bottom", "soft_sharing", "cross_stitch", "mmoe", "dselect_k")
+
 
 def build_model(config: dict[str, Any], tasks: Sequence[Task],
                 input_shape: Sequence[int] | Mapping[str, Sequence[int]]) -> nn.Module:
@@ -42,6 +46,15 @@ def build_model(config: dict[str, Any], tasks: Sequence[Task],
     pairs = [t.name for t in tasks if isinstance(t, Task) and t.task_kind.pairwise]
     if pairs and not getattr(cls, "reads_pairs", False):
         raise contrastive_needs_pairs(pairs[0])
+    per_token = [t for t in tasks if isinstance(t, Task) and getattr(t.task_kind, "per_token", False)]
+    if per_token and name not in PER_TOKEN_ARCHITECTURES:
+        raise ValueError(f"Task {per_token[0].name!r} ({per_token[0].kind}) reads the per-token states of a text "
+                         f"trunk, which the {name!r} architecture does not hand to its heads as the trunk lays "
+                         f"them out; use one of {', '.join(PER_TOKEN_ARCHITECTURES)}.")
+    if isinstance(cfg.get("trunk"), dict):  # a text trunk gets the per-token states its tasks read
+        from mtlkit.architectures.text import token_states_for
+
+        cfg["trunk"] = token_states_for(cfg["trunk"], tasks)
     return cls.from_config(tasks, input_shape, **cfg)
 
 

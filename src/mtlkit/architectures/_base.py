@@ -34,7 +34,8 @@ def contrastive_needs_pairs(task: str) -> ValueError:
                       f"computes. Use model.architecture: {{name: siamese}}.")
 
 
-def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Sequential:
+def make_head(in_features: int, task: Task, hidden: Sequence[int] = (), *,
+              layout: Mapping[str, Any] | None = None) -> nn.Sequential:
     """A task head: optional hidden ReLU layers then a linear layer of ``task.out_dim``.
 
     A dense task whose prediction is a map ((C, H, W) or (C, T)) ends in the small
@@ -43,6 +44,8 @@ def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Se
     of a pair, which only the ``siamese`` architecture computes."""
     if task.task_kind.pairwise:
         raise contrastive_needs_pairs(task.name)
+    if layout is not None or getattr(task.task_kind, "targets_from_inputs", False):
+        return _layout_head(in_features, task, hidden, layout)
     if getattr(task.task_kind, "per_token", False):  # reads the per-token states of a text trunk
         from mtlkit.architectures.text import TokenHead
 
@@ -59,6 +62,24 @@ def make_head(in_features: int, task: Task, hidden: Sequence[int] = ()) -> nn.Se
     else:
         layers.append(nn.Linear(prev, task.out_dim))
     return nn.Sequential(*layers)
+
+
+def _layout_head(in_features: int, task: Task, hidden: Sequence[int], layout: Mapping[str, Any] | None
+                 ) -> nn.Sequential:
+    """A head over a trunk whose output has parts (``layout``, the ``head_layout`` of
+    :class:`~mtlkit.architectures.text_decoder.Seq2SeqTrunk`): a generation task reads its own
+    block (the shared decoder's output), the other tasks the text part only."""
+    from mtlkit.architectures.text_decoder import GenerationSlice
+
+    blocks = (layout or {}).get("tasks") or {}
+    if getattr(task.task_kind, "targets_from_inputs", False):
+        if task.name not in blocks:
+            raise ValueError(f"Task {task.name!r} is kind {task.kind!r}: its output comes from the decoder shared by "
+                             f"the generation tasks, which sits on a text trunk of a table run (a text feature "
+                             f"column, the task's target text column, architecture hard_sharing without split_at).")
+        return nn.Sequential(GenerationSlice(*blocks[task.name]))
+    width = int((layout or {})["shared"])
+    return nn.Sequential(GenerationSlice(0, width), *make_head(width, task, hidden))
 
 
 class MultiTaskModel(nn.Module):

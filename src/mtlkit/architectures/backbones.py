@@ -109,6 +109,10 @@ def build_trunk(spec: dict[str, Any], input_shape: Sequence[int]) -> Trunk:
     from mtlkit.architectures.text import TEXT_TRUNKS, build_text_trunk
 
     if spec.get("name") in TEXT_TRUNKS:
+        if "decoder" in spec or (spec.get("input") or {}).get("decoder"):  # generation tasks: the shared decoder
+            from mtlkit.architectures.text_decoder import build_seq2seq_trunk
+
+            return cast(Trunk, build_seq2seq_trunk(spec, input_shape))
         return cast(Trunk, build_text_trunk(spec, input_shape))
     if (spec.get("input") or {}).get("text"):
         raise ValueError(f"The table has text column(s) {[c['column'] for c in spec['input']['text']]}: use a text "

@@ -78,7 +78,9 @@ class HardSharing(MultiTaskModel):
         if branch_proto is not None:
             for t in self.tasks:
                 self.branches[t.name] = copy.deepcopy(branch_proto)
-        self.heads = TaskModuleDict({t.name: make_head(self.trunk_out, t, head_hidden) for t in self.tasks})
+        layout = getattr(trunk, "head_layout", None) if split_at is None else None  # generation: text_decoder
+        self.heads = TaskModuleDict({t.name: make_head(self.trunk_out, t, head_hidden, layout=layout)
+                                     for t in self.tasks})
         self.config: dict[str, Any] = {"name": "hard_sharing", "split_at": split_at,
                                        "head_hidden": list(head_hidden),
                                        "trunk": getattr(trunk, "spec", None)}

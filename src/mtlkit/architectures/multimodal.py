@@ -171,7 +171,12 @@ class Multimodal(MultiTaskModel):
     def from_config(cls, tasks: Sequence[Task], input_shape: Any, *, encoders: Mapping[str, Any] | None = None,
                     trunk: Mapping[str, Any] | None = None, **params: Any) -> Multimodal:
         """Build from JSON: every input of ``input_shape`` gets its entry of ``encoders``, else
-        ``trunk`` when it names a stock trunk, else the stock trunk for its shape."""
+        ``trunk`` when it names a stock trunk, else the stock trunk for its shape.
+
+        A table divided into named inputs (``data.inputs``) hands each input's spec (category
+        embeddings, token slots) in ``trunk["input"] = {"inputs": {name: spec}}``: it goes into
+        that input's encoder spec (unless the spec has its own ``input``), and an input with
+        text columns gets a ``transformer`` by default."""
         if not isinstance(input_shape, Mapping):
             raise ValueError(f"The multimodal architecture reads several named inputs (data.inputs in YAML, or a "
                              f"dict of tensors); the data has one input of shape {tuple(input_shape)}.")
@@ -180,9 +185,18 @@ class Multimodal(MultiTaskModel):
         if unknown:
             raise ValueError(f"model.architecture.encoders names input(s) {unknown} that the data does not have; "
                              f"its inputs are {list(input_shape)}.")
-        fallback = dict(trunk) if isinstance(trunk, Mapping) and trunk.get("name") else None
-        specs = {k: dict(given[k]) if k in given else dict(fallback or default_encoder(shape))
-                 for k, shape in input_shape.items()}
+        inp = trunk.get("input") if isinstance(trunk, Mapping) else None
+        per_input = dict(inp["inputs"]) if isinstance(inp, Mapping) and "inputs" in inp else {}
+        fallback = ({k: v for k, v in trunk.items() if not (per_input and k == "input")}
+                    if isinstance(trunk, Mapping) and trunk.get("name") else None)
+        specs: dict[str, Any] = {}
+        for k, shape in input_shape.items():
+            own = per_input.get(k)
+            spec = dict(given[k]) if k in given else dict(
+                fallback or ({"name": "transformer"} if own and own.get("text") else default_encoder(shape)))
+            if own and "input" not in spec:
+                spec["input"] = own
+            specs[k] = spec
         return cls(specs, tasks, input_shape=input_shape, trunk=trunk, **params)
 
     @classmethod

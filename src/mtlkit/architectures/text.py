@@ -15,13 +15,25 @@ where they are, their vocabulary size and padding ID. Each trunk
 * returns ``[pooled vector of each text column | dense columns]``: the shared representation.
 
 :meth:`TextTrunk.token_states` gives the per-token states, the mask and the pooled vector of
-the first text column (:class:`TextStates`), for per-token heads. With ``token_states=True``
-(for the per-token ``next_token`` task of :mod:`mtlkit.auxiliary.next_token`), the trunk's
-flat output is instead ``[fused (W) | causal per-token states (max_length × W)]``: ``fused`` is
-a linear map of ``[pooled | dense]`` to the per-token width W, and the states are those of a
-causal pass (Transformer: causal attention for the whole encoder; BiLSTM: the forward
-direction, W = H/2) so that a token's state has not seen the token it predicts. Sequence-level
-heads then read the whole flat output.
+the first text column (:class:`TextStates`), for per-token heads. The ``token_states`` option
+puts the per-token states of the first text column into the trunk's flat output, for the
+per-token heads (:class:`TokenHead`); sequence-level heads then read the whole flat output:
+
+* ``true`` (or ``"causal"``; for the ``next_token`` task of :mod:`mtlkit.auxiliary.next_token`):
+  ``[fused (W) | causal states (max_length × W)]``: ``fused`` is a linear map of ``[pooled |
+  dense]`` to the per-token width W, and the states are those of a causal pass (Transformer:
+  causal attention for the whole encoder, and the pooled vector is of that pass too; BiLSTM:
+  the forward direction, W = H/2) so that a token's state has not seen the token it predicts;
+* ``"full"`` (for ``token_tagging``): ``[fused (W) | full-context states (max_length × W)]``,
+  the bidirectional (non-causal) states, W = H; every trunk has them (Hugging Face: the
+  model's ``last_hidden_state``; textcnn: its convolution feature maps);
+* ``"both"`` (a tagging task and a language model in one model): ``[fused (W) | causal states
+  (max_length × W) | full-context states (max_length × W)]``, W = H (the BiLSTM's forward
+  states, H/2 wide, are zero-padded to H); the pooled vector is of the full-context pass
+  (Transformer: a second, causal pass gives the causal states).
+
+Padding positions of the states are zero. A run sets ``token_states`` from its tasks when the
+config leaves it out (:func:`token_states_for`).
 
 Trunk names (``trunk: {name: ...}``): ``transformer``, ``bilstm``, ``textcnn``,
 ``huggingface`` (``model: PATH`` of a local model folder; ``transformers`` is imported only
@@ -46,10 +58,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TEXT_TRUNKS", "TEXT_TRUNK_BUILDERS", "TextStates", "TextTrunk", "TokenHead", "bilstm", "build_text_trunk",
-           "huggingface", "textcnn", "tracing", "transformer"]
+__all__ = ["TEXT_TRUNKS", "TEXT_TRUNK_BUILDERS", "TOKEN_STATES", "TextStates", "TextTrunk", "TokenHead", "bilstm",
+           "build_text_trunk", "huggingface", "textcnn", "token_states_for", "tracing", "transformer"]
 
 TEXT_TRUNKS = ("transformer", "bilstm", "textcnn", "huggingface")
+#: the values of the ``token_states`` option besides false
+TOKEN_STATES = ("causal", "full", "both")
 
 
 class TextStates(NamedTuple):
@@ -210,7 +224,7 @@ class _TextBlock(nn.Module):
     """The whole text trunk as one block: slots -> [pooled | dense] (or the token layout)."""
 
     def __init__(self, spec: dict[str, Any], width: int, encoder: _Encoder, *, pooling: str,
-                 token_states: bool) -> None:
+                 token_states: bool | str) -> None:
         super().__init__()
         from mtlkit.data.embedding import TabularInput
 
@@ -228,12 +242,14 @@ class _TextBlock(nn.Module):
         self.encoder = encoder
         self.pooling = pooling
         self.token_states = token_states
+        #: "" (pooled only), "causal", "full" or "both" (see the module docstring)
+        self.mode = "causal" if token_states is True else (token_states or "")
         self.max_length = int(self.text_cols[0]["max_length"])
         self.pad_id = int(self.text_cols[0]["pad_id"])
-        if token_states:
-            w = encoder.token_width
+        if self.mode:
+            w = self.width = encoder.token_width if self.mode == "causal" else encoder.hidden
             self.fuse = nn.Linear(encoder.hidden * len(self.text_cols) + self.dense_out, w)
-            self.out_features = w * (1 + self.max_length)
+            self.out_features = w * (1 + self.max_length * (2 if self.mode == "both" else 1))
         else:
             self.out_features = encoder.hidden * len(self.text_cols) + self.dense_out
 
@@ -270,17 +286,38 @@ class _TextBlock(nn.Module):
             out.append(TextStates(states, mask, self.pool(states, mask)))
         return dense, out
 
+    def _flat(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, t, w) states -> (B, max_length · W): padding zeroed, positions and width padded."""
+        tok = states * mask.unsqueeze(-1).to(states.dtype)
+        b, t, w = tok.shape
+        if t < self.max_length or w < self.width:
+            tok = torch.cat([tok, tok.new_zeros(b, t, self.width - w)], dim=2) if w < self.width else tok
+            tok = torch.cat([tok, tok.new_zeros(b, self.max_length - t, self.width)], dim=1)
+        return tok.reshape(b, -1)
+
     def forward(self, x: Tensor) -> Tensor:
-        dense, cols = self.columns(x, causal=self.token_states)
+        mode = self.mode
+        if mode == "both" and not isinstance(self.encoder, _BiLSTM):  # two passes: full, then causal
+            dense, slots = self.slots(x)
+            cols = []
+            for ids, mask in slots:
+                states = self.encoder(ids, mask)
+                cols.append(TextStates(states, mask, self.pool(states, mask)))
+            ids0, mask0 = slots[0]
+            causal = self.encoder(ids0, mask0, causal=True)
+        else:
+            dense, cols = self.columns(x, causal=mode == "causal")
+            causal = self.encoder.causal_states(cols[0].states)
         rep = torch.cat([c.pooled for c in cols] + [dense.to(cols[0].pooled.dtype)], dim=1)
-        if not self.token_states:
+        if not mode:
             return rep
         first = cols[0]
-        tok = self.encoder.causal_states(first.states) * first.mask.unsqueeze(-1).to(first.states.dtype)
-        pad = self.max_length - tok.shape[1]
-        if pad:
-            tok = torch.cat([tok, tok.new_zeros(tok.shape[0], pad, tok.shape[2])], dim=1)
-        return torch.cat([self.fuse(rep), tok.reshape(tok.shape[0], -1)], dim=1)
+        blocks = [self.fuse(rep)]
+        if mode in ("causal", "both"):
+            blocks.append(self._flat(causal, first.mask))
+        if mode in ("full", "both"):
+            blocks.append(self._flat(first.states, first.mask))
+        return torch.cat(blocks, dim=1)
 
 
 class TextTrunk(nn.Sequential):
@@ -294,14 +331,20 @@ class TextTrunk(nn.Sequential):
         """Per-token states (B, T, H), mask (B, T) and pooled vector (B, H) of a text column
         (T: the batch's longest sequence)."""
         block: _TextBlock = self.text  # type: ignore[assignment]
-        return block.columns(x, causal=block.token_states)[1][column]
+        return block.columns(x, causal=block.mode == "causal")[1][column]
 
 
 class TokenHead(nn.Module):
-    """The head of a per-token task (``next_token``): reads the per-token states of the flat
-    output of a text trunk built with ``token_states: true`` (``[fused (W) | states (T × W)]``,
-    so W = in_features / (T + 1)) and maps each position's state to the task's classes with
-    the same layers: (B, W·(T+1)) -> (B, C, T).
+    """The head of a per-token task (``next_token``, ``token_tagging``): reads per-token
+    states from the flat output of a text trunk built with ``token_states`` and maps each
+    position's state to the task's classes with the same layers: (B, in_features) -> (B, C, T).
+
+    The layout is ``[fused (W) | states (T × W)]`` (W = in_features / (T + 1): ``true``,
+    ``full``) or ``[fused (W) | causal (T × W) | full (T × W)]`` (W = in_features / (2T + 1):
+    ``both``; the trunk refuses a width for which both readings would fit). The task's kind
+    says which states it reads (``token_states`` of the kind: ``"causal"`` for ``next_token``,
+    ``"full"`` for ``token_tagging``); with one block of states, that block (a run checks
+    that the trunk gives the right ones, :func:`token_states_for`).
 
     >>> from mtlkit import Task
     >>> head = TokenHead(4 * 7, Task("lm", "next_token", num_classes=9, out_shape=(6,)))
@@ -312,11 +355,14 @@ class TokenHead(nn.Module):
     def __init__(self, in_features: int, task: Any, hidden: Sequence[int] = ()) -> None:
         super().__init__()
         t = int((task.out_shape or (0,))[0])
-        if t < 1 or in_features % (t + 1):
+        blocks = 1 if t >= 1 and in_features % (t + 1) == 0 else 2 if t >= 1 and in_features % (2 * t + 1) == 0 else 0
+        if not blocks:
             raise ValueError(f"Task {task.name!r} ({task.kind}) reads per-token states: build the text trunk with "
-                             f"token_states: true and max_length {t} (its representation width {in_features} is "
-                             f"not a multiple of max_length + 1).")
-        self.length, self.width = t, in_features // (t + 1)
+                             f"token_states: true (or full, both) and max_length {t} (its representation width "
+                             f"{in_features} is not a multiple of max_length + 1 nor of 2·max_length + 1).")
+        self.length, self.width = t, in_features // (1 + blocks * t)
+        full = getattr(task.task_kind, "token_states", "causal") == "full"
+        self.start = self.width * (1 + t) if blocks == 2 and full else self.width
         layers: list[nn.Module] = []
         prev = self.width
         for h in hidden:
@@ -326,7 +372,8 @@ class TokenHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, rep: Tensor) -> Tensor:
-        states = rep[:, self.width:].reshape(rep.shape[0], self.length, self.width)
+        states = rep[:, self.start: self.start + self.length * self.width].reshape(rep.shape[0], self.length,
+                                                                                  self.width)
         return self.net(states).transpose(1, 2)
 
 
@@ -371,7 +418,7 @@ def _width(spec: dict[str, Any]) -> int:
 
 def transformer(input: dict[str, Any], *, hidden: int = 64, layers: int = 2, heads: int = 4,
                 feedforward: int | None = None, dropout: float = 0.1, pooling: str = "mean",
-                token_states: bool = False) -> TextTrunk:
+                token_states: bool | str = False) -> TextTrunk:
     """A Transformer encoder trunk over the text slots of ``input`` (a table's input spec)."""
     return build_text_trunk({"name": "transformer", "input": input, "hidden": hidden, "layers": layers,
                              "heads": heads, "feedforward": feedforward, "dropout": dropout, "pooling": pooling,
@@ -379,7 +426,7 @@ def transformer(input: dict[str, Any], *, hidden: int = 64, layers: int = 2, hea
 
 
 def bilstm(input: dict[str, Any], *, hidden: int = 64, layers: int = 1, dropout: float = 0.0,
-           embedding_dim: int | None = None, pooling: str = "mean", token_states: bool = False) -> TextTrunk:
+           embedding_dim: int | None = None, pooling: str = "mean", token_states: bool | str = False) -> TextTrunk:
     """A BiLSTM trunk over the text slots of ``input`` (a table's input spec)."""
     return build_text_trunk({"name": "bilstm", "input": input, "hidden": hidden, "layers": layers, "dropout": dropout,
                              "embedding_dim": embedding_dim, "pooling": pooling, "token_states": token_states},
@@ -387,17 +434,61 @@ def bilstm(input: dict[str, Any], *, hidden: int = 64, layers: int = 1, dropout:
 
 
 def textcnn(input: dict[str, Any], *, hidden: int = 64, kernel_sizes: Sequence[int] = (3, 5),
-            embedding_dim: int | None = None, dropout: float = 0.0, pooling: str = "max") -> TextTrunk:
+            embedding_dim: int | None = None, dropout: float = 0.0, pooling: str = "max",
+            token_states: bool | str = False) -> TextTrunk:
     """A 1-D CNN trunk (Kim 2014) over the text slots of ``input`` (a table's input spec)."""
     return build_text_trunk({"name": "textcnn", "input": input, "hidden": hidden, "kernel_sizes": list(kernel_sizes),
-                             "embedding_dim": embedding_dim, "dropout": dropout, "pooling": pooling},
-                            (_width(input),))
+                             "embedding_dim": embedding_dim, "dropout": dropout, "pooling": pooling,
+                             "token_states": token_states}, (_width(input),))
 
 
-def huggingface(input: dict[str, Any], *, model: str, pooling: str = "cls") -> TextTrunk:
+def huggingface(input: dict[str, Any], *, model: str, pooling: str = "cls",
+                token_states: bool | str = False) -> TextTrunk:
     """A local Hugging Face encoder (``model``: its folder) over the text slots of ``input``."""
-    return build_text_trunk({"name": "huggingface", "input": input, "model": model, "pooling": pooling},
-                            (_width(input),))
+    return build_text_trunk({"name": "huggingface", "input": input, "model": model, "pooling": pooling,
+                             "token_states": token_states}, (_width(input),))
+
+
+def _token_states_option(name: str, value: Any) -> bool | str:
+    """``token_states`` as False, True (causal: the layout of earlier runs), "full" or "both"."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if value not in TOKEN_STATES:
+        raise ValueError(f"The 'token_states' parameter of the {name} trunk must be true, false, 'causal', 'full' or "
+                         f"'both'. Got {value!r}.")
+    return True if value == "causal" else str(value)
+
+
+def token_states_for(trunk: dict[str, Any], tasks: Sequence[Any]) -> dict[str, Any]:
+    """The spec of a text trunk with the ``token_states`` its per-token tasks need: the kinds
+    say which states their heads read (``next_token``: causal, ``token_tagging``: full). Left
+    out (or false), it is set (``true``, ``"full"`` or ``"both"``); given, it must provide them
+    (an error names the task and the value to use). Other trunks are returned as they are.
+
+    >>> from mtlkit import Task
+    >>> token_states_for({"name": "bilstm"}, [Task("ner", "token_tagging")])["token_states"]
+    'full'
+    """
+    if not isinstance(trunk, dict) or trunk.get("name") not in TEXT_TRUNKS:
+        return trunk
+    need: dict[str, str] = {}
+    for t in tasks:
+        if getattr(t.task_kind, "per_token", False):
+            need.setdefault(getattr(t.task_kind, "token_states", "causal"), t.name)
+    if not need:
+        return trunk
+    name = str(trunk["name"])
+    given = _token_states_option(name, trunk.get("token_states", False))
+    has = {True: {"causal"}, "full": {"full"}, "both": {"causal", "full"}}.get(given, set())
+    want: bool | str = "both" if len(need) == 2 else (True if "causal" in need else "full")
+    if not given:
+        return {**trunk, "token_states": want}
+    lacking = [k for k in need if k not in has]
+    if lacking:
+        raise ValueError(f"Task {need[lacking[0]]!r} reads {lacking[0]} per-token states, which model.trunk."
+                         f"token_states: {given} does not give; use token_states: "
+                         f"{'true' if want is True else want} (or leave it out).")
+    return trunk
 
 
 #: the registered text trunks (merged into :data:`mtlkit.architectures.backbones.TRUNKS`)
@@ -416,11 +507,10 @@ def build_text_trunk(spec: dict[str, Any], input_shape: Sequence[int]) -> TextTr
     pooling = spec.pop("pooling", {"huggingface": "cls", "textcnn": "max"}.get(name, "mean"))
     if pooling not in ("mean", "cls", "max"):
         raise ValueError(f"The 'pooling' parameter of the {name} trunk must be 'mean', 'cls' or 'max'. Got {pooling!r}.")
-    token_states = spec.pop("token_states", False)
-    if not isinstance(token_states, bool):
-        raise ValueError(f"The 'token_states' parameter of the {name} trunk must be true or false. Got {token_states!r}.")
-    if token_states and name not in ("transformer", "bilstm"):
-        raise ValueError(f"The {name} trunk has no causal per-token states (token_states); use transformer or bilstm.")
+    token_states = _token_states_option(name, spec.pop("token_states", False))
+    if token_states in (True, "both") and name not in ("transformer", "bilstm"):
+        raise ValueError(f"The {name} trunk has no causal per-token states (token_states: {token_states}); use "
+                         f"transformer or bilstm{', or token_states: full' if token_states == 'both' else ''}.")
     spec.pop("in_features", None)
     spec = {k: v for k, v in spec.items() if v is not None}
     _check_params(name, spec, _PARAMS[name])
@@ -433,6 +523,10 @@ def build_text_trunk(spec: dict[str, Any], input_shape: Sequence[int]) -> TextTr
     first = {"vocab": max(int(c["vocab"]) for c in inp["text"]), "max_length": max(lengths),
              "pad_id": int(inp["text"][0]["pad_id"])}
     encoder = _encoder(name, first, spec)
+    if token_states == "both" and encoder.hidden % (first["max_length"] + 1) == 0:
+        raise ValueError(f"token_states: both with a width of {encoder.hidden} and max_length {first['max_length']}: "
+                         f"the width must not be a multiple of max_length + 1 (the per-token heads could not tell "
+                         f"the layout apart from a one-block one); change 'hidden' or max_length.")
     block = _TextBlock(inp, shape[0], encoder, pooling=pooling, token_states=token_states)
     t = TextTrunk(OrderedDict([("text", block)]))
     t.out_features = block.out_features

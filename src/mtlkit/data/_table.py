@@ -178,14 +178,20 @@ def from_dataframe(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[s
 def from_arrays(x: Any, labels: Mapping[str, Any], tasks: Sequence[Task]) -> MultiTaskData:
     """NumPy/torch inputs with a dict of label arrays; NaN (or the task's sentinel) = missing."""
     tasks = check_tasks(tasks)
-    if not isinstance(x, torch.Tensor):
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"The inputs x must be numeric (bool, int or float); got an array of dtype "
-                            f"{x.dtype}.")
-    xt = torch.as_tensor(x)
-    if xt.is_floating_point():
-        xt = xt.float()
+    if isinstance(x, Mapping):  # several named inputs {name: array}: checked to share the sample count
+        from mtlkit import _batch
+
+        xt: Any = _batch.float_inputs(_batch.as_inputs(x, source="the arrays"))
+    else:
+        if not isinstance(x, torch.Tensor):
+            x = np.asarray(x)
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"The inputs x must be numeric (bool, int or float); got an array of dtype "
+                                f"{x.dtype}.")
+        xt = torch.as_tensor(x)
+        if xt.is_floating_point():
+            xt = xt.float()
+    n_rows = int(next(iter(xt.values())).shape[0]) if isinstance(xt, dict) else int(xt.shape[0])
     frame: dict[str, np.ndarray] = {}
     fixed: list[Task] = []
     for t in tasks:
@@ -201,8 +207,8 @@ def from_arrays(x: Any, labels: Mapping[str, Any], tasks: Sequence[Task]) -> Mul
             a = a[:, None]
         if a.ndim != 2 and not t.task_kind.dense:
             raise ValueError(f"The labels of task {t.name!r} must be 1-D or 2-D; got shape {a.shape}.")
-        if a.shape[0] != xt.shape[0]:
-            raise ValueError(f"Task {t.name!r} has {a.shape[0]} labels but x has {xt.shape[0]} rows.")
+        if a.shape[0] != n_rows:
+            raise ValueError(f"Task {t.name!r} has {a.shape[0]} labels but x has {n_rows} rows.")
         want = t.out_dim if t.task_kind.multi_column else 1
         if a.shape[1] != want and not t.task_kind.dense:
             raise ValueError(f"Task {t.name!r} ({t.kind}) expects {want} label column(s); "

@@ -377,6 +377,8 @@ class TablePreprocessor:
         self.types = dict(types)
         self.options = options or TableOptions()
         self.columns_: list[_Column] | None = None
+        #: the decoder input slots of generation tasks (mtlkit.architectures.text_decoder), after the text slots
+        self.decoder_: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ fit
     def fit(self, df: pd.DataFrame, *, source: str = "the training split") -> TablePreprocessor:
@@ -503,7 +505,8 @@ class TablePreprocessor:
 
     @property
     def width(self) -> int:
-        return self.dense_width + len(self.embedded) + sum(int(c.max_length or 0) for c in self.text)
+        return (self.dense_width + len(self.embedded) + sum(int(c.max_length or 0) for c in self.text)
+                + sum(int(e["max_length"]) for e in self.decoder_))
 
     @property
     def feature_names(self) -> list[str]:
@@ -517,6 +520,8 @@ class TablePreprocessor:
         names += [f"{c.name}#index" for c in self.embedded]
         for c in self.text:
             names += [f"{c.name}#token{i}" for i in range(int(c.max_length or 0))]
+        for e in self.decoder_:
+            names += [f"{e['column']}#target{i}" for i in range(int(e["max_length"]))]
         return names
 
     @property
@@ -532,6 +537,9 @@ class TablePreprocessor:
         if self.text:
             spec["text"] = [{"column": str(c.name), "vocab": int(c.vocab or 0), "max_length": int(c.max_length or 0),
                              "pad_id": int(c.pad_id or 0)} for c in self.text]
+        if self.decoder_:
+            spec["decoder"] = [{k: e[k] for k in ("task", "column", "vocab", "max_length", "pad_id")}
+                               for e in self.decoder_]
         return spec
 
     # ------------------------------------------------------------------ transform
@@ -563,6 +571,10 @@ class TablePreprocessor:
             blocks.append(self.category_index(c, df[c.name], source)[:, None].astype(np.float64))
         for c in self.text:
             blocks.append(self.text_ids(c, df[c.name], source).astype(np.float64))
+        if self.decoder_:
+            from mtlkit.data.text import decoder_slots
+
+            blocks += [decoder_slots(self, e, df, source).astype(np.float64) for e in self.decoder_]
         if not blocks:
             return np.zeros((n, 0), dtype=np.float32)
         return np.concatenate(blocks, axis=1).astype(np.float32)
@@ -618,7 +630,8 @@ class TablePreprocessor:
         return {"kind": "table", "version": 1, "options": dataclasses.asdict(self.options),
                 "types": [[str(c), t] for c, t in self.types.items()],
                 "columns": [c.to_dict() for c in self.fitted], "width": self.width,
-                "feature_names": self.feature_names, "input": self.input_spec}
+                "feature_names": self.feature_names, "input": self.input_spec,
+                **({"decoder": [dict(e) for e in self.decoder_]} if self.decoder_ else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TablePreprocessor:
@@ -626,6 +639,7 @@ class TablePreprocessor:
             raise ValueError(f"Not a table preprocessing record (kind {d.get('kind')!r}).")
         pre = cls({c: t for c, t in d["types"]}, TableOptions(**d.get("options", {})))
         pre.columns_ = [_Column(**c) for c in d["columns"]]
+        pre.decoder_ = [dict(e) for e in d.get("decoder") or []]
         return pre
 
 
@@ -748,6 +762,8 @@ def labels_from_frame(df: pd.DataFrame, tasks: Sequence[Task], *, source: str = 
 
     from mtlkit.data._table import targets_from_frame
 
+    # generation tasks: their targets are the decoder input slots of the encoded table (data.text)
+    tasks = [t for t in tasks if not getattr(t.task_kind, "targets_from_inputs", False)]
     plain = [t for t in tasks if t.classes is None]
     targets, masks = targets_from_frame(df, plain, source=source) if plain else ({}, {})
     for t in tasks:

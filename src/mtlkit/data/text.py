@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TEXT_EXTRA", "TextOptions", "encode_texts", "fit_tokenizer", "load_tokenizer", "pad_id_of",
-           "require_tokenizers", "texts_of", "tokenizer_from_json"]
+__all__ = ["TEXT_EXTRA", "TextOptions", "add_decoder_slots", "decoder_slots", "encode_texts", "fit_tokenizer",
+           "generation_targets", "load_tokenizer", "pad_id_of", "require_tokenizers", "texts_of", "tokenizer_from_json"]
 
 TEXT_EXTRA = "pip install 'mtlkit[text]'"
 PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
@@ -265,3 +265,93 @@ def encode_texts(tok: Any, texts: Sequence[str], *, max_length: int, pad_id: int
         ids = e.ids[:max_length]
         out[r, :len(ids)] = ids
     return out
+
+
+# ---------------------------------------------------------------------------- generation targets
+def add_decoder_slots(pre: Any, tasks: Sequence[Any], *, source: str = "the table") -> list[Any]:
+    """Give a fitted table preprocessor the decoder input slots of the ``generation`` tasks
+    (:mod:`mtlkit.kinds.generation`): each task's target text column is tokenised with the
+    tokenizer of the first text feature column (one vocabulary shared by encoder and decoder)
+    into ``out_shape[0]`` slots after the text slots. Returns the tasks with their vocabulary
+    (``num_classes``, ``classes``: the token strings in ID order)."""
+    import dataclasses as dc
+
+    gen = [t for t in tasks if getattr(t.task_kind, "targets_from_inputs", False)]
+    if not gen:
+        return list(tasks)
+    if not pre.text:
+        raise ValueError(f"Generation task(s) {[t.name for t in gen]} need a text feature column (data.features: "
+                         f"{{column: text}}): their targets are tokenised with its tokenizer and the decoder attends "
+                         f"to its tokens.")
+    col = pre.text[0]
+    tok = tokenizer_from_json(str(col.tokenizer))
+    vocab = int(col.vocab or 0)
+    inv = {i: t for t, i in tok.get_vocab(with_added_tokens=True).items()}
+    classes = tuple(inv.get(i, f"<{i}>") for i in range(vocab))
+    pre.decoder_ = []
+    out = []
+    for t in tasks:
+        if t in gen:
+            length = int((t.out_shape or (32,))[0])
+            pre.decoder_.append({"task": t.name, "column": str(t.label_columns[0]), "source": str(col.name),
+                                 "vocab": vocab, "max_length": length, "pad_id": int(col.pad_id or 0)})
+            t = dc.replace(t, num_classes=vocab, classes=classes, out_shape=(length,))
+        out.append(t)
+    return out
+
+
+def decoder_slots(pre: Any, entry: Mapping[str, Any], df: pd.DataFrame, source: str = "the input") -> np.ndarray:
+    """(N, L) decoder input slots of one generation task: its target's token IDs (no ``[CLS]``),
+    the padding ID (= end of sequence) after the last token, ``-1`` for a missing target (and
+    for every row when the column is absent, as at prediction time). Targets longer than L
+    tokens are cut to L (one warning with their count)."""
+    from mtlkit.data.tabular import short
+
+    n, length, pad = len(df), int(entry["max_length"]), int(entry["pad_id"])
+    name = entry["column"]
+    if name not in df.columns:
+        return np.full((n, length), -1, dtype=np.int64)
+    col = df[name]
+    missing = col.isna().to_numpy()
+    texts, _ = texts_of(col, name, source)
+    cache = pre.__dict__.setdefault("_tokenizers", {})
+    src = next(c for c in pre.text if str(c.name) == str(entry["source"]))
+    if src.name not in cache:
+        cache[src.name] = tokenizer_from_json(str(src.tokenizer))
+    tok = cache[src.name]
+    tok.no_truncation()
+    tok.no_padding()
+    encs = tok.encode_batch(list(texts), add_special_tokens=False) if n else []
+    out = np.full((n, length), pad, dtype=np.int64)
+    cut = 0
+    for r, e in enumerate(encs):
+        ids = e.ids[:length]
+        cut += len(e.ids) > length
+        out[r, :len(ids)] = ids
+    out[missing] = -1
+    if cut:
+        warnings.warn(f"Generation target column {short(name)}: {cut:,} of {n:,} text(s) of {source} are longer "
+                      f"than the task's {length} tokens and were cut (no end token). Raise the task's out_shape "
+                      f"to keep more.", stacklevel=3)
+    return out
+
+
+def generation_targets(x: Any, spec: Mapping[str, Any], task: str) -> tuple[Any, Any]:
+    """``(target (N, L) long, mask (N, L) bool)`` of a generation task from the decoder input
+    slots of an encoded table ``x`` (``spec``: the input spec): the tokens and the end token
+    are labelled, the padding after it and the rows of a missing target are not."""
+    import torch
+
+    entries = list(spec.get("decoder") or [])
+    names = [e["task"] for e in entries]
+    if task not in names:
+        raise ValueError(f"Task {task!r} has no decoder input slots in this table; generation tasks: {names}.")
+    width = int(x.shape[1]) - sum(int(e["max_length"]) for e in entries)
+    k = names.index(task)
+    start = width + sum(int(e["max_length"]) for e in entries[:k])
+    slots = torch.as_tensor(x)[:, start: start + int(entries[k]["max_length"])].round().long()
+    pad = int(entries[k]["pad_id"])
+    present = (slots >= 0).all(1, keepdim=True)
+    after_end = (slots == pad).long().cumsum(1) - (slots == pad).long() > 0  # positions past the first end token
+    mask = present & ~after_end
+    return torch.where(slots >= 0, slots, torch.full_like(slots, pad)), mask

@@ -214,7 +214,11 @@ def _architecture(cfg: RunConfig, p: _Problems, *, params: bool) -> Any:
                   lookup=True)
         else:
             _known_keys(p, "model.trunk", f"trunk {name!r}", TRUNKS[name],
-                        {k: v for k, v in trunk.items() if k != "name"})
+                        {k: v for k, v in trunk.items() if k != "name" and k != "decoder"})
+            if "decoder" in trunk:  # the decoder of generation tasks (architectures.text_decoder)
+                from mtlkit.architectures.text_decoder import check_decoder_settings
+
+                p.attempt("model.trunk.decoder", lambda: check_decoder_settings(name, trunk["decoder"]))
     return cls
 
 

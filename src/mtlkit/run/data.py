@@ -28,10 +28,12 @@ from mtlkit.data.tabular import (
     labels_from_frame,
     resolve_types,
 )
+from mtlkit.data.tagging import fit_tag_classes, is_tagging, tag_targets
 from mtlkit.tasks import Task, check_funnels, check_tasks, funnel_masks, task_from_dict
 
-__all__ = ["PreparedData", "TableData", "default_trunk_for", "named_inputs", "prepare", "prepare_from_config",
-           "prepare_table", "resolve_tasks", "table_options", "with_named_inputs"]
+__all__ = ["PreparedData", "TableData", "default_trunk_for", "divide_table", "named_inputs", "prepare",
+           "prepare_from_config", "prepare_table", "resolve_tasks", "table_inputs", "table_options",
+           "with_named_inputs"]
 
 
 @dataclass
@@ -67,8 +69,15 @@ class PreparedData:
 
     @property
     def input_module(self) -> dict[str, Any] | None:
-        """The spec of the model's input module (a table's category embeddings), if any."""
-        return self.table.preprocessor.input_spec if self.table is not None else None
+        """The spec of the model's input module (a table's category embeddings, token slots), if
+        any; a table divided into named inputs (``data.inputs``): ``{"inputs": {name: spec}}``,
+        which the multimodal architecture hands to each input's encoder."""
+        if self.table is None:
+            return None
+        layout = (self.preprocessing or {}).get("inputs")
+        if layout:
+            return {"inputs": {k: v["input"] for k, v in layout.items()}}
+        return self.table.preprocessor.input_spec
 
 
 def default_trunk_for(input_shape: Shape | Sequence[int]) -> dict[str, Any]:
@@ -180,7 +189,7 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
             return prepare_table(df, tasks, d.features or bundle.info.get("features"), fractions=fr,
                                  stratify=d.split.stratify, seed=cfg.seed, options=table_options(cfg),
                                  source=f"dataset {d.dataset!r}", aux_tasks=aux_tasks, aux_targets=aux_targets,
-                                 array_generators=array_gens, label=f"dataset:{d.dataset}")
+                                 array_generators=array_gens, label=f"dataset:{d.dataset}", inputs=d.inputs)
         data, test, feats = bundle.data, bundle.test, bundle.feature_names
         if table_gens:
             if not feats:
@@ -200,9 +209,9 @@ def prepare_from_config(cfg: RunConfig) -> PreparedData:
             standardize=d.standardize, default_trunk={} if d.inputs else bundle.default_trunk, features=feats,
             source=f"dataset:{d.dataset}", funnel_violations=d.funnel_violations), bundle.info)
     assert d.path is not None
-    if d.inputs:
-        raise ValueError("data.inputs (several named inputs) is for built-in datasets (data.dataset); for a file, "
-                         "build the dict of inputs in Python and pass MultiTaskData({name: tensor}, ...).")
+    if d.inputs and d.image_column is not None:
+        raise ValueError("data.inputs divides a table's columns into named inputs; a table of image paths "
+                         "(data.image_column) is one input. Build the dict of inputs in Python instead.")
     return _prepare_file(cfg, fr, table_gens, array_gens)
 
 
@@ -219,7 +228,7 @@ def _prepare_file(cfg: RunConfig, fr: tuple[float, float, float], table_gens: li
         return prepare_table(df, tasks, d.features, fractions=fr, stratify=d.split.stratify, seed=cfg.seed,
                              options=table_options(cfg), source=repr(d.path), aux_tasks=aux_tasks,
                              aux_targets=aux_targets, array_generators=array_gens, label=f"file:{d.path}",
-                             funnel_violations=d.funnel_violations)
+                             funnel_violations=d.funnel_violations, inputs=d.inputs)
     feature_list = list(d.features) if d.features is not None else None
     data, feats = from_dataframe(df, tasks, feature_list, image_column=d.image_column, image_root=d.image_root,
                                  image_size=cast(tuple[int, int], tuple(d.image_size)) if d.image_size else None,
@@ -254,7 +263,7 @@ def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[st
                   options: TableOptions | None = None, source: str = "the table",
                   aux_tasks: Sequence[Task] = (), aux_targets: Sequence[Any] = (),
                   array_generators: Sequence[Any] = (), label: str | None = None,
-                  funnel_violations: str = "error") -> PreparedData:
+                  funnel_violations: str = "error", inputs: Mapping[str, Any] | None = None) -> PreparedData:
     """A table as it is -> split, preprocessed data (see :mod:`mtlkit.data.tabular`).
 
     Column types are declared (``features`` as a mapping) or inferred; class labels get
@@ -262,7 +271,9 @@ def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[st
     asked); then the preprocessing (imputation, standardisation, category vocabularies) and
     the regression targets' scaling are fitted on the training rows alone and applied to
     every split. ``aux_targets``: auxiliary targets already computed from the table (one
-    row each); ``array_generators``: auxiliary generators of the encoded inputs."""
+    row each); ``array_generators``: auxiliary generators of the encoded inputs. ``inputs``
+    (``data.inputs``): ``{input name: [column, ...]}`` divides the encoded table into named
+    inputs, one per group of columns (:func:`table_inputs`), for a multimodal model."""
     check_frame(df, source)
     if len(df) == 0:
         raise ValueError(f"{source} is empty: it has no rows.")
@@ -271,18 +282,27 @@ def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[st
     if stratify is not None and stratify not in names + [t.name for t in aux_tasks]:
         raise ValueError(f"split.stratify names unknown task {stratify!r}; tasks are {names}.")
     label_cols = [c for t in tasks for c in t.label_columns]
+    if inputs:
+        features = _grouped_features(df, features, inputs, label_cols, array_generators)
     types = resolve_types(df, features, label_cols, source=source)
-    tasks = fit_labels(df, tasks, source=source)
-    targets, masks = labels_from_frame(df, tasks, source=source)
-    masks = funnel_masks(tasks, targets, masks, violations=funnel_violations)  # 'given': refuse or mask
+    tagging = {t.name for t in tasks if is_tagging(t)}  # per-word tags: targets once the tokenizer is fitted
+    tasks = [fit_tag_classes(df, t, source=source) if t.name in tagging else t
+             for t in fit_labels(df, tasks, source=source)]
+    generation = {t.name for t in tasks if getattr(t.task_kind, "targets_from_inputs", False)}  # from the slots
+    plain = [t for t in tasks if t.name not in tagging and t.name not in generation]
+    targets, masks = labels_from_frame(df, plain, source=source)
+    masks = funnel_masks(plain, targets, masks, violations=funnel_violations)  # 'given': refuse or mask
     n = len(df)
-    rows = MultiTaskData(torch.arange(n, dtype=torch.float32)[:, None], targets, masks, tasks, source=source)
-    strat = stratify if stratify in names else None
+    rows = MultiTaskData(torch.arange(n, dtype=torch.float32)[:, None], targets, masks, plain, source=source)
+    strat = stratify if stratify in names and stratify not in tagging else None
     parts = split(rows, fractions, seed=seed, stratify=strat)
     idx = [cast(torch.Tensor, p.x)[:, 0].long().numpy() for p in parts]
     _check_training_classes(tasks, targets, masks, idx[0], source)
     pre = TablePreprocessor(types, options).fit(df.iloc[idx[0]], source=f"the training split of {source}")
-    x = torch.as_tensor(pre.transform(df, source=source))
+    for i, t in enumerate(tasks):
+        if t.name in tagging:
+            tasks[i], targets[t.name], masks[t.name] = tag_targets(pre, df, t, source=source)
+    tasks, x = _encode_table(pre, df, tasks, generation, targets, masks, source)
     tasks = fit_target_scaling(tasks, targets, masks, idx[0])
     data = MultiTaskData(x, targets, masks, tasks, source=source)
     if aux_targets:
@@ -293,14 +313,41 @@ def prepare_table(df: pd.DataFrame, tasks: Sequence[Task], features: Sequence[st
         if hasattr(g, "bind_table"):
             g.bind_table(pre)
     data, _, extra = _array_aux(data, None, array_generators)
-    every = list(tasks) + list(aux_tasks) + list(extra)
+    return _split_table(df, data, pre, idx, list(tasks) + list(aux_tasks) + list(extra), inputs, label or source)
+
+
+def _encode_table(pre: TablePreprocessor, df: pd.DataFrame, tasks: list[Task], generation: set[str],
+                  targets: dict[str, Any], masks: dict[str, Any], source: str) -> tuple[list[Task], torch.Tensor]:
+    """The encoded table; ``generation`` tasks first get their decoder input slots and
+    vocabulary (:func:`mtlkit.data.text.add_decoder_slots`) and then their targets from the
+    slots (written into ``targets`` and ``masks``)."""
+    if not generation:
+        return tasks, torch.as_tensor(pre.transform(df, source=source))
+    from mtlkit.data.text import add_decoder_slots, generation_targets
+
+    tasks = add_decoder_slots(pre, tasks, source=source)
+    x = torch.as_tensor(pre.transform(df, source=source))
+    for t in tasks:
+        if t.name in generation:
+            targets[t.name], masks[t.name] = generation_targets(x, pre.input_spec or {}, t.name)
+    return tasks, x
+
+
+def _split_table(df: pd.DataFrame, data: MultiTaskData, pre: TablePreprocessor, idx: Sequence[np.ndarray],
+                 every: list[Task], inputs: Mapping[str, Any] | None, label: str) -> PreparedData:
+    """The end of :func:`prepare_table`: the encoded table divided into its named inputs (if
+    ``inputs``), split by the row positions ``idx``, with its default trunk."""
+    record, layout = pre.to_dict(), table_inputs(pre, inputs) if inputs else None
+    if layout is not None:
+        data.x, record["inputs"] = divide_table(cast(torch.Tensor, data.x), layout), layout
     train, val, test = (data.subset(i) for i in idx)
     for part in (train, val, test):
         part.tasks = every
-    shape = (int(x.shape[1]),)
-    trunk = {"name": "transformer"} if pre.text else default_trunk_for(shape)  # text columns need a text trunk
-    return PreparedData(train, val, test, every, shape, trunk, pre.to_dict(), pre.features,
-                        None, label or source, table=TableData(df, idx[0], idx[1], idx[2], pre))
+    shape: Shape = (pre.width,) if layout is None else {k: (len(v["columns"]),) for k, v in layout.items()}
+    # text columns need a text trunk; named inputs: the multimodal architecture picks each encoder
+    trunk = {} if layout is not None else {"name": "transformer"} if pre.text else default_trunk_for(shape)
+    return PreparedData(train, val, test, every, shape, trunk, record, pre.features,
+                        None, label, table=TableData(df, idx[0], idx[1], idx[2], pre))
 
 
 def _check_training_classes(tasks: Sequence[Task], targets: Mapping[str, Any], masks: Mapping[str, Any],
@@ -373,6 +420,105 @@ def _table_aux(data: MultiTaskData, feats: Sequence[str], gens: Sequence[Any]
 
 # ---------------------------------------------------------------------------- several inputs
 DERIVED = ("pooled", "stats")
+
+
+def _grouped_features(df: pd.DataFrame, features: Sequence[str] | Mapping[str, Any] | None,
+                      inputs: Mapping[str, Any], label_cols: Sequence[str], generators: Sequence[Any]
+                      ) -> list[str] | dict[str, Any]:
+    """The feature columns of a table divided by ``data.inputs`` (each group a non-empty list of
+    the table's feature columns, a column in one group only), checked with errors naming the
+    group and the column. Without ``features`` the groups' columns are the features (types
+    inferred); with them, every feature that is not an ``id`` must be in a group."""
+    if generators:
+        raise ValueError(f"data.inputs: the auxiliary generator(s) {[str(g) for g in generators]} read the "
+                         f"encoded table as one input; leave them out or leave data.inputs out.")
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise ValueError(f"data.inputs must map input names to lists of the table's columns. Got {inputs!r}.")
+    declared = dict(features) if isinstance(features, Mapping) else None
+    pool = list(declared) if declared is not None else list(features) if features is not None else \
+        [c for c in df.columns if c not in set(label_cols)]
+    owner: dict[Any, str] = {}
+    for name, cols in inputs.items():
+        where = f"data.inputs.{name}"
+        if isinstance(cols, (str, Mapping)) or not isinstance(cols, Sequence):
+            raise ValueError(f"{where}: a table's input is a list of its column names. Got {cols!r}.")
+        if not cols:
+            raise ValueError(f"{where} is empty: give at least one of the table's columns.")
+        for c in cols:
+            if c in label_cols:
+                raise ValueError(f"{where}: column {c!r} is a task's label, not a feature.")
+            if c not in pool or (declared is not None and declared[c] == "id"):
+                raise ValueError(f"{where}: unknown column {c!r}; the table's feature columns are "
+                                 f"{[k for k in pool if declared is None or declared[k] != 'id'][:30]}.")
+            if c in owner:
+                raise ValueError(f"{where}: column {c!r} is already in input {owner[c]!r}; a column belongs to one "
+                                 f"input.")
+            owner[c] = str(name)
+    if declared is not None:
+        left = [c for c, t in declared.items() if t != "id" and c not in owner]
+        if left:
+            raise ValueError(f"data.inputs: feature column(s) {left} are in no input; add each to one, or leave it "
+                             f"out of data.features.")
+        return declared
+    if features is not None:
+        left = [c for c in features if c not in owner]
+        if left:
+            raise ValueError(f"data.inputs: feature column(s) {left} are in no input; add each to one, or leave it "
+                             f"out of data.features.")
+    return list(owner)
+
+
+def table_inputs(pre: TablePreprocessor, inputs: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, Any]]:
+    """Where each named input's columns lie in the encoded table of ``pre``: per input,
+    ``columns`` (positions in the encoded matrix, in its order) and ``input`` (the input spec of
+    those columns, as :attr:`~mtlkit.data.tabular.TablePreprocessor.input_spec`: category
+    embeddings and token slots; ``None`` for dense columns only). Recorded in the run's
+    preprocessing record (``inputs``) so that a table is divided the same way at prediction."""
+    where: dict[str, list[int]] = {str(c.name): [] for c in pre.fitted}
+    pos = 0
+
+    def take(c: Any, width: int) -> None:
+        nonlocal pos
+        where[str(c.name)] += list(range(pos, pos + width))
+        pos += width
+
+    for c in pre.numeric:
+        take(c, c.width)
+    for c in pre.numeric:
+        if c.indicator:
+            take(c, 1)
+    for c in pre.onehot:
+        take(c, c.cardinality)
+    for c in pre.embedded:
+        take(c, 1)
+    for c in pre.text:
+        take(c, int(c.max_length or 0))
+    assert pos == pre.width, (pos, pre.width)
+    out: dict[str, dict[str, Any]] = {}
+    for name, cols in inputs.items():
+        mine = {str(c) for c in cols}
+        emb = [c for c in pre.embedded if str(c.name) in mine]
+        text = [c for c in pre.text if str(c.name) in mine]
+        positions = sorted(i for c in mine for i in where.get(c, []))
+        spec: dict[str, Any] | None = None
+        if emb or text:
+            spec = {"dense": len(positions) - len(emb) - sum(int(c.max_length or 0) for c in text),
+                    "cardinalities": [c.cardinality for c in emb], "dims": [int(c.dim or 1) for c in emb],
+                    "columns": [str(c.name) for c in emb]}
+            if text:
+                spec["text"] = [{"column": str(c.name), "vocab": int(c.vocab or 0), "max_length": int(c.max_length or 0),
+                                 "pad_id": int(c.pad_id or 0)} for c in text]
+        out[str(name)] = {"columns": positions, "input": spec}
+    return out
+
+
+def divide_table(x: torch.Tensor, layout: Mapping[str, Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """An encoded table (N, width) as named inputs by the layout of :func:`table_inputs`."""
+    width = 1 + max((i for v in layout.values() for i in v["columns"]), default=-1)
+    if x.dim() != 2 or x.shape[1] < width:
+        raise ValueError(f"The encoded table has shape {tuple(x.shape)}; its named inputs need {width} columns.")
+    return {str(k): x[:, list(v["columns"])] for k, v in layout.items()}
+
 
 
 def with_named_inputs(data: MultiTaskData, spec: Mapping[str, Any], names: Sequence[str] | None = None

@@ -96,8 +96,15 @@ class RunResult:
 
         if isinstance(x, pd.DataFrame):
             return self.loaded().predict_raw(x)
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
         pre = self.prepared.preprocessing
+        if isinstance(x, dict):  # several named inputs: each flat one standardised as in training
+            from mtlkit import _batch
+
+            x = _batch.float_inputs(_batch.as_inputs(x, source="the inputs"))
+            fitted = pre.get("inputs", {}) if pre and pre.get("kind") == "inputs" else {}
+            return predict_raw(self.model, {k: Standardizer.from_dict(fitted[k]).transform(v) if k in fitted else v
+                                            for k, v in x.items()})
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
         if pre and not is_table_preprocessing(pre):
             x = Standardizer.from_dict(pre).transform(x)
         return predict_raw(self.model, x)
