@@ -35,9 +35,27 @@ def test_round_trip_and_padding(kind):
 
 
 def test_fitting_is_deterministic():
-    a = fit_tokenizer(TEXTS * 3, TextOptions(vocab_size=300, min_frequency=1)).to_str()
-    b = fit_tokenizer(TEXTS * 3, TextOptions(vocab_size=300, min_frequency=1)).to_str()
-    assert a == b
+    # byte-level BPE (the default): the same texts give the same tokenizer, even with many
+    # merges of equal count
+    r = np.random.default_rng(0)
+    words = ["".join(r.choice(list("abcdefghijklmnopqrstuvwxyzäéß"), size=int(r.integers(2, 9))))
+             for _ in range(400)]
+    texts = [" ".join(r.choice(words, size=12)) for _ in range(300)] + TEXTS
+    fitted = [fit_tokenizer(texts, TextOptions(vocab_size=400, min_frequency=1)).to_str() for _ in range(4)]
+    assert all(t == fitted[0] for t in fitted)
+
+
+def test_wordpiece_ids_do_not_depend_on_the_trainers_order():
+    from tokenizers import Tokenizer, models
+
+    from mtlkit.data.text import _stable_wordpiece
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "b", "a", "##a", "ab", "##ba"]
+    shuffled = [tokens[:3] + p for p in (tokens[3:], tokens[3:][::-1], tokens[4:] + tokens[3:4])]
+    vocabs = [Tokenizer(_stable_wordpiece({t: i for i, t in enumerate(order)}, models)).get_vocab()
+              for order in shuffled]
+    assert all(v == vocabs[0] for v in vocabs)
+    assert [vocabs[0][t] for t in ("[PAD]", "[UNK]", "[CLS]")] == [0, 1, 2]
 
 
 def test_truncation_is_counted_in_one_warning_or_refused():

@@ -214,8 +214,22 @@ def _train(texts: Sequence[str], opts: TextOptions) -> Any:
         trainer = trainers.WordPieceTrainer(vocab_size=opts.vocab_size, min_frequency=opts.min_frequency,
                                             special_tokens=list(SPECIAL), show_progress=False)
     tok.train_from_iterator([t for t in texts if t.strip()], trainer=trainer)
+    if opts.kind == "wordpiece":
+        tok.model = _stable_wordpiece(tok.get_vocab(), models)
     tok.post_processor = processors.TemplateProcessing(single=f"{CLS} $A", special_tokens=[(CLS, 2)])
     return tok
+
+
+def _stable_wordpiece(vocab: dict[str, int], models: Any) -> Any:
+    """The trained WordPiece model with its IDs in a fixed order: ``tokenizers`` (0.23) numbers
+    a WordPiece vocabulary in an order that changes from one training to the next (hash-map
+    order of the alphabet; ties between merges of equal count), so the same texts gave other
+    token IDs on each training. The special tokens keep their IDs; the other tokens are
+    numbered in the order of their text. A WordPiece model looks tokens up by text (longest
+    match first), so the encoding is the same up to this renumbering."""
+    rest = sorted(t for t in vocab if t not in SPECIAL)
+    order = [t for t in SPECIAL if t in vocab] + rest
+    return models.WordPiece(vocab={t: i for i, t in enumerate(order)}, unk_token=UNK)
 
 
 def fit_tokenizer(texts: Sequence[str], opts: TextOptions) -> Any:
