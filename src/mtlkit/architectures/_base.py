@@ -76,7 +76,8 @@ def _layout_head(in_features: int, task: Task, hidden: Sequence[int], layout: Ma
         if task.name not in blocks:
             raise ValueError(f"Task {task.name!r} is kind {task.kind!r}: its output comes from the decoder shared by "
                              f"the generation tasks, which sits on a text trunk of a table run (a text feature "
-                             f"column, the task's target text column, architecture hard_sharing without split_at).")
+                             f"column, the task's target text column, architecture hard_sharing without split_at, or "
+                             f"soft_sharing or cross_stitch: one decoder copy per generation task).")
         return nn.Sequential(GenerationSlice(*blocks[task.name]))
     width = int((layout or {})["shared"])
     return nn.Sequential(GenerationSlice(0, width), *make_head(width, task, hidden))

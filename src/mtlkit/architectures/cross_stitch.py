@@ -55,6 +55,14 @@ class CrossStitch(MultiTaskModel):
     False: each head reads only its own column's features, so there is no single tensor that
     every task reads; use ``level="parameters"`` for gradient methods.
 
+    Generation tasks (:mod:`mtlkit.architectures.text_decoder`): each column is restricted to
+    its task (``restrict_to``: a generation task's column has its own decoder copy, the others
+    none), and the unit after the text trunk mixes the columns' *encoder* outputs (the pooled
+    representation and the per-token states the decoders attend to) before each column's
+    decoder reads them: the text trunk is one block, so this is the one place where a mix can
+    reach a decoder (our choice; the paper stitches CNN layers). The units and the encoders are
+    then ``shared_parameters()``, each decoder copy is its task's (``task_parameters``).
+
     The report shows the learned units: ``sharing_summary()["cross_stitch"]`` is the list of
     K×K matrices (rows: receiving task, columns: source task, in task order).
 
@@ -94,6 +102,11 @@ class CrossStitch(MultiTaskModel):
         first_blocks = named_blocks(cols[0], "CrossStitch")
         self.block_names = [n for n, _ in first_blocks]
         self.width = trunk_width(cols[0], input_shape)
+        #: text trunks with generation decoders: stitched between encoder and decoder (docstring)
+        self.seq2seq = all(callable(getattr(c, "restrict_to", None)) for c in cols)
+        if self.seq2seq:
+            for t, c in zip(self.tasks, cols, strict=True):
+                getattr(c, "restrict_to")([t.name])  # noqa: B009 - Seq2SeqTrunk's, not typed on nn.Module
         self.columns = TaskModuleDict()
         for t, c in zip(self.tasks, cols):
             self.columns[t.name] = nn.ModuleList([b for _, b in named_blocks(c, "CrossStitch")])
@@ -107,7 +120,8 @@ class CrossStitch(MultiTaskModel):
         k = len(self.tasks)
         self.units = TaskParameterDict({
             self.block_names[i]: nn.Parameter(stitch_init(k, self.share) / self.unit_scale) for i in idx})
-        self.heads = TaskModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
+        self.heads = TaskModuleDict({t.name: self._head(t, c, head_hidden)
+                                     for t, c in zip(self.tasks, cols, strict=True)})
         self.config: dict[str, Any] = {
             "name": "cross_stitch", "trunk": make.spec, "share": self.share, "unit_scale": self.unit_scale,
             "stitch_after": None if stitch_after is None else list(stitch_after),
@@ -123,7 +137,30 @@ class CrossStitch(MultiTaskModel):
         name = block if isinstance(block, str) else self.block_names[block]
         return self.units[name] * self.unit_scale
 
+    def _head(self, task: Task, column: nn.Module, head_hidden: Sequence[int]) -> nn.Sequential:
+        layout = getattr(column, "head_layout", None) if self.seq2seq else None
+        width = int(getattr(column, "out_features")) if layout is not None else self.width  # noqa: B009
+        return make_head(width, task, head_hidden, layout=layout)
+
+    def _seq2seq_forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Encode in every column, mix the encoder outputs (pooled and per-token) with the unit
+        after the text trunk, then each column decodes its own task's sequence."""
+        cols: list[Any] = [self._column(t.name)[0] for t in self.tasks]
+        parts = [c.encode(x) for c in cols]
+        reps, mems = [p[0] for p in parts], [p[1] for p in parts]
+        name = self.block_names[0]
+        if name in self.units:
+            unit = self.unit(name)
+            reps = list(torch.einsum("ij,j...->i...", unit.to(reps[0].dtype), torch.stack(reps)).unbind(0))
+            mems = list(torch.einsum("ij,j...->i...", unit.to(mems[0].dtype), torch.stack(mems)).unbind(0))
+        out = {}
+        for t, c, r, m, p in zip(self.tasks, cols, reps, mems, parts, strict=True):
+            out[t.name] = t.shape_output(self.heads[t.name](c.decode_blocks(x, r, m, p[2])))
+        return out
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if self.seq2seq:
+            return self._seq2seq_forward(x)
         hs = [x for _ in self.tasks]
         for b, name in enumerate(self.block_names):
             hs = [self._column(t.name)[b](h) for t, h in zip(self.tasks, hs)]
@@ -140,7 +177,14 @@ class CrossStitch(MultiTaskModel):
     def _last_stitch(self) -> int:
         return self.stitch_idx[-1] if self.stitch_idx else -1
 
+    def _encoders(self) -> list[nn.Module]:
+        return [cast(nn.Module, getattr(self._column(t.name)[0], "encoder")) for t in self.tasks]  # noqa: B009
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
+        if self.seq2seq:
+            yield from self.units.values()
+            yield from (params_of(*self._encoders()) if self.stitch_idx else ())
+            return
         last = self._last_stitch()
         mods = [self._column(t.name)[b] for t in self.tasks for b in range(last + 1)]
         yield from self.units.values()
@@ -150,10 +194,15 @@ class CrossStitch(MultiTaskModel):
         last = self._last_stitch()
         if last < 0:
             return []
+        if self.seq2seq:
+            return list(params_of(*self._encoders()))
         return list(params_of(*[self._column(t.name)[last] for t in self.tasks]))
 
     def task_parameters(self, name: str) -> Iterator[nn.Parameter]:
         self._check_task(name)
+        if self.seq2seq:  # the task's decoder copy; its encoder too when nothing is stitched
+            col: Any = self._column(name)[0]
+            return params_of(None if self.stitch_idx else col.encoder, col.decoder, self.heads[name])
         last = self._last_stitch()
         mods = [self._column(name)[b] for b in range(last + 1, len(self.block_names))]
         return params_of(*mods, self.heads[name])

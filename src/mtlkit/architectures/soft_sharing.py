@@ -57,6 +57,14 @@ class SoftSharing(MultiTaskModel):
     (their shapes differ between tasks). The unweighted penalty is logged as
     ``sharing_summary()["penalty"]``.
 
+    Generation tasks (:mod:`mtlkit.architectures.text_decoder`): a column with task-specific
+    parts is restricted to its task (``restrict_to``), so a generation task's column is its own
+    text encoder plus its own decoder copy and computes only its own sequence, and the other
+    columns are encoder-only. A parameter is tied across the columns that hold it: the encoders
+    across all K columns, the decoder copies across the generation tasks' columns only (a
+    parameter held by one column is not penalised). So the decoder is soft-shared between the
+    generation tasks by the same penalty (our choice; decaNLP shares one decoder outright).
+
     There is no shared parameter and no shared representation (``has_representation`` is
     False): a task's loss reaches only its own column, so gradient-space aggregators see an
     empty shared Jacobian; use loss weightings, which act on the columns through the losses.
@@ -95,7 +103,6 @@ class SoftSharing(MultiTaskModel):
         self.columns = TaskModuleDict({t.name: make() for t in self.tasks})
         first = self.columns[self.tasks[0].name]
         self.width = trunk_width(first, input_shape)
-        self.heads = TaskModuleDict({t.name: make_head(self.width, t, head_hidden) for t in self.tasks})
         names = [n for n, _ in first.named_parameters()]
         per_col = [dict(self.columns[t.name].named_parameters()) for t in self.tasks]
         for n in names:
@@ -103,7 +110,11 @@ class SoftSharing(MultiTaskModel):
             if len(shapes) != 1 or any(n not in c for c in per_col):
                 raise ValueError(f"SoftSharing columns differ at parameter {n!r}; every column must "
                                  f"have the same architecture.")
-        self._tied = names
+        self.heads = TaskModuleDict({t.name: self._column_head(t, head_hidden) for t in self.tasks})
+        per_col = [dict(self.columns[t.name].named_parameters()) for t in self.tasks]
+        #: each tied parameter name and the columns (task names) that hold it (two at least)
+        self._tied = [(n, holders) for n in names
+                      if len(holders := [t.name for t, c in zip(self.tasks, per_col, strict=True) if n in c]) > 1]
         self._last_penalty: float | None = None
         self.config: dict[str, Any] = {"name": "soft_sharing", "trunk": make.spec, "penalty": penalty,
                                        "strength": self.strength, "head_hidden": list(head_hidden)}
@@ -112,6 +123,18 @@ class SoftSharing(MultiTaskModel):
     def from_config(cls, tasks: Sequence[Task], input_shape: Sequence[int], *, trunk: dict[str, Any] | None,
                     **params: Any) -> SoftSharing:
         return cls(require_spec(trunk, "SoftSharing"), tasks, input_shape=input_shape, **params)
+
+    def _column_head(self, task: Task, head_hidden: Sequence[int]) -> nn.Sequential:
+        """The head of ``task`` over its column. A column with task-specific parts (the text
+        trunk with the decoder of generation tasks: ``restrict_to``) is first restricted to
+        ``task``, and the head reads its column's ``head_layout``."""
+        column = self.columns[task.name]
+        restrict = getattr(column, "restrict_to", None)
+        if callable(restrict):
+            restrict([task.name])
+        layout = getattr(column, "head_layout", None)
+        width = int(getattr(column, "out_features")) if layout is not None else self.width  # noqa: B009
+        return make_head(width, task, head_hidden, layout=layout)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         out = {}
@@ -123,10 +146,10 @@ class SoftSharing(MultiTaskModel):
     def distance(self) -> Tensor:
         """The unweighted penalty: Σ over trunk parameters of l2_to_mean or trace_norm."""
         fn = l2_to_mean if self.penalty == "l2" else trace_norm
-        cols = [dict(self.columns[t.name].named_parameters()) for t in self.tasks]
+        cols = {t.name: dict(self.columns[t.name].named_parameters()) for t in self.tasks}
         total = None
-        for n in self._tied:
-            term = fn(torch.stack([c[n] for c in cols]))
+        for n, holders in self._tied:
+            term = fn(torch.stack([cols[h][n] for h in holders]))
             total = term if total is None else total + term
         if total is None:
             p = next(self.parameters())

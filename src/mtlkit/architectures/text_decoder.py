@@ -36,6 +36,16 @@ output (R) | per generation task: logits (V × L) and decoded IDs (L), i.e. (V +
 columns and a generation task's head is its slice (no parameters of its own). The decoder sits
 in the shared trunk: it counts among ``shared_parameters()``, and no task owns it.
 
+Under ``soft_sharing`` (one trunk copy per task, tied by a penalty) each column is restricted
+to its own task (:meth:`Seq2SeqTrunk.restrict_to`): a generation task's column holds its own
+encoder and its own copy of the decoder and computes only its own block; the other tasks'
+columns are encoder-only. So the decoder is not one module shared by the generation tasks
+there: their copies are *soft*-shared, tied to each other by the soft-sharing penalty as the
+encoders are (our choice; decaNLP shares one decoder, which is hard sharing). Under
+``cross_stitch`` the columns are restricted the same way and the unit after the text trunk mixes
+the columns' :meth:`Seq2SeqTrunk.encode` outputs before each decoder reads them
+(:meth:`Seq2SeqTrunk.decode_blocks`).
+
 Config: ``model.trunk: {name: transformer, ..., decoder: {hidden, layers, heads, feedforward,
 dropout, decode: {method: greedy | beam, beam_size, max_length}}}`` (defaults: the encoder's
 width, 1 layer, 4 heads (fewer if the width needs), 4·hidden, 0.1, greedy, 4, the task's L).
@@ -213,21 +223,41 @@ class Seq2SeqTrunk(nn.Module):
                  decode_length: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = decoder
+        self.decoder: SharedDecoder | None = decoder
         self.entries = [dict(e) for e in entries]
         self.encoder_width = int(encoder_width)
         self.method, self.beam_size = method, int(beam_size)
         self.decode_length = decode_length
-        rep = int(getattr(encoder, "out_features"))  # noqa: B009 - a TextTrunk attribute nn.Module does not type
+        #: the generation tasks whose blocks this trunk computes (all, unless :meth:`restrict_to`)
+        self.active = [str(e["task"]) for e in self.entries]
+        self.head_layout: dict[str, Any] = {}
+        self._set_layout()
+        self.spec: dict[str, Any] = {}
+
+    def _set_layout(self) -> None:
+        rep = int(getattr(self.encoder, "out_features"))  # noqa: B009 - a TextTrunk attribute nn.Module does not type
         tasks, start = {}, rep
         for e in self.entries:
-            stop = start + (int(e["vocab"]) + 1) * int(e["max_length"])
-            tasks[str(e["task"])] = (start, stop)
-            start = stop
+            if str(e["task"]) in self.active:
+                stop = start + (int(e["vocab"]) + 1) * int(e["max_length"])
+                tasks[str(e["task"])] = (start, stop)
+                start = stop
         self.out_features = start
         #: where the heads read: the text part (other tasks) and each generation task's block
-        self.head_layout: dict[str, Any] = {"shared": rep, "tasks": tasks}
-        self.spec: dict[str, Any] = {}
+        self.head_layout = {"shared": rep, "tasks": tasks}
+
+    def restrict_to(self, names: Sequence[str]) -> Seq2SeqTrunk:
+        """Compute the blocks of the generation tasks among ``names`` only (the column of one
+        task in :class:`~mtlkit.architectures.soft_sharing.SoftSharing`): the output and
+        ``head_layout`` hold those blocks only, and without any the decoder is dropped (an
+        encoder-only column). Each kept task keeps its start token (its index among all the
+        generation tasks), and every decoder input slot stays in the input. Returns ``self``."""
+        keep = {str(n) for n in names}
+        self.active = [str(e["task"]) for e in self.entries if str(e["task"]) in keep]
+        if not self.active:
+            self.decoder = None
+        self._set_layout()
+        return self
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The text trunk's output (B, R), the encoder states of every text column (B, S, H)
@@ -248,6 +278,7 @@ class Seq2SeqTrunk(nn.Module):
         """(B, V + 1, L): teacher-forced logits on ``slots`` and the decoded IDs (arg-max of
         those logits in training; greedy or beam search otherwise)."""
         length = slots.shape[1]
+        assert self.decoder is not None, "restrict_to() dropped the decoder: no generation task is computed"
         logits = self.decoder.teacher_forced(memory, pad, task, slots)
         if self.training:
             ids = self.decoder._ended(logits.argmax(1))
@@ -262,12 +293,18 @@ class Seq2SeqTrunk(nn.Module):
         return torch.cat([logits, ids[:, None].to(logits.dtype)], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        rep, memory, pad = self.encode(x)
+        return self.decode_blocks(x, *self.encode(x))
+
+    def decode_blocks(self, x: Tensor, rep: Tensor, memory: Tensor, pad: Tensor) -> Tensor:
+        """The flat output from :meth:`encode`'s parts (``x`` for the decoder input slots);
+        cross-stitch mixes those parts between the task columns before this step."""
         outs, start = [rep], self.encoder_width
         for k, e in enumerate(self.entries):
             length = int(e["max_length"])
             slots = x[:, start: start + length].round().long()
             start += length
+            if str(e["task"]) not in self.active:  # another column's task (soft sharing)
+                continue
             outs.append(self.generate(k, memory, pad, slots).reshape(x.shape[0], -1))
         return torch.cat(outs, dim=1)
 
