@@ -9,7 +9,7 @@ import pandas as pd
 from mtlkit._checks import check_int
 from mtlkit._registry import DATASETS
 from mtlkit.datasets._bundle import DatasetBundle
-from mtlkit.datasets.tweets import PAPER, load_tweets
+from mtlkit.datasets.tweets import load_tweets
 from mtlkit.tasks import Task
 
 _URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
@@ -76,4 +76,5 @@ def load_tweets_generation(n: int | None = None, seed: int = 0, words: int = 8) 
     )
 
 
-load_tweets_generation.paper = PAPER  # type: ignore[attr-defined]
+# a literal (as in tweets.py): `mtlkit list` reads it from the source without importing torch
+load_tweets_generation.paper = "Irizarry & Gill, dslabs: Data Science Labs (R package), data set trump_tweets"  # type: ignore[attr-defined]
