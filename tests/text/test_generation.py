@@ -9,10 +9,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import yaml
-from _text_helpers import toy_frame
+from _text_helpers import toy_frame, train_yaml
 from torch import nn
-from typer.testing import CliRunner
 
 pytest.importorskip("tokenizers")
 pytest.importorskip("sacrebleu")
@@ -23,7 +21,6 @@ from mtlkit import Task
 from mtlkit.architectures.backbones import build_trunk
 from mtlkit.architectures.hard_sharing import HardSharing
 from mtlkit.architectures.text_decoder import SharedDecoder
-from mtlkit.cli import get_app
 from mtlkit.data.tabular import TablePreprocessor
 from mtlkit.data.text import TextOptions, fit_tokenizer, generation_targets
 from mtlkit.inference import load_run, predict_frame
@@ -257,12 +254,9 @@ def test_yaml_run_reloads_and_predicts_the_same_texts(tmp_path):
            "model": {"trunk": {"name": "transformer", "hidden": 16, "layers": 1, "heads": 2, "dropout": 0.0,
                                "decoder": {"decode": {"method": "beam", "beam_size": 2}}}},
            "training": {"epochs": 1, "batch_size": 32}, "baselines": False}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = train_yaml(tmp_path, cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = CliRunner().invoke(get_app(), ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")])
-        assert r.exit_code == 0, r.output
-        run = load_run(tmp_path / "run")
         task = next(t for t in run.tasks if t.name == "first")
         assert task.kind == "generation" and task.out_shape == (5,) and task.classes[0] == "[PAD]"
         feats = df.drop(columns=["first", "pos"]).iloc[:12]

@@ -7,9 +7,7 @@ import warnings
 
 import pytest
 import torch
-import yaml
-from _text_helpers import toy_frame
-from typer.testing import CliRunner
+from _text_helpers import toy_frame, train_yaml
 
 pytest.importorskip("tokenizers")
 pytest.importorskip("sacrebleu")
@@ -18,7 +16,6 @@ from mtlkit import Task
 from mtlkit.architectures.cross_stitch import CrossStitch
 from mtlkit.architectures.soft_sharing import SoftSharing
 from mtlkit.architectures.text_decoder import Seq2SeqTrunk, SharedDecoder
-from mtlkit.cli import get_app
 from mtlkit.data.tabular import TablePreprocessor
 from mtlkit.inference import load_run, predict_frame
 from mtlkit.kinds.generation import detokenize
@@ -155,12 +152,9 @@ def test_yaml_run_trains_decodes_and_reloads(tmp_path, arch):
                      "trunk": {"name": "transformer", "hidden": 16, "layers": 1, "heads": 2, "dropout": 0.0,
                                "decoder": {"decode": {"method": "beam", "beam_size": 2}}}},
            "training": {"epochs": 1, "batch_size": 32}, "baselines": False}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = train_yaml(tmp_path, cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = CliRunner().invoke(get_app(), ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")])
-        assert r.exit_code == 0, r.output
-        run = load_run(tmp_path / "run")
         assert isinstance(run.model, SoftSharing if arch == "soft_sharing" else CrossStitch)
         col = {t: run.model.columns[t] for t in ("first", "last")}
         if arch == "cross_stitch":
