@@ -331,8 +331,12 @@ def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Calla
         if compile_s is not None:  # the exact method with training.compile: true as well
             fns[f"{m} (compile)"] = ours(p, m, compile=True, **_settings(args))
             fns[f"{m} (compile)"]()
+        jac = getattr(args, "vs_jacobian", False) and getattr(AGGREGATORS.get(m), "gramian_based", False)
+        if jac:  # the same method with the Gramian always from the K×P Jacobian
+            fns[f"{m} (jacobian)"] = ours(p, m, **{**_settings(args), "gramian_engine": "jacobian"})
         groups.append(("floor", m, *((f"{m} (torchjd)",) if tj is not None else ()),
-                       *((f"{m} (compile)",) if compile_s is not None else ())))
+                       *((f"{m} (compile)",) if compile_s is not None else ()),
+                       *((f"{m} (jacobian)",) if jac else ())))
     t = Times(groups, run_rounds(fns, groups, args.rounds, args.steps, args.warmup, clock, sync))
     lines = [f"\n### K = {k} ({p.shared_numel / 1e6:.2f} M shared parameters, batch 256; median ms per step "
              f"over {args.rounds} rounds of {args.steps} steps; a ratio is the median over the rounds of the "
@@ -350,11 +354,17 @@ def table_for(k: int, args: argparse.Namespace, methods: list[str], clock: Calla
     if compile_s is not None:
         lines[-2] += " with training.compile ms | compiled / ours |"
         lines[-1] += "---:|---:|"
+    if getattr(args, "vs_jacobian", False):
+        lines[-2] += " gramian_engine: jacobian ms | / floor | ours / it |"
+        lines[-1] += "---:|---:|---:|"
     for m in methods:
         tj = f"{m} (torchjd)"
         theirs = (f"{t.ms(tj):.2f} | {t.ratio(m, tj):.3f}") if tj in t else "— | —"
         comp = f" {t.ms(m + ' (compile)'):.2f} | {t.ratio(m + ' (compile)', m):.3f} |" if compile_s is not None else ""
-        lines.append(f"| {m} | {t.ms(m):.2f} | {t.ratio(m, 'floor'):.3f} | {theirs} |{comp}")
+        jc = f"{m} (jacobian)"
+        vj = (f" {t.ms(jc):.2f} | {t.ratio(jc, 'floor'):.3f} | {t.ratio(m, jc):.3f} |" if jc in t
+              else " — | — | — |") if getattr(args, "vs_jacobian", False) else ""
+        lines.append(f"| {m} | {t.ms(m):.2f} | {t.ratio(m, 'floor'):.3f} | {theirs} |{comp}{vj}")
     print("\n".join(lines), flush=True)
     return lines
 
@@ -365,6 +375,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         out["precision"] = args.precision
     if args.block:
         out["jacobian_block_size"] = args.block
+    if args.gramian_engine != "auto":
+        out["gramian_engine"] = args.gramian_engine
     return out
 
 
@@ -564,6 +576,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     ap.add_argument("--block", type=int, default=None, help="training.jacobian_block_size for our methods")
+    ap.add_argument("--gramian-engine", choices=["auto", "jacobian", "layerwise"], default="auto",
+                    help="training.gramian_engine for our methods (default auto)")
+    ap.add_argument("--vs-jacobian", action="store_true",
+                    help="also each Gramian-based method with gramian_engine: jacobian (the K x P Jacobian's Gramian)")
     ap.add_argument("--no-torchjd", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also the plain step with training.compile: true")
     ap.add_argument("--memory", action="store_true", help="also the peak-memory table (at the largest K)")

@@ -43,6 +43,7 @@ Log = Callable[[str], None]
 #: balancing method, no schedule, no early-stopping monitor, no conflict monitor), and
 #: keys that say where, not what (the device)
 _MTL_ONLY_TRAINING = ("weighting", "aggregator", "schedule", "level", "jacobian_engine", "jacobian_block_size",
+                      "gramian_engine",
                       "monitor", "monitor_conflicts", "device", "checkpoint_every", "keep_checkpoints")
 
 

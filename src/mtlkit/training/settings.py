@@ -74,6 +74,13 @@ class TrainerSettings:
         "parameter entries (K x block) instead of K x P; the Gramian is summed block by block and the "
         "direction is one more backward pass (null: the whole Jacobian at once; ignored without such an "
         "aggregator and at the representation level)")
+    gramian_engine: Literal["auto", "jacobian", "layerwise"] = _opt(
+        "auto", doc="parameter-level Gramian methods: auto takes the Gramian of a fully connected shared layer "
+        "from its input and its output gradients when that is estimated cheaper than its per-task weight "
+        "gradients (large K, layers wider than the batch; see mtlkit.autogram), jacobian always from the K x P "
+        "Jacobian, layerwise every eligible layer from its input and output gradients. The same results up to "
+        "float rounding; used in fp32 on one process with the loop engine, otherwise the Jacobian is used",
+        error="The 'gramian_engine' setting must be one of 'auto', 'jacobian', 'layerwise'. Got {value!r}.")
     monitor_conflicts: bool = _opt(False, yaml_default=True, doc="log gradient-conflict statistics per epoch")
     max_nonfinite_steps: int = _opt(20, ge=1, doc="consecutive skipped non-finite steps before stopping")
     checkpoint_every: int | None = _opt(None, ge=1, doc="also checkpoint every N steps")

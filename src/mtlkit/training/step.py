@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit import _batch
+from mtlkit.autogram import LayerGramian, eligible_linears
 from mtlkit.jacobian import assign_grads, jacobian, parameter_blocks, representation_jacobian
 from mtlkit.training.callbacks import Callback
 from mtlkit.weighting._base import StepContext
@@ -81,6 +82,9 @@ class StepPlan:
     #: the K×P Jacobian's memory, reused from step to step (for an aggregator that declares
     #: it keeps no reference to the Jacobian after the call: ``keeps_jacobian`` false)
     workspace: Tensor | None = None
+    #: the Gramian of fully connected shared layers from their inputs and output gradients
+    #: (``gramian_engine``; None where it does not apply)
+    autogram: LayerGramian | None = None
 
     def jacobian_out(self, tr: Trainer, k: int) -> Tensor | None:
         if getattr(tr.aggregator, "keeps_jacobian", True) or not tr.shared:
@@ -98,7 +102,23 @@ def make_plan(tr: Trainer) -> StepPlan:
                     ("stateful", "needs_gradients", "needs_post_step_losses", "needs_validation_batch"))
     deferred = tr.aggregator is None and tr.schedule is None and quiet
     prior = None if bool((tr.prior == 1).all()) else tr.prior.to(tr.device)
-    return StepPlan(deferred, prior)
+    return StepPlan(deferred, prior, autogram=_layer_gramian(tr))
+
+
+def _layer_gramian(tr: Trainer) -> LayerGramian | None:
+    """The layer-wise Gramian engine where it applies: a parameter-level method that weights
+    the Gramian, fp32, one process, the loop engine, no block-wise Jacobian, no compilation,
+    and at least one eligible ``nn.Linear`` among the shared parameters."""
+    from mtlkit.training.comm import Comm
+
+    s, agg = tr.settings, tr.aggregator
+    if (s.gramian_engine == "jacobian" or agg is None or tr.level != "parameters" or not tr.shared
+            or not (getattr(agg, "gramian_based", False) and getattr(agg, "reads_gramian", True))
+            or not callable(getattr(agg, "weights_from", None)) or s.jacobian_block_size is not None
+            or s.jacobian_engine != "loop" or s.precision != "fp32" or s.compile or type(tr.comm) is not Comm):
+        return None
+    modules = eligible_linears(tr.model, tr.shared)
+    return LayerGramian(modules, tr.shared, s.gramian_engine) if modules else None
 
 
 def _overrides(cb: Callback, name: str) -> bool:
@@ -188,8 +208,10 @@ def _train_step(tr: Trainer, batch: Batch) -> StepResult:
     observe = getattr(tr.model, "observe_batch", None)
     if callable(observe):  # e.g. the adversarial discriminator learns each sample's tasks
         observe({k: m.to(tr.device) for k, m in ms.items()})
+    capture = tr.plan.autogram.capture() if tr.plan.autogram is not None else contextlib.nullcontext()
     with tr.precision.autocast():
-        out, rep = tr.comm.forward(tr, x, needs_representation(tr))
+        with capture:
+            out, rep = tr.comm.forward(tr, x, needs_representation(tr))
         losses, present = tr._losses(out, ys, ms)
     per_task = tr.step_losses if tr.step_losses is not None else list(losses.unbind())
     ctx = StepContext(step=tr.step_count, epoch=tr.epoch, task_names=tr.task_names, present=present,
@@ -334,6 +356,11 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
         rep.backward(_scaled(d, scale).view_as(rep).to(rep.dtype), retain_graph=True)
     elif blockwise:
         _blockwise_backward(tr, rows, seeds, idx, w, scale, result)
+    elif (chosen := _layers_chosen(tr, rows)):
+        assert tr.plan.autogram is not None
+        weights_from, extras = getattr(tr.aggregator, "weights_from"), _extras(tr, idx, w, rows)  # noqa: B009
+        a = tr.plan.autogram.backward(rows, seeds, chosen, lambda g: weights_from(g, **extras))
+        result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
     else:
         j = jacobian(rows, tr.shared, engine=tr.jacobian_engine, representation=rep, grad_outputs=seeds,
                      out=tr.plan.jacobian_out(tr, len(rows)))
@@ -353,6 +380,13 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
     if tr.level == "representation" or blockwise or extra_sum is not None:
         return list(tr.trainable)
     return [p for p in tr.trainable if id(p) not in shared_ids]
+
+
+def _layers_chosen(tr: Trainer, rows: Sequence[Tensor]) -> list[Any]:
+    """The layers whose Gramian comes from their inputs and output gradients at this step
+    (:meth:`mtlkit.autogram.LayerGramian.select`); empty: the whole Jacobian is used."""
+    engine = tr.plan.autogram
+    return [] if engine is None or tr.precision.scaler is not None else engine.select(len(rows), rows)
 
 
 def _unscaled(j: Tensor, scale: Tensor | None) -> Tensor:

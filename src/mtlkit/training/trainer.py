@@ -80,7 +80,7 @@ class Trainer:
             relative improvement of the primary tasks against epoch 1), ``seed``, ``device``,
             ``progress``, ``monitor_conflicts`` (gradient-conflict statistics per epoch, on the
             shared representation or the last shared layer: ``conflicts_at``),
-            ``jacobian_engine``, ``jacobian_block_size``, ``precision`` (``fp32`` | ``bf16`` |
+            ``jacobian_engine``, ``jacobian_block_size``, ``gramian_engine``, ``precision`` (``fp32`` | ``bf16`` |
             ``fp16``), ``compile``, ``max_nonfinite_steps``, ``checkpoint_every``,
             ``keep_checkpoints``, ``sync_batch_norm``.
         comm: the :class:`~mtlkit.training.comm.Comm` (default: one process;
