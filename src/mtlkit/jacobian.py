@@ -29,7 +29,7 @@ engine traverse K² heads instead of K.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -91,6 +91,32 @@ def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool,
         torch.cat([g.reshape(-1) if g is not None else w.new_zeros(w.numel()) for g, w in zip(grads, wrt)],
                   out=row)
     return out
+
+
+def jacobian_rows(losses: Sequence[Tensor], wrt: Sequence[Tensor], *, grad_outputs: Sequence[Tensor] | None = None,
+                  retain_graph: bool = True) -> Iterator[list[tuple[int, Tensor]]]:
+    """The rows of the ``loop`` engine's Jacobian one at a time, each as the list of
+    ``(offset, flat gradient)`` pieces of the tensors of ``wrt`` it reaches (the row is zero
+    elsewhere), straight from autograd: no K×P matrix and no copy into a row. A method that
+    consumes rows as they come (``Aggregator.row_stream``) reads each piece while it is
+    still in cache.
+
+    >>> import torch
+    >>> w, v = torch.tensor([1.0, 2.0], requires_grad=True), torch.zeros(1, requires_grad=True)
+    >>> [[(o, g.tolist()) for o, g in r] for r in jacobian_rows([(w ** 2).sum(), w.sum() + v.sum()], [w, v])]
+    [[(0, [2.0, 4.0])], [(0, [1.0, 1.0]), (2, [1.0])]]
+    """
+    wrt = list(wrt)
+    offsets = [0]
+    for w in wrt:
+        offsets.append(offsets[-1] + w.numel())
+    for k, loss in enumerate(losses):
+        if not loss.requires_grad:
+            yield []
+            continue
+        seed = None if grad_outputs is None else grad_outputs[k].to(loss.dtype)
+        grads = torch.autograd.grad(loss, wrt, grad_outputs=seed, retain_graph=retain_graph, allow_unused=True)
+        yield [(o, g.reshape(-1)) for o, g in zip(offsets, grads) if g is not None]
 
 
 def _batched_vjp(outputs: Tensor, wrt: list[Tensor], cotangents: Tensor, retain_graph: bool,

@@ -30,7 +30,7 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -50,6 +50,17 @@ class Aggregation:
 
     direction: Tensor
     weights: Tensor | None = None
+
+
+class RowStream(Protocol):
+    """What :meth:`Aggregator.row_stream` returns: ``add(i, row)`` for the rows in order, then
+    ``finish()``. ``row`` is a list of ``(offset, flat piece)``: the row's entries from
+    ``offset`` to ``offset + piece.numel()``, zero outside the pieces
+    (:func:`mtlkit.jacobian.jacobian_rows`)."""
+
+    def add(self, i: int, row: Sequence[tuple[int, Tensor]]) -> None: ...
+
+    def finish(self) -> Tensor: ...
 
 
 class Aggregator(HasParams):
@@ -125,6 +136,14 @@ class Aggregator(HasParams):
         """The method itself, for a checked Jacobian (may accept ``losses`` / ``tasks``).
         Call the aggregator or :meth:`aggregate` rather than this."""
         raise NotImplementedError
+
+    def row_stream(self, k: int, like: Tensor, tasks: Sequence[int] | None = None) -> RowStream | None:
+        """A consumer of the K rows of the Jacobian one at a time (rows like ``like``: a
+        P-vector), whose ``finish()`` is the direction :meth:`direction` gives for the whole
+        matrix — so the trainer never holds the K×P Jacobian. None (the default): the method
+        needs the matrix. A stream draws the same random numbers and updates the same state
+        as one call of :meth:`direction`."""
+        return None
 
     def reset(self) -> None:
         """Forget any state (stateful methods only)."""

@@ -107,6 +107,13 @@ class GradDrop(Aggregator):
         kept_neg = (keep * jacobian).sum(dim=0) - kept_pos
         return (leak * jacobian).sum(dim=0) + torch.lerp(kept_neg, kept_pos, pick)
 
+    def row_stream(self, k: int, like: Tensor, tasks: Sequence[int] | None = None) -> _Stream:
+        """The rows one at a time: P and the kept sums need only the per-coordinate sums
+        Σ max(g_i, 0) and Σ g_i (and, with a leak, Σ ℓ_i g_i and the (1 − ℓ_i)-weighted
+        ones), so the K×P Jacobian is never held: five P-vectors at most. The same uniform
+        draws as :meth:`direction`; the sums are accumulated row by row in task order."""
+        return _Stream(self, k, like, tasks)
+
     def _differentiable(self, jacobian: Tensor, u: Tensor, tasks: Sequence[int] | None) -> Tensor:
         """:meth:`direction` for a Jacobian that requires grad (e.g. of a second-order method):
         the same arithmetic without ``out=`` or in-place operations, which autograd refuses.
@@ -144,6 +151,46 @@ class GradDrop(Aggregator):
 #: and the fewest columns per block
 _BLOCK_ELEMENTS = 1 << 18
 _MIN_BLOCK = 1024
+
+
+class _Stream:
+    """:meth:`GradDrop.row_stream`: running per-coordinate sums, then the direction."""
+
+    def __init__(self, owner: GradDrop, k: int, like: Tensor, tasks: Sequence[int] | None) -> None:
+        self.owner, self.k = owner, k
+        self.leak = owner._leaks(k, tasks, like).reshape(-1).tolist()
+        self.leaky = any(v != 0.0 for v in self.leak)
+        n = 5 if self.leaky else 3
+        self.sums = like.new_zeros(n, like.numel())  # pos, total, scratch[, kept pos, kept total + leaked]
+
+    def add(self, i: int, row: Sequence[tuple[int, Tensor]]) -> None:
+        keep = 1.0 - self.leak[i]
+        for offset, g in row:  # each piece while it is in cache
+            n = g.numel()
+            pos, total, scratch = (self.sums[j, offset:offset + n] for j in range(3))
+            torch.clamp(g, min=0, out=scratch)
+            pos.add_(scratch)
+            total.add_(g)
+            if self.leaky:
+                self.sums[3, offset:offset + n].add_(scratch, alpha=keep)
+                self.sums[4, offset:offset + n].add_(g, alpha=keep)
+
+    def finish(self) -> Tensor:
+        pos_sum, neg_sum = self.sums[0], self.sums[1]
+        p, dtype = pos_sum.numel(), pos_sum.dtype
+        u = torch.rand(p, generator=self.owner._rng.generator, dtype=dtype)
+        eps = torch.finfo(dtype).eps
+        u = u.clamp_(eps, 1.0 - eps).to(pos_sum.device)
+        neg_sum.sub_(pos_sum)
+        mass = torch.sub(pos_sum, neg_sum, out=self.sums[2]).clamp_min_(torch.finfo(dtype).tiny)
+        purity = torch.add(pos_sum, neg_sum).div_(mass).add_(1.0).mul_(0.5)
+        pick = torch.gt(purity, u, out=mass)
+        if not self.leaky:
+            return torch.lerp(neg_sum, pos_sum, pick)
+        # Σ ℓ_i g_i = Σ g_i − Σ (1 − ℓ_i) g_i
+        kept_pos, kept_total = self.sums[3], self.sums[4]
+        leaked = torch.add(pos_sum, neg_sum).sub_(kept_total)
+        return leaked.add_(torch.lerp(kept_total.sub_(kept_pos), kept_pos, pick))
 
 
 def _sign_sums(jacobian: Tensor) -> tuple[Tensor, Tensor]:

@@ -50,10 +50,12 @@ def check_components(model: nn.Module, settings: TrainerSettings, *, weighting: 
                          f"{type(model).__name__} has none. Use level='parameters'.")
     check_gradients_at(model, weighting)
     if settings.jacobian_block_size is not None and aggregator is not None and settings.level == "parameters" \
-            and not getattr(aggregator, "gramian_based", False):
+            and not getattr(aggregator, "gramian_based", False) \
+            and type(aggregator).row_stream is Aggregator.row_stream:
         raise ValueError(f"jacobian_block_size={settings.jacobian_block_size} computes the Gramian block by block, "
-                         f"which serves an aggregator that weights the Gramian (gramian_based); {aggregator} reads "
-                         f"the whole Jacobian. Remove jacobian_block_size or choose a Gramian-based aggregator.")
+                         f"which serves an aggregator that weights the Gramian (gramian_based), or one that "
+                         f"consumes the rows one at a time (GradDrop); {aggregator} reads the whole Jacobian. "
+                         f"Remove jacobian_block_size or choose such an aggregator.")
     if aggregator is not None and settings.level == "parameters" and callable(getattr(model, "shared_parameters", None)) \
             and not _shared(model):
         warnings.warn(f"The model {type(model).__name__} has no shared parameters, so the aggregator "

@@ -41,7 +41,13 @@ from torch import Tensor, nn
 
 from mtlkit import _batch
 from mtlkit.autogram import LayerGramian, eligible_linears
-from mtlkit.jacobian import assign_grads, jacobian, parameter_blocks, representation_jacobian
+from mtlkit.jacobian import (
+    assign_grads,
+    jacobian,
+    jacobian_rows,
+    parameter_blocks,
+    representation_jacobian,
+)
 from mtlkit.training.callbacks import Callback
 from mtlkit.weighting._base import StepContext
 
@@ -349,11 +355,16 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
     scale = tr.precision.scale(w)
     seeds = (w[idx] if scale is None else w[idx] * scale).unbind()
     blockwise = tr.settings.jacobian_block_size is not None and tr.level == "parameters"
+    stream = _row_stream(tr, idx) if blockwise else None
     if tr.level == "representation":
         assert rep is not None
         j = _unscaled(representation_jacobian(rows, rep, grad_outputs=seeds).float(), scale)
         d = _aggregate(tr, j, idx, w, rows, result)
         rep.backward(_scaled(d, scale).view_as(rep).to(rep.dtype), retain_graph=True)
+    elif stream is not None:  # bounded memory: the rows are consumed one at a time
+        for i, pieces in enumerate(jacobian_rows(rows, tr.shared, grad_outputs=seeds)):
+            stream.add(i, [(o, _unscaled(g, scale)) for o, g in pieces])
+        assign_grads(tr.shared, _scaled(stream.finish(), scale), copy=False)
     elif blockwise:
         _blockwise_backward(tr, rows, seeds, idx, w, scale, result)
     elif (chosen := _layers_chosen(tr, rows)):
@@ -387,6 +398,19 @@ def _layers_chosen(tr: Trainer, rows: Sequence[Tensor]) -> list[Any]:
     (:meth:`mtlkit.autogram.LayerGramian.select`); empty: the whole Jacobian is used."""
     engine = tr.plan.autogram
     return [] if engine is None or tr.precision.scaler is not None else engine.select(len(rows), rows)
+
+
+def _row_stream(tr: Trainer, idx: list[int]) -> Any:
+    """With ``jacobian_block_size`` (bounded memory), the aggregator's consumer of the
+    Jacobian's rows one at a time (:meth:`~mtlkit.aggregation.Aggregator.row_stream`), on one
+    process with the loop engine; None: the whole Jacobian is formed (faster on a CPU: the
+    row-by-row running sums read and write their accumulators once per row)."""
+    from mtlkit.training.comm import Comm
+
+    agg = tr.aggregator
+    if agg is None or tr.jacobian_engine != "loop" or type(tr.comm) is not Comm or not tr.shared:
+        return None
+    return agg.row_stream(len(idx), tr.shared[0].new_empty(sum(p.numel() for p in tr.shared)), tasks=idx)
 
 
 def _unscaled(j: Tensor, scale: Tensor | None) -> Tensor:
