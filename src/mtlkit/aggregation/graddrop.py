@@ -158,7 +158,9 @@ class _Stream:
 
     def __init__(self, owner: GradDrop, k: int, like: Tensor, tasks: Sequence[int] | None) -> None:
         self.owner, self.k = owner, k
-        self.leak = owner._leaks(k, tasks, like).reshape(-1).tolist()
+        owner._leaks(k, tasks, torch.empty(0))  # checks the task indices (on the CPU: no device read)
+        ids = list(range(k)) if tasks is None else list(tasks)
+        self.leak = [owner.leak] * k if isinstance(owner.leak, float) else [owner.leak[t] for t in ids]
         self.leaky = any(v != 0.0 for v in self.leak)
         n = 5 if self.leaky else 3
         self.sums = like.new_zeros(n, like.numel())  # pos, total, scratch[, kept pos, kept total + leaked]
