@@ -41,7 +41,9 @@ that is not a weighting of the Gramian) and ``w @ J``, in ms and as a share of t
 tiny problem that loads its code), which reports the growth of its peak resident set size
 (``VmHWM``, reset between variants) over the state after building the model and the data (on
 CUDA: ``torch.cuda.max_memory_allocated``), next to plain training and the size of the K×P
-Jacobian; ``--block N`` adds each Gramian-based method with ``jacobian_block_size: N``.
+Jacobian; ``--block N`` adds each Gramian-based method, and each method that consumes the
+Jacobian's rows one at a time (GradDrop), with ``jacobian_block_size: N``; ``--vs-jacobian``
+adds each Gramian-based method with ``gramian_engine: jacobian``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from torch import Tensor, nn
 
 from mtlkit import HardSharing, Task, Trainer
 from mtlkit._registry import AGGREGATORS
+from mtlkit.aggregation._base import Aggregator
 from mtlkit.architectures.backbones import mlp
 
 warnings.filterwarnings("ignore", category=RuntimeWarning)
@@ -476,6 +479,8 @@ def _variant(variant: str, p: Problem, extra: dict[str, Any]) -> Callable[[], No
         extra = {**extra, "jacobian_block_size": int(block.rstrip(")"))}
     if name in ("hand", "floor"):
         return hand(p) if name == "hand" else floor(p)
+    if name.endswith(" (jacobian)"):  # training.gramian_engine: jacobian
+        return ours(p, name.split()[0], **{**extra, "gramian_engine": "jacobian"})
     if name.endswith(" (torchjd)"):
         return torchjd_step(p, name.split()[0])
     return ours(p, None if name == "plain" else name, **extra)
@@ -534,9 +539,12 @@ def memory_table(k: int, args: argparse.Namespace, methods: list[str]) -> list[s
              "| variant | MB | beyond plain | beyond plain / Jacobian |", "|---|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
     variants = ["plain", "hand", "floor", *methods]
-    if args.block:
+    if getattr(args, "vs_jacobian", False):
+        variants += [f"{m} (jacobian)" for m in methods if getattr(AGGREGATORS.get(m), "gramian_based", False)]
+    if args.block:  # Gramian methods (block-wise Gramian) and methods that consume the rows one at a time
         variants += [f"{m} (block {args.block})" for m in methods
-                     if getattr(AGGREGATORS.get(m), "gramian_based", False)]
+                     if getattr(AGGREGATORS.get(m), "gramian_based", False)
+                     or AGGREGATORS.get(m).row_stream is not Aggregator.row_stream]
     if not args.no_torchjd:
         variants += [f"{m} (torchjd)" for m in methods]
     cmd = [sys.executable, __file__, "--memory-child", str(k), *variants, "--device", args.device,

@@ -73,3 +73,55 @@ def test_with_a_block_size_the_trainer_streams_graddrop_and_trains_as_with_the_m
     assert matrix.plan.workspace is not None
     for (name, a), (_, b) in zip(streamed.model.state_dict().items(), matrix.model.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_moco_stream_equals_the_matrix_call_bit_for_bit():
+    from mtlkit.aggregation import MoCo
+
+    g = torch.Generator().manual_seed(0)
+    a, b = MoCo(gamma=0.3, rho=0.01), MoCo(gamma=0.3, rho=0.01)
+    task_lists = [[0, 1, 2], [0, 1, 2], [2, 0], [0, 1, 2, 3], [0, 1, 2, 3], [1]]
+    for tasks in task_lists:
+        j = torch.randn(len(tasks), 2000, generator=g)
+        if len(tasks) > 1:
+            j[1, 7:1000] = 0.0  # a piece the stream does not get (zeros)
+        torch.testing.assert_close(_stream(a, j, tasks), b(j, tasks=tasks), rtol=0, atol=0)
+        assert a.lambda_ == b.lambda_
+        assert all(torch.equal(a.tracked_[t], b.tracked_[t]) for t in b.tracked_)
+
+
+def test_moco_stream_leaves_the_state_alone_on_a_non_finite_row():
+    from mtlkit.aggregation import MoCo
+
+    a = MoCo()
+    j = torch.randn(2, 1500)
+    _stream(a, j, [0, 1])
+    before = a.tracked_
+    bad = torch.randn(2, 1500)
+    bad[0, 3] = float("nan")
+    assert not torch.isfinite(_stream(a, bad, [0, 1])).all()
+    assert all(torch.equal(before[t], a.tracked_[t]) for t in before)
+
+
+def test_with_a_block_size_moco_trains_bit_for_bit_as_with_the_matrix():
+    from mtlkit.aggregation import MoCo
+
+    tasks = [Task(f"t{i}", "regression") for i in range(3)]
+
+    def trainer(**kw):
+        torch.manual_seed(0)
+        return Trainer(HardSharing(mlp(8, (16,)), tasks), tasks, aggregator=MoCo(gamma=0.2), optimizer="sgd",
+                       lr=0.05, momentum=0.0, batch_size=32, progress=False, **kw)
+
+    g = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(32, 8, generator=g), {t.name: torch.randn(32, 1, generator=g) for t in tasks},
+                {t.name: torch.rand(32, 1, generator=g) > (0.99 if i == 1 else 0.3) for t in tasks})
+               for i in range(4)]
+    streamed, matrix = trainer(jacobian_block_size=50), trainer()
+    for b in batches:
+        streamed.train_step(b)
+        matrix.train_step(b)
+    assert streamed.plan.workspace is None and matrix.plan.workspace is not None
+    assert streamed.aggregator.lambda_ == matrix.aggregator.lambda_
+    for (name, a), (_, b) in zip(streamed.model.state_dict().items(), matrix.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

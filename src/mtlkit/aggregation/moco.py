@@ -96,15 +96,12 @@ class MoCo(Aggregator):
     def direction(self, jacobian: Tensor, tasks: Sequence[int] | None = None) -> Tensor:
         k = jacobian.shape[0]
         ids = task_ids(k, tasks)
-        step = self._step + 1
-        beta_k = self.beta * step ** (-self.beta_sigma)
-        gamma_k = self.gamma * step ** (-self.gamma_sigma)
+        beta_k = self.beta * (self._step + 1) ** (-self.beta_sigma)
         j = jacobian.detach()
         y_new = self._workspace(j)
-        if self._rows == tuple(ids) and self._buffer is not None and self._buffer.shape == j.shape \
-                and self._buffer.dtype == j.dtype and self._buffer.device == j.device:
+        if self._same_rows(ids, j):
             # the same tasks in the same order as the last step: one fused lerp over K×P
-            torch.lerp(self._buffer, j, beta_k, out=y_new)
+            torch.lerp(self._buffer, j, beta_k, out=y_new)  # type: ignore[arg-type]
         else:
             for i, t in enumerate(ids):
                 y = self._y.get(t)
@@ -112,6 +109,25 @@ class MoCo(Aggregator):
                     y_new[i].copy_(j[i])
                 else:
                     torch.lerp(y.to(dtype=j.dtype, device=j.device), j[i], beta_k, out=y_new[i])
+        return self._step_weights(y_new, ids)
+
+    def row_stream(self, k: int, like: Tensor, tasks: Sequence[int] | None = None) -> _Stream:
+        """The rows one at a time: each row's pieces are tracked into the new estimates as they
+        come (``y_i ← lerp(y_i, g_i, β_k)`` while the piece is in cache), so the K×P Jacobian is
+        never formed: the state and the buffer of the new estimates only. Bit for bit the same
+        estimates, weights and direction as :meth:`direction`."""
+        return _Stream(self, task_ids(k, tasks), like)
+
+    def _same_rows(self, ids: list[int], j: Tensor) -> bool:
+        b = self._buffer
+        return self._rows == tuple(ids) and b is not None and b.shape == j.shape and b.dtype == j.dtype \
+            and b.device == j.device
+
+    def _step_weights(self, y_new: Tensor, ids: list[int]) -> Tensor:
+        """λ's projected step on the Gramian of the new estimates, the state committed, and
+        the direction ``Yᵀλ`` (the estimates' mean, state untouched, when they are not finite)."""
+        k, step = len(ids), self._step + 1
+        gamma_k = self.gamma * step ** (-self.gamma_sigma)
         g = to_numpy(gramian(y_new))
         # a non-finite y_new makes its Gramian non-finite (its diagonal holds Σ y²), so the
         # K×P finiteness check is only needed when the K×K Gramian is not finite
@@ -124,7 +140,7 @@ class MoCo(Aggregator):
         self._step = step
         self._commit(y_new, ids)
         self._lambda.update(zip(ids, new.tolist()))
-        return torch.as_tensor(new, dtype=j.dtype, device=j.device) @ y_new
+        return torch.as_tensor(new, dtype=y_new.dtype, device=y_new.device) @ y_new
 
     def _workspace(self, j: Tensor) -> Tensor:
         """A K×P tensor for the new estimates that no tracked y_i lives in: the buffer of the
@@ -174,3 +190,45 @@ class MoCo(Aggregator):
             self._lambda = {int(t): float(v) for t, v in state["lambda"].items()}
         if "step" in state:
             self._step = int(state["step"])
+
+
+class _Stream:
+    """:meth:`MoCo.row_stream`: the new estimates row by row, then :meth:`MoCo._step_weights`."""
+
+    def __init__(self, owner: MoCo, ids: list[int], like: Tensor) -> None:
+        self.owner, self.ids = owner, ids
+        shape = torch.Size((len(ids), like.numel()))
+        self.y_new = owner._workspace(like.new_empty(1).expand(shape))  # shape, dtype, device only
+        self.same = owner._same_rows(ids, self.y_new)
+        self.beta_k = owner.beta * (owner._step + 1) ** (-owner.beta_sigma)
+
+    def add(self, i: int, row: Sequence[tuple[int, Tensor]]) -> None:
+        dest = self.y_new[i]
+        owner = self.owner
+        old = owner._buffer[i] if self.same and owner._buffer is not None else owner._y.get(self.ids[i])
+        if old is not None and old.shape != dest.shape:
+            old = None
+        if old is not None:
+            old = old.to(dtype=dest.dtype, device=dest.device)
+        end = 0
+        for offset, g in sorted(row, key=lambda piece: piece[0]):
+            self._untouched(dest, old, end, offset)  # entries no piece covers: g = 0 there
+            n = g.numel()
+            if old is None:
+                dest[offset:offset + n].copy_(g)
+            else:
+                torch.lerp(old[offset:offset + n], g, self.beta_k, out=dest[offset:offset + n])
+            end = offset + n
+        self._untouched(dest, old, end, dest.numel())
+
+    def _untouched(self, dest: Tensor, old: Tensor | None, start: int, stop: int) -> None:
+        if stop <= start:
+            return
+        if old is None:
+            dest[start:stop].zero_()
+        else:
+            seg = old[start:stop]
+            torch.lerp(seg, torch.zeros_like(seg), self.beta_k, out=dest[start:stop])
+
+    def finish(self) -> Tensor:
+        return self.owner._step_weights(self.y_new, self.ids)

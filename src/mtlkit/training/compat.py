@@ -54,7 +54,7 @@ def check_components(model: nn.Module, settings: TrainerSettings, *, weighting: 
             and type(aggregator).row_stream is Aggregator.row_stream:
         raise ValueError(f"jacobian_block_size={settings.jacobian_block_size} computes the Gramian block by block, "
                          f"which serves an aggregator that weights the Gramian (gramian_based), or one that "
-                         f"consumes the rows one at a time (GradDrop); {aggregator} reads the whole Jacobian. "
+                         f"consumes the rows one at a time (GradDrop, MoCo); {aggregator} reads the whole Jacobian. "
                          f"Remove jacobian_block_size or choose such an aggregator.")
     if aggregator is not None and settings.level == "parameters" and callable(getattr(model, "shared_parameters", None)) \
             and not _shared(model):

@@ -72,7 +72,7 @@ class TrainerSettings:
     jacobian_block_size: int | None = _opt(
         None, ge=1, doc="parameter-level Gramian methods: hold the task Jacobian in blocks of at most this many "
         "parameter entries (K x block) instead of K x P; the Gramian is summed block by block and the "
-        "direction is one more backward pass; an aggregator that consumes the rows one at a time (GradDrop) "
+        "direction is one more backward pass; an aggregator that consumes the rows one at a time (GradDrop, MoCo) "
         "then never holds the K x P Jacobian (null: the whole Jacobian at once; ignored at the representation "
         "level)")
     gramian_engine: Literal["auto", "jacobian", "layerwise"] = _opt(
