@@ -27,6 +27,7 @@ to float rounding (the sums are associated differently).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +104,7 @@ class LayerGramian:
         self.mode = mode
         self.calls: list[_Call] = []
         self._ids = {id(m) for m in self.modules}
-        self._buffers: dict[tuple[int, ...], Tensor] = {}
+        self._buffers: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ forward
     @contextlib.contextmanager
@@ -154,10 +155,10 @@ class LayerGramian:
         k = len(rows)
         fast = {id(p) for c in chosen for p in c.module.parameters(recurse=False)}
         others = [p for p in self.shared if id(p) not in fast]
-        deltas = [self._buffer(("delta", i, c.y.numel() // c.module.out_features, k, c.module.out_features), c.y)
+        deltas = [self._buffer(f"delta{i}", (c.y.numel() // c.module.out_features, k, c.module.out_features), c.y)
                   for i, c in enumerate(chosen)]
         p_other = sum(p.numel() for p in others)
-        j_other = self._buffer(("other", k, p_other), self.shared[0]) if others else None
+        j_other = self._buffer("other", (k, p_other), self.shared[0]) if others else None
         wrt = [c.y for c in chosen] + others
         for r, (row, seed) in enumerate(zip(rows, seeds)):
             grads = torch.autograd.grad(row, wrt, grad_outputs=seed.to(row.dtype), retain_graph=True,
@@ -180,6 +181,7 @@ class LayerGramian:
         a = a.to(dtype=torch.float32, device=g_mat.device)
         for c, d in zip(chosen, deltas):
             _layer_direction(c, d, a)
+        self.release()
         if j_other is not None:
             direction = a @ j_other
             offset = 0
@@ -188,12 +190,18 @@ class LayerGramian:
                 offset += p.numel()
         return a
 
-    def _buffer(self, key: tuple[Any, ...], like: Tensor) -> Tensor:
-        shape = key[2:] if key[0] == "delta" else key[1:]
+    def _buffer(self, key: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """A float32 tensor of ``shape`` in memory reused from step to step (one flat
+        allocation per key, grown when a step needs more: K and N vary between steps)."""
+        n = math.prod(shape)
         buf = self._buffers.get(key)
-        if buf is None or buf.device != like.device:
-            buf = self._buffers[key] = torch.empty(shape, dtype=torch.float32, device=like.device)
-        return buf
+        if buf is None or buf.numel() < n or buf.device != like.device:
+            buf = self._buffers[key] = torch.empty(n, dtype=torch.float32, device=like.device)
+        return buf[:n].view(shape)
+
+    def release(self) -> None:
+        """Drop the step's captured tensors (they hold the step's autograd graph)."""
+        self.calls = []
 
 
 def _rows(c: _Call) -> Tensor:

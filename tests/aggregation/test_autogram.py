@@ -166,3 +166,21 @@ def test_off_for_methods_that_need_the_jacobian():
 def test_a_bad_engine_name_is_refused():
     with pytest.raises(ValueError, match=r"gramian_engine.*'fast'"):
         _trainer("upgrad", "fast")
+
+
+def test_no_step_keeps_the_graph_alive_and_buffers_do_not_pile_up():
+    import gc
+    import weakref
+
+    tr = _trainer("upgrad", "layerwise")
+    refs = []
+    for s in range(5):
+        x, ys, ms = _batch(s)
+        if s == 3:
+            x, ys, ms = x[:9], {k: v[:9] for k, v in ys.items()}, {k: v[:9] for k, v in ms.items()}
+        tr.train_step((x, ys, ms))
+        assert tr.plan.autogram.calls == []
+        refs.append(weakref.ref(tr.step_losses[0]) if tr.step_losses else None)
+    gc.collect()
+    assert all(r is None or r() is None for r in refs[:-1])
+    assert len(tr.plan.autogram._buffers) <= 3  # one per layer and one for the other rows

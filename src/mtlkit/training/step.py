@@ -202,8 +202,12 @@ def needs_representation(tr: Trainer) -> bool:
 
 def train_step(tr: Trainer, batch: Batch) -> StepResult:
     """One optimisation step on ``batch``; see the module docstring."""
-    with _compiled_graph_reusable(tr):  # the forward and every backward pass of the step
-        return _train_step(tr, batch)
+    try:
+        with _compiled_graph_reusable(tr):  # the forward and every backward pass of the step
+            return _train_step(tr, batch)
+    finally:
+        if tr.plan.autogram is not None:  # the captured layer inputs hold the step's graph
+            tr.plan.autogram.release()
 
 
 def _train_step(tr: Trainer, batch: Batch) -> StepResult:
