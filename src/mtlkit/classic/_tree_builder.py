@@ -1,4 +1,4 @@
-"""Level-wise, vectorised growth of a multi-task decision tree (numpy only).
+"""Level-wise, vectorised growth of a multi-task decision tree (numpy; numba optional).
 
 The split criterion (see :mod:`mtlkit.classic.tree`): a split of node ``v`` into ``L`` and
 ``R`` scores
@@ -24,11 +24,22 @@ Each feature is sorted once, at the root; children inherit sorted orders by a st
 partition (a radix sort on the child index, no re-sorting). Two-valued features (one-hot
 columns) need no order: their left child is the node's samples at the low value, so their
 statistics for all nodes and features are one sparse-by-dense product per level.
+
+Compiled path (optional accelerator): with numba installed, and unless the environment
+variable ``MTLKIT_NUMBA`` is ``0`` at fit time, the per-level feature draws, split search and
+children partition run in the kernels of :mod:`mtlkit.classic._kernels` (a loop per node and
+feature, each node's samples sorted by the drawn features' ranks), while this module keeps
+the level loop, the random draws (the same ``rng`` calls, so the same stream), the node
+summaries and the records. Both paths grow the same trees bit for bit: the kernels follow the
+numpy path's order of floating-point operations (see that module), and the numpy proxy sums
+its task terms in row order (not through a BLAS product, whose rounding could depend on
+memory layout).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -267,6 +278,34 @@ class _Layout:
         self.sum_dtype = np.float32 if integral and n_max < 2**24 else np.float64
         self.split_stats = stats
 
+    def kernel_proxy(self) -> tuple[Any, ...]:
+        """The split proxy's parameters as flat arrays, for ``_kernels._proxy``."""
+        Q = self.split_stats.shape[0]
+        groups = np.zeros((len(self.groups), 6), dtype=np.int64)
+        g_tasks = np.zeros((len(self.groups), 2), dtype=np.int64)
+        tasks: list[tuple[int, int]] = []
+        t_a: list[float] = []
+        row_a2, row_ar = np.zeros(Q), np.zeros(Q)
+        for i, g in enumerate(self.groups):
+            groups[i] = (g["cnt"], g["c0"], g["c1"], g["r0"], g["r1"], int(g["single"]))
+            bounds = [*g["cstarts"].tolist(), g["c1"] - g["c0"]]
+            g_tasks[i] = (len(tasks), len(tasks) + len(g["a_ctask"]))
+            for t, a in enumerate(g["a_ctask"]):
+                tasks.append((g["c0"] + bounds[t], g["c0"] + bounds[t + 1]))
+                t_a.append(float(a))
+            row_a2[g["c0"] : g["c1"]] = g["a_crow2"]
+            row_ar[g["r0"] : g["r1"]] = g["a_r"]
+        return (
+            self.criterion == "gini",
+            float(self.n_floor),
+            groups,
+            g_tasks,
+            np.asarray(tasks, dtype=np.int64).reshape(-1, 2),
+            np.asarray(t_a, dtype=np.float64),
+            row_a2,
+            row_ar,
+        )
+
     def proxy(self, S: np.ndarray) -> np.ndarray:
         """Proxy of one side of every candidate split, from its statistics S (Q, M).
 
@@ -295,7 +334,13 @@ class _Layout:
                 prod = self.scratch("proxy_prod", block.shape, np.float64)
                 np.subtract(n, block, out=prod, dtype=np.float64)
                 prod *= block
-                np.matmul(g["a_crow2"], prod, out=acc)
+                # Σ_r in row order (not a BLAS product: its rounding may depend on the
+                # memory layout; this order is the one the compiled kernel follows)
+                a2 = g["a_crow2"]
+                np.multiply(prod[0], a2[0], out=acc)
+                for r in range(1, len(a2)):
+                    np.multiply(prod[r], a2[r], out=ftmp)
+                    acc += ftmp
             elif len(rows):
                 acc.fill(0.0)
                 bounds = [*g["cstarts"].tolist(), len(rows)]
@@ -303,8 +348,8 @@ class _Layout:
                     task_rows = [S[g["c0"] + k] for k in range(bounds[t], bounds[t + 1])]
                     last = n - np.sum(task_rows, axis=0)
                     for row in [*task_rows, last]:
-                        if gini:
-                            np.multiply(row, row, out=ftmp)
+                        if gini:  # (float64 products: no int32 overflow)
+                            np.multiply(row, row, out=ftmp, dtype=np.float64)
                             ftmp *= a
                             acc += ftmp
                         else:
@@ -314,7 +359,7 @@ class _Layout:
             else:
                 acc.fill(0.0)
             for i, a in zip(range(g["r0"], g["r1"]), g["a_r"], strict=True):
-                np.multiply(S[i], S[i], out=ftmp)
+                np.multiply(S[i], S[i], out=ftmp, dtype=np.float64)
                 ftmp *= a
                 acc += ftmp
             acc /= n_eff
@@ -378,6 +423,18 @@ class FeatureInfo:
             breaks = np.flatnonzero(np.r_[True, ~row, True])
             max_run[j] = int(np.diff(breaks).max())
         return cls(XT, XTc, cont_ids, bin_ids, at_low, bin_thr, rank, n, max_run, order)
+
+    @property
+    def kernel_ids(self) -> tuple[np.ndarray, ...]:
+        """int64 (cont_ids, bin_ids, cont_pos, bin_pos, max_run) for the compiled kernels
+        (``*_pos[f]``: the feature's index among the continuous / two-valued ones, or -1)."""
+        p = self.XT.shape[0]
+        cont_pos = np.full(p, -1, dtype=np.int64)
+        cont_pos[self.cont_ids] = np.arange(len(self.cont_ids))
+        bin_pos = np.full(p, -1, dtype=np.int64)
+        bin_pos[self.bin_ids] = np.arange(len(self.bin_ids))
+        as64 = [np.asarray(a, dtype=np.int64) for a in (self.cont_ids, self.bin_ids)]
+        return (*as64, cont_pos, bin_pos, np.asarray(self.max_run, dtype=np.int64))
 
     @property
     def order(self) -> np.ndarray:
@@ -475,6 +532,25 @@ def _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low):
     return selected
 
 
+def _compiled_kernels() -> Any:
+    """The numba kernels (:mod:`mtlkit.classic._kernels`), or None: numba not installed,
+    or the environment variable ``MTLKIT_NUMBA`` is ``0`` (read at every fit)."""
+    if os.environ.get("MTLKIT_NUMBA", "").strip() == "0":
+        return None
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from mtlkit.classic import _kernels
+        except ImportError:
+            _KERNELS = False
+        else:
+            _KERNELS = _kernels
+    return _KERNELS or None
+
+
+_KERNELS: Any = None
+
+
 def build_tree(
     X: np.ndarray,
     Y: np.ndarray,
@@ -500,8 +576,7 @@ def build_tree(
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     layout = _Layout(Y, kinds, n_classes, w, criterion)
     info = FeatureInfo.build(X) if features is None else features
-    XT, XTc, cont_ids, bin_ids = info.XT, info.XTc, info.cont_ids, info.bin_ids
-    at_low, bin_thr = info.at_low, info.bin_thr
+    XT = info.XT
 
     root_stats = layout.node_stats.sum(axis=0, keepdims=True)
     n_lab0, imp0, nI0, val0 = layout.summarize(root_stats)
@@ -525,118 +600,76 @@ def build_tree(
 
     act = np.flatnonzero(splittable(np.array([0]), np.array([n]), imp0))
     sampled = max_features < p
+    kern = _compiled_kernels() if len(act) else None
+    if kern is not None:  # (proxy parameters, float64 statistics, feature ids)
+        S64 = np.ascontiguousarray(layout.split_stats.T, dtype=np.float64)  # (n, Q)
+        prox = (layout.kernel_proxy(), S64, info.kernel_ids)
+    by_rank = sampled or kern is not None  # search each node's samples sorted by rank
     if len(act):
         # the last row of `order` lists the samples grouped by node (no feature order).
         # Searching all features: each feature sorted once, children inherit the order by
         # a stable partition. Drawing features: only the drawn ones are sorted, per node,
         # by their precomputed ranks (`_search`), so `order` is that last row alone.
         members0 = np.arange(n, dtype=np.int32)[None, :]
-        order = members0 if sampled else np.vstack([info.order, members0])
+        order = members0 if by_rank else np.vstack([info.order, members0])
         act_ids = np.array([0])
         seg_len = np.array([n])
         act_nI = nI0
-        act_val = val0
+        act_val, act_prev = val0, np.array([0])
         act_stats = root_stats
     depth = 0
     while len(act):
         A = len(act_ids)
         seg_start = np.cumsum(seg_len) - seg_len
-        pos_node = np.repeat(np.arange(A), seg_len)
+        pos_node = np.repeat(np.arange(A), seg_len) if kern is None else None
 
         members = order[-1]
         S = layout.split_stats
-        if layout.exact:  # (Q, A) totals of the split statistics per node
+        if layout.exact and kern is not None:  # (A, Q) for the kernels, float64 (exact)
+            node_tot = act_stats.take(layout.split_cols, axis=1)  # C order: one compilation
+        elif layout.exact:  # (Q, A) totals of the split statistics per node
             node_tot = act_stats[:, layout.split_cols].T.astype(S.dtype)
         else:
             cum0 = np.cumsum(np.take(S, members, axis=1), axis=1, dtype=S.dtype)
             ends = cum0[:, seg_start + seg_len - 1]
             node_tot = ends.copy()
             node_tot[:, 1:] -= ends[:, :-1]
-        low_b = None
-        n_low = np.zeros((A, 0), dtype=np.int64)
-        if len(bin_ids):  # rows at the low value, per node and two-valued feature
-            # (m, n_binary) low-value indicator, rows grouped by node; float32 is exact for
-            # integer counts below 2**24 and halves the memory traffic
-            low_b = at_low[members].astype(layout.sum_dtype)
-            m_rows = len(members)
-            ones = sparse.csr_matrix(
-                (np.ones(m_rows), np.arange(m_rows), np.append(seg_start, m_rows)),
-                shape=(A, m_rows),
-            )
-            n_low = np.rint(np.asarray(ones.astype(layout.sum_dtype) @ low_b)).astype(np.int64)
-
-        selected = None
-        if sampled:
-            selected = _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low)
-
-        best_val, best_loc, best_thr = _search(
-            layout,
-            XTc,
-            (info.rank, info.n_rank, members) if sampled else order[:-1],
-            seg_len,
-            seg_start,
-            pos_node,
-            node_tot,
-            None if selected is None else selected[:, cont_ids],
-            min_samples_leaf,
-        )
-        best_feat = (
-            np.where(best_loc >= 0, cont_ids[np.maximum(best_loc, 0)], -1)
-            if len(cont_ids)
-            else best_loc
-        )
-        if len(bin_ids):
-            b_val, b_loc = _search_binary(
-                layout,
-                low_b,
-                n_low,
-                members,
-                seg_len,
-                seg_start,
-                node_tot,
-                None if selected is None else selected[:, bin_ids],
-                min_samples_leaf,
-            )
-            b_feat = bin_ids[np.maximum(b_loc, 0)]
-            take = (b_val > best_val) | ((b_val == best_val) & (b_loc >= 0) & (b_feat < best_feat))
-            take &= np.isfinite(b_val)
-            best_val = np.where(take, b_val, best_val)
-            best_feat = np.where(take, b_feat, best_feat)
-            best_thr = np.where(take, bin_thr[np.maximum(b_loc, 0)], best_thr)
+            if kern is not None:
+                node_tot = np.ascontiguousarray(node_tot.T, dtype=np.float64)
+        if kern is not None:
+            best_val, best_feat, best_thr = _compiled_search(
+                kern, prox, layout, info, rng, sampled, max_features, members, seg_start,
+                seg_len, node_tot, min_samples_leaf,
+            )  # fmt: skip
+        else:
+            best_val, best_feat, best_thr = _numpy_search(
+                layout, info, rng, sampled, max_features, order, members, seg_start, seg_len,
+                pos_node, node_tot, min_samples_leaf,
+            )  # fmt: skip
         do_split = np.isfinite(best_val)
         if not do_split.any():
             break
-        # ---- children of the split nodes: which child every sample goes to
         s_ids = np.flatnonzero(do_split)  # local index of split nodes
-        s_rank = np.cumsum(do_split) - 1
-        in_split = do_split[pos_node]
-        samples0 = order[-1][in_split]  # grouped by node, in node order
-        node0 = pos_node[in_split]
         f_node, t_node = best_feat[s_ids], best_thr[s_ids]
-        go_right = XT[best_feat[node0], samples0] > best_thr[node0]
-        child0 = 2 * s_rank[node0] + go_right  # child rank, left/right per split node
         n_child = 2 * len(s_ids)
-        child_len = np.bincount(child0, minlength=n_child)
-        child_start = np.cumsum(child_len) - child_len
-        by_child = samples0[np.argsort(child0, kind="stable")]
-
-        # ---- children statistics
-        if layout.exact:  # sums of the left children; right = parent - left (exact)
-            left_len = child_len[0::2]
-            lstats = np.add.reduceat(
-                layout.node_stats[samples0[~go_right]], np.cumsum(left_len) - left_len, axis=0
-            )
-            cstats = np.empty((n_child, lstats.shape[1]))
-            cstats[0::2] = lstats
-            np.subtract(act_stats[s_ids], lstats, out=cstats[1::2])
+        if kern is not None:
+            by_child, child_len, cstats = kern.split_children(
+                members, seg_start, seg_len, do_split, best_feat, best_thr, XT,
+                layout.node_stats, np.ascontiguousarray(act_stats), layout.exact,
+            )  # fmt: skip
+            if not layout.exact:
+                child_start = np.cumsum(child_len) - child_len
+                cstats = np.add.reduceat(layout.node_stats[by_child], child_start, axis=0)
         else:
-            cstats = np.add.reduceat(layout.node_stats[by_child], child_start, axis=0)
+            samples0, child0, by_child, child_len, cstats = _numpy_children(
+                layout, XT, members, pos_node, do_split, best_feat, best_thr, act_stats
+            )
         c_nlab, c_imp, c_nI, c_val = layout.summarize(cstats)
         parent_local = np.repeat(s_ids, 2)
         missing = c_nlab <= 0
         for tm in np.flatnonzero(missing.any(axis=0)):  # no label: inherit the parent's value
             miss = missing[:, tm]
-            c_val[tm][miss] = act_val[tm][parent_local[miss]]
+            c_val[tm][miss] = act_val[tm][act_prev[parent_local[miss]]]
         parent_ids = act_ids[s_ids]
         child_ids = n_nodes + np.arange(n_child)
         n_nodes += n_child
@@ -660,7 +693,7 @@ def build_tree(
         act = np.flatnonzero(nxt)
         if not len(act):
             break
-        if sampled:  # the samples of the active children, grouped by child in order
+        if by_rank:  # the samples of the active children, grouped by child in order
             order = by_child[np.repeat(nxt, child_len)][None, :]
         else:
             # stable partition of every feature's order: sort each row by the sample's next
@@ -678,7 +711,7 @@ def build_tree(
         act_stats = cstats[act]
         seg_len = child_len[act]
         act_nI = c_nI[act]
-        act_val = [v[act] for v in c_val]
+        act_val, act_prev = c_val, act  # (values of the active nodes: act_val[t][act_prev])
 
     feature = np.full(n_nodes, -2, dtype=np.intp)  # -2 = leaf, as scikit-learn
     threshold = np.full(n_nodes, -2.0)
@@ -704,6 +737,125 @@ def build_tree(
         depth=np.concatenate(rec_depth).astype(np.intp),
         value=[np.concatenate(v) for v in rec_val],
     )
+
+
+def _numpy_children(layout, XT, members, pos_node, do_split, best_feat, best_thr, act_stats):
+    """The children of the split nodes with numpy: which child every sample goes to, the
+    samples grouped by child, the children's sizes and sums of ``node_stats``."""
+    s_ids = np.flatnonzero(do_split)
+    s_rank = np.cumsum(do_split) - 1
+    in_split = do_split[pos_node]
+    samples0 = members[in_split]  # grouped by node, in node order
+    node0 = pos_node[in_split]
+    go_right = XT[best_feat[node0], samples0] > best_thr[node0]
+    child0 = 2 * s_rank[node0] + go_right  # child rank, left/right per split node
+    n_child = 2 * len(s_ids)
+    child_len = np.bincount(child0, minlength=n_child)
+    child_start = np.cumsum(child_len) - child_len
+    by_child = samples0[np.argsort(child0, kind="stable")]
+    if layout.exact:  # sums of the left children; right = parent - left (exact)
+        left_len = child_len[0::2]
+        lstats = np.add.reduceat(
+            layout.node_stats[samples0[~go_right]], np.cumsum(left_len) - left_len, axis=0
+        )
+        cstats = np.empty((n_child, lstats.shape[1]))
+        cstats[0::2] = lstats
+        np.subtract(act_stats[s_ids], lstats, out=cstats[1::2])
+    else:
+        cstats = np.add.reduceat(layout.node_stats[by_child], child_start, axis=0)
+    return samples0, child0, by_child, child_len, cstats
+
+
+def _numpy_search(
+    layout, info, rng, sampled, max_features, order, members, seg_start, seg_len, pos_node,
+    node_tot, min_samples_leaf,
+):  # fmt: skip
+    """Best (proxy, feature, threshold) of every active node with numpy (no numba)."""
+    A = len(seg_len)
+    XTc, cont_ids, bin_ids = info.XTc, info.cont_ids, info.bin_ids
+    at_low, bin_thr = info.at_low, info.bin_thr
+    low_b = None
+    n_low = np.zeros((A, 0), dtype=np.int64)
+    if len(bin_ids):  # rows at the low value, per node and two-valued feature
+        # (m, n_binary) low-value indicator, rows grouped by node; float32 is exact for
+        # integer counts below 2**24 and halves the memory traffic
+        low_b = at_low[members].astype(layout.sum_dtype)
+        m_rows = len(members)
+        ones = sparse.csr_matrix(
+            (np.ones(m_rows), np.arange(m_rows), np.append(seg_start, m_rows)),
+            shape=(A, m_rows),
+        )
+        n_low = np.rint(np.asarray(ones.astype(layout.sum_dtype) @ low_b)).astype(np.int64)
+
+    selected = None
+    if sampled:
+        selected = _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low)
+
+    best_val, best_loc, best_thr = _search(
+        layout,
+        XTc,
+        (info.rank, info.n_rank, members) if sampled else order[:-1],
+        seg_len,
+        seg_start,
+        pos_node,
+        node_tot,
+        None if selected is None else selected[:, cont_ids],
+        min_samples_leaf,
+    )
+    best_feat = (
+        np.where(best_loc >= 0, cont_ids[np.maximum(best_loc, 0)], -1)
+        if len(cont_ids)
+        else best_loc
+    )
+    if len(bin_ids):
+        b_val, b_loc = _search_binary(
+            layout,
+            low_b,
+            n_low,
+            members,
+            seg_len,
+            seg_start,
+            node_tot,
+            None if selected is None else selected[:, bin_ids],
+            min_samples_leaf,
+        )
+        b_feat = bin_ids[np.maximum(b_loc, 0)]
+        take = (b_val > best_val) | ((b_val == best_val) & (b_loc >= 0) & (b_feat < best_feat))
+        take &= np.isfinite(b_val)
+        best_val = np.where(take, b_val, best_val)
+        best_feat = np.where(take, b_feat, best_feat)
+        best_thr = np.where(take, bin_thr[np.maximum(b_loc, 0)], best_thr)
+    return best_val, best_feat, best_thr
+
+
+def _compiled_search(
+    kern, prox, layout, info, rng, sampled, max_features, members, seg_start, seg_len,
+    node_tot, min_samples_leaf,
+):  # fmt: skip
+    """The same as :func:`_numpy_search` with the numba kernels (the same random draws).
+
+    ``prox``: (proxy parameters, (n, Q) float64 split statistics, feature ids), per tree;
+    ``node_tot``: (A, Q) float64."""
+    S, ids = prox[1], prox[2]
+    prox = prox[0]
+    A, p = len(seg_len), info.XT.shape[0]
+    seg_start = seg_start.astype(np.int64, copy=False)
+    seg_len = seg_len.astype(np.int64, copy=False)
+    if sampled:  # one draw per level, as _draw_features
+        prio = rng.random_sample((A, p))
+        selected = kern.draw_features(
+            prio, max_features, members, seg_start, seg_len, info.XTc, ids[2], ids[3], ids[4],
+            info.at_low,
+        )  # fmt: skip
+    else:
+        selected = np.ones((A, p), dtype=np.bool_)
+    m, Q = len(members), S.shape[1]
+    block_rows = max(1, _BLOCK_ELEMENTS // max(1, m * (Q + 4)))  # as _search
+    return kern.search_level(
+        S, node_tot, members, seg_start, seg_len,
+        selected, ids[0], ids[1], info.XTc, info.rank, info.at_low,
+        info.bin_thr, min_samples_leaf, block_rows, prox,
+    )  # fmt: skip
 
 
 def _search(layout, XT, order, seg_len, seg_start, pos_node, node_tot, selected, min_samples_leaf):

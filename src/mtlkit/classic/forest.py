@@ -5,7 +5,8 @@ as integer sample weights, as scikit-learn does; samples drawn zero times are le
 the tree) with ``max_features`` features drawn at random at every node. The forest
 averages the trees' per-task class fractions (classification) or values (regression);
 a task is predicted from the trees that saw labels of it. Trees are grown in parallel with
-joblib threads (``n_jobs``); the numpy kernels release the GIL for most of the work.
+joblib threads (``n_jobs``); the numpy kernels release the GIL for most of the work, the
+numba kernels (optional, ``pip install mtlkit[fast]``) for all of theirs.
 
 Reference: Breiman (2001), "Random Forests", Machine Learning 45:5-32; multi-target forests
 of predictive clustering trees: Kocev, Vens, Struyf & Džeroski (2013), "Tree ensembles for
@@ -181,6 +182,10 @@ class MultiTaskForestClassifier(ClassifierMixin, _BaseMultiTaskForest):
     Breiman (2001), "Random Forests"; each tree's splits serve all tasks (see
     :mod:`mtlkit.classic.tree`). Missing labels (NaN) are ignored per task.
 
+    With numba installed (``pip install mtlkit[fast]``) the trees grow through compiled
+    kernels, into exactly the trees of the numpy path; the environment variable
+    ``MTLKIT_NUMBA=0`` (read at every ``fit``) forces the numpy path.
+
     Args:
         n_estimators: number of trees.
         criterion, max_depth, min_samples_split, min_samples_leaf, task_weights: as the tree.
@@ -236,7 +241,8 @@ class MultiTaskForestRegressor(RegressorMixin, _BaseMultiTaskForest):
     Breiman (2001), "Random Forests"; Kocev et al. (2013), "Tree ensembles for predicting
     structured outputs". Args as :class:`MultiTaskForestClassifier`, with
     ``criterion="squared_error"`` and ``max_features=1.0`` (all features, as scikit-learn's
-    regression forest).
+    regression forest). numba kernels and ``MTLKIT_NUMBA``: as
+    :class:`MultiTaskForestClassifier`.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -293,7 +299,8 @@ class MultiTaskForest(_BaseMultiTaskForest):
     ``task_kinds`` as :class:`~mtlkit.classic.MultiTaskTree` (``None``: inferred per
     column); ``criterion`` applies to the classification tasks. ``predict`` returns an
     (n, T) array, ``predict_proba`` a list (``None`` for regression tasks), ``score`` the
-    mean over tasks of accuracy / R².
+    mean over tasks of accuracy / R². numba kernels and ``MTLKIT_NUMBA``: as
+    :class:`MultiTaskForestClassifier`.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)

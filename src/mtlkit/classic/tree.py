@@ -203,6 +203,10 @@ class MultiTaskTreeClassifier(ClassifierMixin, _BaseMultiTaskTree):
     Blockeel, De Raedt & Ramon (1998), "Top-down induction of clustering trees"; Caruana
     (1997), "Multitask learning".
 
+    With numba installed (``pip install mtlkit[fast]``) the tree grows through compiled
+    kernels, into exactly the trees of the numpy path; the environment variable
+    ``MTLKIT_NUMBA=0`` (read at every ``fit``) forces the numpy path.
+
     Args:
         criterion: ``"gini"``, ``"entropy"`` or ``"log_loss"`` (= entropy).
         max_depth: maximum depth (root = 0), ``None`` for unlimited.
@@ -264,6 +268,8 @@ class MultiTaskTreeRegressor(RegressorMixin, _BaseMultiTaskTree):
     :mod:`mtlkit.classic.tree` and Blockeel, De Raedt & Ramon (1998), "Top-down induction of
     clustering trees".
 
+    numba kernels and ``MTLKIT_NUMBA``: as :class:`MultiTaskTreeClassifier`.
+
     Args: as :class:`MultiTaskTreeClassifier`, with ``criterion="squared_error"``.
 
     >>> import numpy as np
@@ -320,6 +326,8 @@ class MultiTaskTree(_BaseMultiTaskTree):
     normalised variance reductions of the regression tasks; the root normalisation makes
     them comparable (each task's term is a fraction of its root impurity). See
     :mod:`mtlkit.classic.tree`.
+
+    numba kernels and ``MTLKIT_NUMBA``: as :class:`MultiTaskTreeClassifier`.
 
     Args: as :class:`MultiTaskTreeClassifier`, plus ``task_kinds``; ``criterion`` applies
     to the classification tasks.
