@@ -15,7 +15,6 @@ a literal ...) is imported instead, so the output is always the registry's own:
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,30 +191,3 @@ def _imported(module: str, registry: str) -> list[CatalogEntry]:
     stem = module.rsplit(".", 1)[-1]
     return [CatalogEntry(e.name, e.paper, e.parameters()) for e in reg._entries.values()
             if getattr(e.obj, "__module__", "").rsplit(".", 1)[-1] == stem]
-
-
-#: config location -> (``mtlkit list`` section, the registry's word for one entry)
-_CONFIG_NAMES = {"training.weighting": ("weightings", "weighting"), "training.aggregator": ("aggregators", "aggregator"),
-                 "training.schedule": ("schedules", "schedule"), "data.sampler": ("samplers", "sampler"),
-                 "model.architecture": ("architectures", "architecture"), "data.dataset": ("datasets", "dataset")}
-
-
-def unknown_names(cfg: Any) -> list[tuple[str, str]]:
-    """``(where, message)`` for every component of a run config whose name no method file
-    registers, read from the files' source as ``mtlkit list`` does: a misspelt name is
-    reported before torch loads (the run's full check gives the same message later)."""
-    named = {"training.weighting": cfg.training.weighting, "training.aggregator": cfg.training.aggregator,
-             "training.schedule": cfg.training.schedule, "data.sampler": cfg.data.sampler,
-             "model.architecture": cfg.model.architecture, "data.dataset": cfg.data.dataset}
-    out = []
-    for where, component in named.items():
-        name = getattr(component, "name", component)
-        if name is None:
-            continue
-        section, word = _CONFIG_NAMES[where]
-        known = [e.name for e in entries(section)]
-        if str(name).lower() not in known:
-            close = difflib.get_close_matches(str(name).lower(), known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            out.append((where, f"Unknown {word} {name!r}.{hint} Known: {', '.join(known)}."))
-    return out

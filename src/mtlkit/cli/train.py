@@ -62,8 +62,6 @@ def train(
 
         seeds_from_count(seeds)
     cfg = _load(config, resume, list(set_))
-    if not code:  # code given with --code may register components: the full check decides then
-        _names_before_torch(cfg)
     # imported after the config is read: a typo in it is reported without loading torch
     from mtlkit.run import check, prepare_from_config, run
 
@@ -122,19 +120,6 @@ def _train_seeds(cfg: RunConfig, count: int | None, run_dir: Path, *, progress: 
     result = run_seeds(cfg, chosen, out_dir=run_dir, progress=progress, log=echo, overwrite=overwrite)
     echo(seeds_table(result.record, config=str(config) if config is not None else "CONFIG.yaml"))
     echo(f"Run folder: {run_dir}  (report: {run_dir / 'report.html'}; each seed in {run_dir}/seed-<s>/)")
-
-
-def _names_before_torch(cfg: RunConfig) -> None:
-    """A misspelt component name (weighting, aggregator, architecture, dataset, ...) reported
-    from the method files' source, before torch loads (issue 22: a typo in ≤ 1.5 s)."""
-    from mtlkit.cli._catalog import unknown_names
-    from mtlkit.config import ConfigError
-
-    problems = unknown_names(cfg)
-    if problems:
-        n = len(problems)
-        lines = [f"The config has {n} problem{'s' if n > 1 else ''} (nothing was loaded or written):"]
-        raise ConfigError("\n".join(lines + [f"  - {where}: {msg}" for where, msg in problems]))
 
 
 def _load(config: Path | None, resume: Path | None, overrides: list[str]) -> RunConfig:
