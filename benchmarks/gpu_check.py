@@ -11,8 +11,9 @@ K regression heads, batch 256, SGD), on ``cuda``:
 
 1. the step time of the hand-written loop, our plain step, the floor and every registered
    aggregator at parameter level (and TorchJD's where installed), at K = 4 and 10, in fp32,
-   bf16 and fp16 (``training.precision``), with the goals' ratios; wall clock with
-   ``torch.cuda.synchronize`` around every timed block;
+   bf16 and fp16 (``training.precision``), with the goals' ratios; in fp32 each Gramian method
+   also with ``training.gramian_engine: jacobian``; wall clock with ``torch.cuda.synchronize``
+   around every timed block;
 2. host synchronisations per step (``torch.cuda.set_sync_debug_mode``) of the plain step and
    of every method (documented: 1 for a plain step — the update decision —, 2 for an exact
    step, plus what a method's own solver reads);
@@ -73,6 +74,14 @@ def sync_table(methods: list[str], k: int, precision: str) -> None:
             print(f"| {m} | error: {type(exc).__name__}: {exc} |", flush=True)
 
 
+def table_namespace(precision: str, *, rounds: int, steps: int, device: str = "cuda") -> argparse.Namespace:
+    """The options of ``peers.table_for`` for one precision. In fp32 each Gramian method also
+    runs with ``gramian_engine: jacobian`` (the layer Gramian of ``mtlkit.autogram`` is the
+    default there; it is off under autocast)."""
+    return argparse.Namespace(device=device, precision=precision, block=None, no_torchjd=False, rounds=rounds,
+                              steps=steps, warmup=2, vs_jacobian=precision == "fp32")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -100,8 +109,7 @@ def main() -> int:
             print("\n(bf16 is not supported by this GPU: skipped)")
             continue
         for k in ks:
-            ns = argparse.Namespace(device="cuda", precision=precision, block=None, no_torchjd=False,
-                                    rounds=args.rounds, steps=args.steps, warmup=2)
+            ns = table_namespace(precision, rounds=args.rounds, steps=args.steps)
             print(f"\n## {precision}", flush=True)
             peers.table_for(k, ns, methods, peers.CLOCKS["wall"])
     sync_table(methods, 4, "fp32")

@@ -378,8 +378,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         out["precision"] = args.precision
     if args.block:
         out["jacobian_block_size"] = args.block
-    if args.gramian_engine != "auto":
-        out["gramian_engine"] = args.gramian_engine
+    engine = getattr(args, "gramian_engine", "auto")  # gpu_check.py builds its own namespace
+    if engine != "auto":
+        out["gramian_engine"] = engine
     return out
 
 

@@ -79,3 +79,22 @@ def test_the_sync_counter_restores_the_mode_when_the_step_fails(monkeypatch):
         gpu_check.syncs_per_step(step, set_mode=mode, synchronize=lambda: None)
     assert mode.modes == ["warn", 0]
     assert torch.Tensor.item is not None and torch.ones(1).sum().item() == 1.0
+
+
+@pytest.mark.parametrize("method", ["upgrad", "mgda"])
+def test_the_layer_gramian_adds_no_host_read(method, monkeypatch):
+    p = _small(6)
+    mode = _WarnOnHostRead(monkeypatch)
+
+    def count(engine: str) -> float:
+        return gpu_check.syncs_per_step(peers.ours(p, method, gramian_engine=engine), set_mode=mode,
+                                        synchronize=lambda: None)
+
+    assert count("layerwise") == count("jacobian")
+
+
+def test_the_gpu_tables_namespace_works_with_the_peers_tables(capsys):
+    ns = gpu_check.table_namespace("fp32", rounds=1, steps=1, device="cpu")
+    lines = peers.table_for(2, ns, ["upgrad"], peers.CLOCKS["cpu"])
+    assert any("gramian_engine: jacobian" in line for line in lines)
+    assert any(line.startswith("| upgrad |") for line in lines)
