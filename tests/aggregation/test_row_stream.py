@@ -103,7 +103,7 @@ def test_moco_stream_leaves_the_state_alone_on_a_non_finite_row():
     assert all(torch.equal(before[t], a.tracked_[t]) for t in before)
 
 
-def test_with_a_block_size_moco_trains_bit_for_bit_as_with_the_matrix():
+def test_moco_streams_by_default_and_trains_bit_for_bit_as_with_the_matrix(monkeypatch):
     from mtlkit.aggregation import MoCo
 
     tasks = [Task(f"t{i}", "regression") for i in range(3)]
@@ -117,10 +117,15 @@ def test_with_a_block_size_moco_trains_bit_for_bit_as_with_the_matrix():
     batches = [(torch.randn(32, 8, generator=g), {t.name: torch.randn(32, 1, generator=g) for t in tasks},
                 {t.name: torch.rand(32, 1, generator=g) > (0.99 if i == 1 else 0.3) for t in tasks})
                for i in range(4)]
-    streamed, matrix = trainer(jacobian_block_size=50), trainer()
+    streamed, blocked, matrix = trainer(), trainer(jacobian_block_size=50), trainer()
     for b in batches:
         streamed.train_step(b)
-        matrix.train_step(b)
+        blocked.train_step(b)
+        with monkeypatch.context() as m:
+            m.setattr(MoCo, "prefers_row_stream", False)
+            matrix.train_step(b)
+    assert blocked.plan.workspace is None
+    assert blocked.aggregator.lambda_ == matrix.aggregator.lambda_
     assert streamed.plan.workspace is None and matrix.plan.workspace is not None
     assert streamed.aggregator.lambda_ == matrix.aggregator.lambda_
     for (name, a), (_, b) in zip(streamed.model.state_dict().items(), matrix.model.state_dict().items()):

@@ -1,7 +1,8 @@
 """An aggregator that declares ``keeps_jacobian = False`` gets every step's Jacobian in the
 trainer's reused K×P workspace: the two that are not weightings of the Gramian and read the
-matrix (MoCo, TrimmedMean) train exactly as with a fresh Jacobian every step (GradDrop consumes
-the rows one at a time and forms no Jacobian: tests/aggregation/test_row_stream.py)."""
+matrix (MoCo on its matrix path, TrimmedMean) train exactly as with a fresh Jacobian every step
+(GradDrop with jacobian_block_size, and MoCo by default, consume the rows one at a time and form no
+Jacobian: tests/aggregation/test_row_stream.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ def test_which_aggregators_may_share_the_workspace():
 
 
 @pytest.mark.parametrize("name", ["moco", "trimmed_mean"])
-def test_reused_workspace_steps_equal_fresh_ones(two_task_data, name):
+def test_reused_workspace_steps_equal_fresh_ones(two_task_data, name, monkeypatch):
+    from mtlkit.aggregation import MoCo
+
+    monkeypatch.setattr(MoCo, "prefers_row_stream", False)  # MoCo's matrix path (e.g. under torchrun)
     data, tasks = two_task_data
     batches = [data.batch(torch.arange(i, i + 64)) for i in range(0, 256, 64)]
     reused, fresh = _trainer(tasks, name), _trainer(tasks, name)

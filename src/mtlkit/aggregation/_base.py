@@ -103,6 +103,9 @@ class Aggregator(HasParams):
     #: may hold on to the Jacobian (or a view of it) after the call; when False the trainer
     #: writes every step's Jacobian into one reused K×P workspace (no fresh allocation)
     keeps_jacobian: ClassVar[bool] = True
+    #: the trainer feeds the Jacobian's rows to :meth:`row_stream` even without
+    #: ``jacobian_block_size`` (the method is faster without the K×P matrix)
+    prefers_row_stream: ClassVar[bool] = False
 
     def __call__(self, jacobian: Tensor, *, losses: Tensor | Sequence[float] | None = None,
                  tasks: Sequence[int] | None = None) -> Tensor:

@@ -11,9 +11,8 @@ from torch import Tensor
 
 from mtlkit._checks import check_float
 from mtlkit._registry import AGGREGATORS
-from mtlkit.aggregation._base import Aggregator, gramian
+from mtlkit.aggregation._base import Aggregator
 from mtlkit.aggregation._simplex import project_to_simplex, task_ids
-from mtlkit.aggregation._solvers import to_numpy
 
 
 @AGGREGATORS.register()
@@ -73,6 +72,9 @@ class MoCo(Aggregator):
     permutation_invariant = True
     equals_mean_for_one_task = True
     keeps_jacobian = False  # reads the Jacobian during the call only
+    # the trainer tracks each row into the new estimates as it comes (no K×P Jacobian: one
+    # matrix less in memory and one pass less over it; benchmarks/peers.py)
+    prefers_row_stream = True
 
     def __init__(self, *, beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0, beta_sigma: float = 0.5,
                  gamma_sigma: float = 0.5) -> None:
@@ -128,15 +130,18 @@ class MoCo(Aggregator):
         the direction ``Yᵀλ`` (the estimates' mean, state untouched, when they are not finite)."""
         k, step = len(ids), self._step + 1
         gamma_k = self.gamma * step ** (-self.gamma_sigma)
-        g = to_numpy(gramian(y_new))
-        # a non-finite y_new makes its Gramian non-finite (its diagonal holds Σ y²), so the
-        # K×P finiteness check is only needed when the K×K Gramian is not finite
-        if not np.all(np.isfinite(g)):
+        lam = np.array([self._lambda.get(t, 1.0 / k) for t in ids])
+        # (Y Yᵀ) λ as Y (Yᵀ λ): two matrix-vector products instead of the K×K Gramian (K times
+        # fewer multiply-adds). Entry i is the dot product of y_i with Yᵀλ, so a non-finite
+        # entry of y_i makes it non-finite whatever λ is (NaN·x = NaN, ±inf·0 = NaN): the K×P
+        # finiteness check is only needed when this K-vector is not finite
+        g_lam = _host(y_new @ (torch.as_tensor(lam, dtype=y_new.dtype, device=y_new.device) @ y_new))
+        if not np.all(np.isfinite(g_lam)):
             if not bool(torch.isfinite(y_new).all()):
                 return y_new.mean(dim=0)  # non-finite: the trainer skips the step; state kept
-            g = to_numpy(gramian(y_new.double()))  # the product overflowed the dtype
-        lam = np.array([self._lambda.get(t, 1.0 / k) for t in ids])
-        new = project_to_simplex(lam - gamma_k * (g @ lam + self.rho * lam))
+            y64 = y_new.double()  # the products overflowed the dtype
+            g_lam = _host(y64 @ (torch.as_tensor(lam, dtype=torch.float64, device=y64.device) @ y64))
+        new = project_to_simplex(lam - gamma_k * (g_lam + self.rho * lam))
         self._step = step
         self._commit(y_new, ids)
         self._lambda.update(zip(ids, new.tolist()))
@@ -232,3 +237,8 @@ class _Stream:
 
     def finish(self) -> Tensor:
         return self.owner._step_weights(self.y_new, self.ids)
+
+
+def _host(v: Tensor) -> np.ndarray:
+    """A K-vector as float64 numpy (one device->host copy)."""
+    return v.detach().to(device="cpu", dtype=torch.float64).numpy()

@@ -359,7 +359,8 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
     scale = tr.precision.scale(w)
     seeds = (w[idx] if scale is None else w[idx] * scale).unbind()
     blockwise = tr.settings.jacobian_block_size is not None and tr.level == "parameters"
-    stream = _row_stream(tr, idx) if blockwise else None
+    streams = blockwise or (getattr(tr.aggregator, "prefers_row_stream", False) and tr.level == "parameters")
+    stream = _row_stream(tr, idx) if streams else None
     if tr.level == "representation":
         assert rep is not None
         j = _unscaled(representation_jacobian(rows, rep, grad_outputs=seeds).float(), scale)
@@ -405,11 +406,11 @@ def _layers_chosen(tr: Trainer, rows: Sequence[Tensor]) -> list[Any]:
 
 
 def _row_stream(tr: Trainer, idx: list[int]) -> Any:
-    """With ``jacobian_block_size`` (bounded memory), the aggregator's consumer of the
-    Jacobian's rows one at a time (:meth:`~mtlkit.aggregation.Aggregator.row_stream`), on one
-    process with the loop engine; None: the whole Jacobian is formed (on a CPU that is faster:
-    GradDrop's running sums read and write their accumulators once per row; MoCo is no
-    faster streamed)."""
+    """With ``jacobian_block_size`` (bounded memory), or for a method that declares
+    ``prefers_row_stream`` (MoCo: faster and a K×P matrix less), the aggregator's consumer of
+    the Jacobian's rows one at a time (:meth:`~mtlkit.aggregation.Aggregator.row_stream`), on
+    one process with the loop engine; None: the whole Jacobian is formed (GradDrop is faster
+    that way on a CPU: its running sums read and write their accumulators once per row)."""
     from mtlkit.training.comm import Comm
 
     agg = tr.aggregator
