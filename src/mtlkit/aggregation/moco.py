@@ -49,7 +49,10 @@ class MoCo(Aggregator):
     tracking); γ acts on the raw YYᵀ, so its useful range depends on the gradients' scale.
     A y_i whose size changes (a smaller last batch at representation level) restarts at
     the new gradient. A non-finite Jacobian leaves the state untouched (and gives a
-    non-finite direction, which the trainer skips).
+    non-finite direction, which the trainer skips). (YYᵀ)λ is computed as Y(Yᵀλ), two
+    matrix–vector products, never forming the K×K matrix (the same value up to rounding); in
+    the trainer the rows are tracked into the new estimates as they come
+    (:meth:`row_stream`), without the K×P Jacobian.
 
     Args:
         beta: β ∈ (0, 1], the tracking rate (default 0.5, the authors' default).
@@ -126,7 +129,7 @@ class MoCo(Aggregator):
             and b.device == j.device
 
     def _step_weights(self, y_new: Tensor, ids: list[int]) -> Tensor:
-        """λ's projected step on the Gramian of the new estimates, the state committed, and
+        """λ's projected step with (Y Yᵀ)λ of the new estimates, the state committed, and
         the direction ``Yᵀλ`` (the estimates' mean, state untouched, when they are not finite)."""
         k, step = len(ids), self._step + 1
         gamma_k = self.gamma * step ** (-self.gamma_sigma)
