@@ -71,8 +71,10 @@ class LoadedRun:
         (a tensor, or ``{name: tensor}`` for a model with several inputs: a missing input is an
         error naming it)."""
         if isinstance(x, pd.DataFrame):
-            x = inputs_from_frame(self, x)
-        return _predict_raw(self.model, check_inputs(self.meta, x))
+            return _predict_raw(self.model, check_inputs(self.meta, inputs_from_frame(self, x)))
+        # encoded inputs: standardised as in training (as RunResult.predict_raw does)
+        return _predict_raw(self.model, standardized_inputs(self.meta.get("preprocessing"),
+                                                            check_inputs(self.meta, x)))
 
     def evaluate(self, df: pd.DataFrame) -> dict[str, dict[str, float]]:
         return evaluate_frame(self, df)
@@ -82,6 +84,26 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     """A finished run folder (or an exported safetensors folder) as a :class:`LoadedRun`."""
     model, meta = load_model(run_dir)
     return LoadedRun(Path(run_dir), model, meta, [task_from_dict(t) for t in meta["tasks"]])
+
+
+def standardized_inputs(pre: Mapping[str, Any] | None, x: Inputs) -> Inputs:
+    """Encoded inputs standardised as in training, for a run without table preprocessing
+    (``pre``: the run's recorded ``preprocessing``): each flat named input with its own fitted
+    statistics (``kind: inputs``), or the one tensor with the run's; unchanged otherwise (a
+    table's encoding already holds its scaling).
+
+    >>> import torch
+    >>> standardized_inputs({"mean": [1.0], "std": [2.0]}, torch.tensor([[3.0]]))
+    tensor([[1.]])
+    """
+    if not pre or is_table_preprocessing(dict(pre)):
+        return x
+    if isinstance(x, Mapping):
+        fitted = pre.get("inputs", {}) if pre.get("kind") == "inputs" else {}
+        return {k: Standardizer.from_dict(fitted[k]).transform(v) if k in fitted else v for k, v in x.items()}
+    if pre.get("kind") == "inputs":
+        return x
+    return Standardizer.from_dict(dict(pre)).transform(x)
 
 
 def check_inputs(meta: dict[str, Any], x: Any, *, source: str = "the inputs") -> Inputs:
@@ -211,4 +233,4 @@ def predict_raw(model: nn.Module, data: MultiTaskData | Inputs, **kwargs: Any) -
 
 
 __all__ = ["LoadedRun", "check_inputs", "data_from_frame", "evaluate_frame", "inputs_from_frame", "load_run", "predict_frame",
-           "predict_raw", "prediction_table"]
+           "predict_raw", "prediction_table", "standardized_inputs"]

@@ -91,23 +91,17 @@ class RunResult:
         """Raw outputs (logits, standardised values) per task for a DataFrame, an array or a
         tensor of inputs (arrays and tensors: encoded as the model reads them, before the
         input standardisation of a run without table preprocessing)."""
-        from mtlkit.data._preprocess import Standardizer
-        from mtlkit.data.tabular import is_table_preprocessing
+        from mtlkit.inference import standardized_inputs
 
         if isinstance(x, pd.DataFrame):
             return self.loaded().predict_raw(x)
-        pre = self.prepared.preprocessing
         if isinstance(x, dict):  # several named inputs: each flat one standardised as in training
             from mtlkit import _batch
 
-            x = _batch.float_inputs(_batch.as_inputs(x, source="the inputs"))
-            fitted = pre.get("inputs", {}) if pre and pre.get("kind") == "inputs" else {}
-            return predict_raw(self.model, {k: Standardizer.from_dict(fitted[k]).transform(v) if k in fitted else v
-                                            for k, v in x.items()})
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
-        if pre and not is_table_preprocessing(pre):
-            x = Standardizer.from_dict(pre).transform(x)
-        return predict_raw(self.model, x)
+            inputs: Any = _batch.float_inputs(_batch.as_inputs(x, source="the inputs"))
+        else:
+            inputs = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
+        return predict_raw(self.model, standardized_inputs(self.prepared.preprocessing, inputs))
 
 
 class WarningLog:
