@@ -201,14 +201,17 @@ def predict_frame(run: LoadedRun, df: pd.DataFrame, *, all_tasks: bool = False) 
     return pred
 
 
-def data_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the data") -> MultiTaskData:
+def data_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the data",
+                    tasks: Sequence[Task] | None = None) -> MultiTaskData:
     """Inputs and labels (for evaluation) from a table with the run's columns; a class label
-    that training never saw is an error naming it and its task."""
+    that training never saw is an error naming it and its task. ``tasks``: the run's tasks
+    whose labels to read (default all of them)."""
     x = inputs_from_frame(run, df, source=source)
     pre = run.preprocessor
+    chosen = list(run.tasks if tasks is None else tasks)
     if pre is not None:
-        targets, masks = labels_from_frame(df, [t for t in run.tasks if not is_tagging(t)], source=source)
-        for t in run.tasks:
+        targets, masks = labels_from_frame(df, [t for t in chosen if not is_tagging(t)], source=source)
+        for t in chosen:
             if is_tagging(t):
                 _, targets[t.name], masks[t.name] = tag_targets(pre, df, t, source=source)
             elif getattr(t.task_kind, "targets_from_inputs", False):  # generation: the decoder input slots
@@ -216,15 +219,28 @@ def data_from_frame(run: LoadedRun, df: pd.DataFrame, *, source: str = "the data
 
                 targets[t.name], masks[t.name] = generation_targets(x, pre.input_spec or {}, t.name)
     else:
-        targets, masks = targets_from_frame(df, run.tasks, source=source)
-    return MultiTaskData(x, targets, masks, run.tasks, source=source)
+        targets, masks = targets_from_frame(df, chosen, source=source)
+    return MultiTaskData(x, targets, masks, chosen, source=source)
+
+
+def scored_tasks(run: LoadedRun, df: pd.DataFrame) -> list[Task]:
+    """The tasks :func:`evaluate_frame` scores on ``df``: every primary task (a missing label
+    column is an error naming it) and each auxiliary task whose label columns the table has —
+    an auxiliary task generated from the inputs during training (``auxiliary:`` generators)
+    has none, and is left out instead of failing."""
+    def has_labels(t: Task) -> bool:
+        return bool(getattr(t.task_kind, "targets_from_inputs", False)) or all(c in df.columns for c in t.label_columns)
+
+    return [t for t in run.tasks if t.role != "auxiliary" or has_labels(t)]
 
 
 def evaluate_frame(run: LoadedRun, df: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Every task's metrics (original units) on a labelled table."""
-    data = data_from_frame(run, df)
+    """The metrics (original units) of every task the labelled table can score
+    (:func:`scored_tasks`: the primary tasks and the auxiliary ones with label columns)."""
+    tasks = scored_tasks(run, df)
+    data = data_from_frame(run, df, tasks=tasks)
     out = _predict_raw(run.model, data)
-    return {t.name: t.evaluate(out[t.name], data.targets[t.name], data.masks[t.name]) for t in run.tasks}
+    return {t.name: t.evaluate(out[t.name], data.targets[t.name], data.masks[t.name]) for t in tasks}
 
 
 def predict_raw(model: nn.Module, data: MultiTaskData | Inputs, **kwargs: Any) -> dict[str, torch.Tensor]:
@@ -233,4 +249,4 @@ def predict_raw(model: nn.Module, data: MultiTaskData | Inputs, **kwargs: Any) -
 
 
 __all__ = ["LoadedRun", "check_inputs", "data_from_frame", "evaluate_frame", "inputs_from_frame", "load_run", "predict_frame",
-           "predict_raw", "prediction_table", "standardized_inputs"]
+           "predict_raw", "prediction_table", "scored_tasks", "standardized_inputs"]
