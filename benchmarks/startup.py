@@ -11,8 +11,10 @@ elapsed time is on an idle machine. Goals (issue 22): ``--help`` <= 0.5 s, ``lis
 a typo in a config reported <= 1.5 s.
 
 The typo configs are ``examples/yeast.yaml`` with ``epochs`` misspelt (a key: caught by the
-config's schema, before torch loads) and with the weighting's name misspelt (a component
-name: caught by the run's full check, which loads the registries and with them torch; shown
+config's schema, before torch loads), with the weighting's name misspelt and with a value
+out of range (``dwa`` with ``temperature: -1``; both found from the method files' source
+before torch loads, :mod:`mtlkit.run.precheck`). The last row is a typo the check without
+torch leaves to the full one (a config with its own ``tasks:``, built by torch code; shown
 for information).
 """
 
@@ -51,11 +53,18 @@ def main() -> None:
     text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8")
     (tmp / "key.yaml").write_text(text.replace("epochs:", "epocs:"), encoding="utf-8")
     (tmp / "name.yaml").write_text(text.replace("name: equal", "name: equl"), encoding="utf-8")
+    (tmp / "value.yaml").write_text(text.replace("{name: equal}", "{name: dwa, temperature: -1}"), encoding="utf-8")
+    tasks = "".join(f"  - {{name: label_{i}, kind: binary}}\n" for i in range(14))
+    (tmp / "tasks.yaml").write_text(text.replace("name: equal", "name: equl") + f"tasks:\n{tasks}",
+                                    encoding="utf-8")
     cases = {
         "mtlkit --help": ([exe, "--help"], 0.5),
         "mtlkit list": ([exe, "list"], 1.5),
         "config typo (key)": ([exe, "train", str(tmp / "key.yaml"), "--out", str(tmp / "run")], 1.5),
-        "config typo (component name)": ([exe, "train", str(tmp / "name.yaml"), "--out", str(tmp / "run")], None),
+        "config typo (component name)": ([exe, "train", str(tmp / "name.yaml"), "--out", str(tmp / "run")], 1.5),
+        "config typo (parameter value)": ([exe, "train", str(tmp / "value.yaml"), "--out", str(tmp / "run")], 1.5),
+        "config typo, with tasks: (full check)": ([exe, "train", str(tmp / "tasks.yaml"), "--out",
+                                                   str(tmp / "run")], None),
     }
     times: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cases}
     for _ in range(args.runs):

@@ -11,7 +11,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -102,11 +102,7 @@ class Registry:
         self._load()
         key = str(name).lower()
         if key not in self._entries:
-            close = difflib.get_close_matches(key, list(self._entries), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UnknownNameError(
-                f"Unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._entries))}."
-            )
+            raise UnknownNameError(unknown_name_message(self.kind, name, self._entries))
         return self._entries[key].obj
 
     def build(self, name: str, /, **params: Any) -> Any:
@@ -115,6 +111,15 @@ class Registry:
             return cls(**params)
         except TypeError as exc:
             raise TypeError(f"Cannot build {self.kind} {name!r} with {params}: {exc}") from exc
+
+
+def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
+    """The error for a name that is not registered (with the closest registered one); the
+    registry's own and :mod:`mtlkit.run.precheck`'s, which reads the names from source."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name).lower(), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown {kind} {name!r}.{hint} Known: {', '.join(known)}."
 
 
 def _stem_of(obj: Any) -> str:

@@ -62,11 +62,15 @@ def train(
 
         seeds_from_count(seeds)
     cfg = _load(config, resume, list(set_))
-    # imported after the config is read: a typo in it is reported without loading torch
-    from mtlkit.run import check, prepare_from_config, run
-
     if no_baselines:
         cfg.baselines = False
+    # a misspelt name or key, or a value out of range, is reported before torch loads when that
+    # is every problem of the config (mtlkit.run.precheck); otherwise the full check below
+    from mtlkit.run.precheck import precheck
+
+    precheck(cfg)
+    from mtlkit.run import check, prepare_from_config, run
+
     run_dir = resume or out or Path("runs") / cfg.name
     if seeds is not None or cfg.seeds:
         _train_seeds(cfg, seeds, run_dir, progress=progress, overwrite=overwrite, resume=resume,

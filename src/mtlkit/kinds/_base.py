@@ -89,6 +89,21 @@ import torch
 from torch import Tensor
 
 
+class _SklearnMetrics:
+    """``sklearn.metrics``, imported when a metric is first computed: a kind's metric list is
+    read at start-up (the samplers' metric directions, a run's checks) and importing
+    scikit-learn then would cost ~0.9 s before any data is there."""
+
+    def __getattr__(self, name: str) -> Any:
+        import sklearn.metrics
+
+        return getattr(sklearn.metrics, name)
+
+
+#: use as ``skm.roc_auc_score(...)`` inside metric functions
+skm: Any = _SklearnMetrics()
+
+
 @dataclass(frozen=True)
 class Metric:
     """A named metric on numpy arrays of labelled samples only."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit._registry import KINDS
-from mtlkit.kinds._base import Metric, TaskKind, as_bool, binary_balance, masked_mean, to_numpy
+from mtlkit.kinds._base import Metric, TaskKind, as_bool, binary_balance, masked_mean, skm, to_numpy
 
 
 @KINDS.register()
@@ -40,7 +40,6 @@ class Binary(TaskKind):
         return masked_mean(F.binary_cross_entropy_with_logits(pred, target, reduction="none"), mask)
 
     def _build_metrics(self) -> tuple[Metric, ...]:
-        from sklearn import metrics as skm
 
         def auc(y: np.ndarray, p: np.ndarray) -> float:
             if len(np.unique(y)) < 2:

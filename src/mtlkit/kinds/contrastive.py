@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from mtlkit._registry import KINDS
-from mtlkit.kinds._base import Metric, TaskKind, binary_balance
+from mtlkit.kinds._base import Metric, TaskKind, binary_balance, skm
 
 
 def contrastive_loss(d: Tensor, same: Tensor, margin: float = 1.0, *, mask: Tensor | None = None) -> Tensor:
@@ -38,7 +38,6 @@ def contrastive_loss(d: Tensor, same: Tensor, margin: float = 1.0, *, mask: Tens
 def contrastive_metrics(margin: float) -> tuple[Metric, ...]:
     """``roc_auc`` of −distance for "similar" (main metric), and ``accuracy`` of the rule
     "similar ⇔ distance < margin / 2" (halfway between the loss's two targets, 0 and m)."""
-    from sklearn import metrics as skm
 
     def auc(y: np.ndarray, d: np.ndarray) -> float:
         y, d = np.asarray(y).reshape(-1), np.asarray(d).reshape(-1)

@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit._registry import KINDS
-from mtlkit.kinds._base import Metric, TaskKind, as_bool, check_positive_int, masked_mean, to_numpy
+from mtlkit.kinds._base import (
+    Metric,
+    TaskKind,
+    as_bool,
+    check_positive_int,
+    masked_mean,
+    skm,
+    to_numpy,
+)
 
 
 @KINDS.register()
@@ -47,7 +55,6 @@ class Multiclass(TaskKind):
         return masked_mean(F.cross_entropy(pred, safe, reduction="none"), mask)
 
     def _build_metrics(self) -> tuple[Metric, ...]:
-        from sklearn import metrics as skm
 
         return (
             Metric("accuracy", lambda y, p: skm.accuracy_score(y, p.argmax(-1)), True),

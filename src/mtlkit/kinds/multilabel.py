@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit._registry import KINDS
-from mtlkit.kinds._base import Metric, TaskKind, as_bool, check_positive_int, masked_mean
+from mtlkit.kinds._base import Metric, TaskKind, as_bool, check_positive_int, masked_mean, skm
 
 
 @KINDS.register()
@@ -47,7 +47,6 @@ class Multilabel(TaskKind):
         return masked_mean(F.binary_cross_entropy_with_logits(pred, target, reduction="none"), mask)
 
     def _build_metrics(self) -> tuple[Metric, ...]:
-        from sklearn import metrics as skm
 
         return (
             Metric("micro_f1", lambda y, p: skm.f1_score(y, p >= 0.5, average="micro", zero_division=0), True),

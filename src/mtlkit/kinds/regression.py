@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit._registry import KINDS
-from mtlkit.kinds._base import Metric, TaskKind, as_bool, masked_mean
+from mtlkit.kinds._base import Metric, TaskKind, as_bool, masked_mean, skm
 
 
 def target_scale(task: Any, like: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -62,7 +62,6 @@ class Regression(TaskKind):
         return masked_mean(fn(pred, target, reduction="none"), mask)
 
     def _build_metrics(self) -> tuple[Metric, ...]:
-        from sklearn import metrics as skm
 
         return (
             Metric("mae", lambda y, p: skm.mean_absolute_error(y, p), False),

@@ -17,7 +17,6 @@ mtlkit.config.ConfigError: The config has 2 problems (nothing was loaded or writ
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +34,11 @@ from mtlkit._registry import (
     SCHEDULES,
     WEIGHTINGS,
     Registry,
+    unknown_name_message,
 )
-from mtlkit.config import ConfigError, RunConfig, config_hash
+from mtlkit.config import RunConfig, config_hash
+from mtlkit.run.precheck import Problems as _Problems
+from mtlkit.run.precheck import UnknownNamesError, representation_problems, unknown_key_message
 from mtlkit.tasks import Task, check_tasks, task_from_dict
 from mtlkit.training.trainer import Trainer
 
@@ -44,14 +46,6 @@ __all__ = ["Built", "UnknownNamesError", "build_all", "build_components", "build
            "make_trainer", "resolve_device", "validate"]
 
 COMPONENT_KEYS = ("weighting", "aggregator", "schedule", "sampler")
-
-
-class UnknownNamesError(ConfigError, KeyError):
-    """Every problem of the config is a name that is not registered (also a ``KeyError``, as a
-    registry lookup is)."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
 
 
 @dataclass
@@ -67,37 +61,6 @@ class Built:
 
     def components(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in COMPONENT_KEYS}
-
-
-class _Problems:
-    """Problems found so far, each ``(field, message)``; raised together by :meth:`raise_all`."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-        self.lookups = 0
-
-    def add(self, where: str, message: str, *, lookup: bool = False) -> None:
-        self.items.append((where, message))
-        self.lookups += lookup
-
-    def attempt(self, where: str, fn: Callable[[], Any]) -> Any:
-        """``fn()``, or ``None`` with its error recorded under ``where``."""
-        try:
-            return fn()
-        except KeyError as exc:
-            self.add(where, str(exc.args[0]) if exc.args else str(exc), lookup=True)
-        except (TypeError, ValueError) as exc:
-            self.add(where, str(exc))
-        return None
-
-    def raise_all(self) -> None:
-        if not self.items:
-            return
-        n = len(self.items)
-        lines = [f"The config has {n} problem{'s' if n > 1 else ''} (nothing was loaded or written):"]
-        lines += [f"  - {where}: {msg}" for where, msg in self.items]
-        cls = UnknownNamesError if self.lookups == n else ConfigError
-        raise cls("\n".join(lines))
 
 
 def validate(cfg: RunConfig, *, components: Mapping[str, Any] | None = None, model: nn.Module | None = None,
@@ -169,7 +132,10 @@ def _component(p: _Problems, where: str, reg: Registry, name: str, params: dict[
 
 
 def _accepted(fn: Any, skip: Sequence[str] = ()) -> list[str] | None:
-    """Keyword names ``fn`` takes (``None``: any, it has ``**kwargs`` or no signature)."""
+    """Keyword names ``fn`` takes (``None``: any, it has ``**kwargs`` or no signature; a class
+    that keeps ``nn.Module``'s or ``object``'s constructor takes none)."""
+    if isinstance(fn, type) and fn.__init__ in (object.__init__, nn.Module.__init__):  # type: ignore[misc]
+        return []
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -187,10 +153,7 @@ def _known_keys(p: _Problems, where: str, what: str, fn: Any, params: Mapping[st
         return True
     unknown = [k for k in params if k not in accepted]
     for k in unknown:
-        close = difflib.get_close_matches(k, accepted, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        takes = f" It takes: {', '.join(accepted)}." if accepted else " It takes none."
-        p.add(f"{where}.{k}", f"{what} takes no parameter {k!r}{hint}{takes}")
+        p.add(f"{where}.{k}", unknown_key_message(what, k, accepted))
     return not unknown
 
 
@@ -208,10 +171,7 @@ def _architecture(cfg: RunConfig, p: _Problems, *, params: bool) -> Any:
 
         name = trunk.get("name")
         if name not in TRUNKS:
-            close = difflib.get_close_matches(str(name), list(TRUNKS), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            p.add("model.trunk.name", f"Unknown trunk {name!r}.{hint} Known: {', '.join(sorted(TRUNKS))}.",
-                  lookup=True)
+            p.add("model.trunk.name", unknown_name_message("trunk", str(name), TRUNKS), lookup=True)
         else:
             _known_keys(p, "model.trunk", f"trunk {name!r}", TRUNKS[name],
                         {k: v for k, v in trunk.items() if k != "name" and k != "decoder"})
@@ -290,16 +250,11 @@ def _fit_together(cfg: RunConfig, p: _Problems, built: Built, arch: Any, tasks: 
               lambda: check_compatible(built.schedule, w, agg, sampler=built.sampler))
     rep = _has_representation(arch)
     name = getattr(arch, "__name__", type(arch).__name__)
-    if rep is False and agg is not None and t.level == "representation":
-        p.add("training.level", f"level='representation' needs a model with a shared representation; {name} "
-                                f"has none. Use level='parameters'.")
-    if rep is False and t.jacobian_engine == "two-stage":
-        p.add("training.jacobian_engine", f"jacobian_engine='two-stage' pulls the task gradients back through "
-                                          f"one shared representation; the model {name} has none. Use 'loop' "
-                                          f"or 'batched'.")
-    if rep is False and getattr(w, "gradients_at", None) == "representation":
-        p.add("training.weighting", f"{type(w).__name__} needs one shared representation that every task head "
-                                    f"reads; the model {name} has none. Use hard_sharing, fusion or siamese.")
+    for where, msg in representation_problems(
+            level=t.level, jacobian_engine=t.jacobian_engine, aggregator=agg is not None,
+            weighting=type(w).__name__ if w is not None else None, gradients_at=getattr(w, "gradients_at", None),
+            representation=rep, model=name):
+        p.add(where, msg)
     pairs = [t.name for t in tasks or [] if t.task_kind.pairwise]
     if pairs and isinstance(arch, type) and not getattr(arch, "reads_pairs", False):
         from mtlkit.architectures._base import contrastive_needs_pairs

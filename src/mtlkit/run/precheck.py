@@ -1,0 +1,441 @@
+"""The config's mistakes that can be found without torch, found before torch loads.
+
+``mtlkit train`` reads a config in a fraction of a second, but its full check
+(:func:`mtlkit.run.build.build_all`) builds every component the config names, and with them
+imports torch and the method files (2-4 s). A misspelt method name, a misspelt parameter
+or a parameter value out of range is found here instead, from the method files' source
+(as ``mtlkit list`` reads them, :mod:`mtlkit.cli._catalog`), in well under a second:
+
+- a name (weighting, aggregator, schedule, sampler, architecture, trunk, dataset) is one a
+  file registers with ``@REGISTRY.register()``;
+- a parameter key is one its constructor (or loader function) takes;
+- a value is checked by running the constructor's own check on it: a statement such as
+  ``self.temperature = check_float("DWA", "temperature", temperature, low=0.0, low_open=True)``
+  is run here with the value given, through the same :mod:`mtlkit._checks` function.
+
+The full check promises every problem of the config in one error, and this one keeps that
+promise: it answers only when it can vouch that it found every problem the full check would.
+When a part of the config needs torch to be checked (the tasks, auxiliary generators, a
+device other than ``cpu``/``auto``, a constructor that checks a value in other code, two
+components whose fit needs them built) it stands aside (:func:`problems_without_torch`
+returns ``None``) and the full check decides; so does a config without a problem here, whose
+components the full check then builds. ``tests/run/test_precheck.py`` checks that both give
+the same error.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mtlkit.config import ConfigError
+
+if TYPE_CHECKING:
+    from mtlkit.config import RunConfig
+
+__all__ = ["Problems", "UnknownNamesError", "precheck", "problems_without_torch", "representation_problems",
+           "unknown_key_message"]
+
+
+class UnknownNamesError(ConfigError, KeyError):
+    """Every problem of the config is a name that is not registered (also a ``KeyError``, as a
+    registry lookup is)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+class Problems:
+    """Problems found so far, each ``(field, message)``; raised together by :meth:`raise_all`."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+        self.lookups = 0
+
+    def add(self, where: str, message: str, *, lookup: bool = False) -> None:
+        self.items.append((where, message))
+        self.lookups += lookup
+
+    def attempt(self, where: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, or ``None`` with its error recorded under ``where``."""
+        try:
+            return fn()
+        except KeyError as exc:
+            self.add(where, str(exc.args[0]) if exc.args else str(exc), lookup=True)
+        except (TypeError, ValueError) as exc:
+            self.add(where, str(exc))
+        return None
+
+    def raise_all(self) -> None:
+        if not self.items:
+            return
+        n = len(self.items)
+        lines = [f"The config has {n} problem{'s' if n > 1 else ''} (nothing was loaded or written):"]
+        lines += [f"  - {where}: {msg}" for where, msg in self.items]
+        cls = UnknownNamesError if self.lookups == n else ConfigError
+        raise cls("\n".join(lines))
+
+
+def unknown_key_message(what: str, key: str, accepted: Sequence[str]) -> str:
+    """The error for a parameter ``key`` that ``what`` (``"weighting 'dwa'"``) does not take."""
+    close = difflib.get_close_matches(key, list(accepted), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    takes = f" It takes: {', '.join(accepted)}." if accepted else " It takes none."
+    return f"{what} takes no parameter {key!r}{hint}{takes}"
+
+
+def representation_problems(*, level: str, jacobian_engine: str, aggregator: bool, weighting: str | None,
+                            gradients_at: Any, representation: bool | None, model: str) -> list[tuple[str, str]]:
+    """The settings that need one shared representation when the model (``model``, its class
+    name) has none (``representation`` False; ``None``: only a built model can say)."""
+    if representation is not False:
+        return []
+    out = []
+    if aggregator and level == "representation":
+        out.append(("training.level", f"level='representation' needs a model with a shared representation; "
+                                      f"{model} has none. Use level='parameters'."))
+    if jacobian_engine == "two-stage":
+        out.append(("training.jacobian_engine", f"jacobian_engine='two-stage' pulls the task gradients back "
+                                                f"through one shared representation; the model {model} has none. "
+                                                f"Use 'loop' or 'batched'."))
+    if weighting is not None and gradients_at == "representation":
+        out.append(("training.weighting", f"{weighting} needs one shared representation that every task head "
+                                          f"reads; the model {model} has none. Use hard_sharing, fusion or "
+                                          f"siamese."))
+    return out
+
+
+def precheck(cfg: RunConfig) -> None:
+    """Raise the config's problems in one :class:`~mtlkit.config.ConfigError` when they can
+    all be found without torch; otherwise return (the full check then decides)."""
+    found = problems_without_torch(cfg)
+    if found is not None:
+        found.raise_all()
+
+
+def problems_without_torch(cfg: RunConfig) -> Problems | None:
+    """Every problem of ``cfg``, found without torch; ``None`` when there is none or when
+    only the full check can find them all."""
+    p = Problems()
+    try:
+        _check(cfg, p)
+    except (_Unsure, OSError, SyntaxError):
+        return None
+    return p if p.items else None
+
+
+# ---------------------------------------------------------------------------- the config
+class _Unsure(Exception):
+    """A part of the config only the full check (with torch) can vouch for."""
+
+
+_COMPONENTS = (("weighting", "training.weighting", "weightings"), ("aggregator", "training.aggregator", "aggregators"),
+               ("schedule", "training.schedule", "schedules"), ("sampler", "data.sampler", "samplers"))
+
+
+def _check(cfg: RunConfig, p: Problems) -> None:
+    """The problems :func:`~mtlkit.run.build.build_all` finds, in its order, or ``_Unsure``."""
+    if cfg.tasks or cfg.auxiliary:  # tasks and generators are built by torch code
+        raise _Unsure
+    if cfg.training.device not in ("auto", "cpu"):  # whether a GPU is there: torch knows
+        raise _Unsure
+    t = cfg.training
+    built: dict[str, _Entry | None] = {}
+    for key, where, section in _COMPONENTS:
+        comp = t.weighting if key == "weighting" else t.aggregator if key == "aggregator" else \
+            t.schedule if key == "schedule" else cfg.data.sampler
+        if comp is not None:
+            built[key] = _component(p, where, _registry(section), comp.name, comp.params())
+    valid = [k for k, e in built.items() if e is not None]
+    if len(valid) > 1 or "schedule" in valid or "sampler" in valid:  # their fit needs them built
+        raise _Unsure
+    arch = _architecture(cfg, p)
+    _data_source(cfg, p)
+    if arch is not None:
+        w = built.get("weighting")
+        rep = arch.attribute("has_representation")  # a property: only a built model can say (None)
+        rep = None if rep is _FUNCTION else rep
+        gradients_at = w.attribute("gradients_at") if w is not None else None  # read from the built one
+        if rep is _UNKNOWN or (rep is False and gradients_at in (_UNKNOWN, _FUNCTION)):
+            raise _Unsure
+        for where, msg in representation_problems(
+                level=t.level, jacobian_engine=t.jacobian_engine, aggregator=built.get("aggregator") is not None,
+                weighting=w.class_name if w is not None else None, gradients_at=gradients_at,
+                representation=rep if isinstance(rep, bool) else None, model=arch.class_name):
+            p.add(where, msg)
+
+
+def _component(p: Problems, where: str, reg: _SourceRegistry, name: str, params: dict[str, Any]) -> _Entry | None:
+    """The entry named ``name`` when its name, keys and values are right (problems recorded)."""
+    entry = reg.get(p, where, name)
+    if entry is None:
+        return None
+    accepted = entry.accepted()
+    unknown = [k for k in params if k not in accepted]
+    for k in unknown:
+        p.add(f"{where}.{k}", unknown_key_message(f"{reg.kind} {name!r}", k, accepted))
+    if unknown:
+        return None
+    message = entry.first_bad_value(params)
+    if message is not None:
+        p.add(where, message)
+        return None
+    return entry
+
+
+def _architecture(cfg: RunConfig, p: Problems) -> _Entry | None:
+    """The architecture (its name: its parameters are checked once the tasks are known) and
+    the trunk (name and parameter names)."""
+    arch = _registry("architectures").get(p, "model.architecture", cfg.model.architecture.name)
+    trunk = cfg.model.trunk
+    if trunk is not None:
+        if "decoder" in trunk:
+            raise _Unsure
+        trunks = _trunks()
+        name = trunk.get("name")
+        if name not in trunks:
+            from mtlkit._registry import unknown_name_message
+
+            p.add("model.trunk.name", unknown_name_message("trunk", str(name), trunks), lookup=True)
+        else:
+            accepted = trunks[name].accepted()
+            for k in trunk:
+                if k not in ("name", "decoder") and k not in accepted:
+                    p.add(f"model.trunk.{k}", unknown_key_message(f"trunk {name!r}", k, accepted))
+    return arch
+
+
+def _data_source(cfg: RunConfig, p: Problems) -> None:
+    d = cfg.data
+    if d.in_memory:
+        return
+    if d.dataset is not None:
+        loader = _registry("datasets").get(p, "data.dataset", d.dataset)
+        if loader is not None:
+            accepted = loader.accepted()
+            for k in d.options:
+                if k not in accepted:
+                    p.add(f"data.options.{k}", unknown_key_message(f"dataset {d.dataset!r}", k, accepted))
+    elif d.path is not None and not Path(d.path).exists():
+        p.add("data.path", f"Data file not found: {d.path!r}.")
+
+
+# ---------------------------------------------------------------------------- the source
+_UNKNOWN = object()  # a class attribute that is not a literal
+_FUNCTION = object()  # a class attribute that is a method or a property
+#: torch.nn.Module's own methods, which check nothing of the parameters
+_MODULE_METHODS = ("register_buffer", "register_parameter", "add_module")
+_CHECKS = ("check_int", "check_float", "check_bool", "check_choice", "check_ints")  # mtlkit._checks
+
+
+@dataclass
+class _Entry:
+    """One registered class or function, read from its file."""
+
+    node: ast.ClassDef | ast.FunctionDef
+    consts: dict[str, Any]
+    classes: Mapping[str, tuple[ast.ClassDef, dict[str, Any]]]
+
+    @property
+    def class_name(self) -> str:
+        return self.node.name
+
+    def _constructor(self) -> tuple[ast.FunctionDef | None, dict[str, Any]]:
+        """The ``__init__`` (or the function) and its file's constants; ``(None, ...)``: a
+        class whose constructor takes nothing."""
+        if isinstance(self.node, ast.FunctionDef):
+            return self.node, self.consts
+        for node, consts in self._mro():
+            for stmt in node.body:
+                if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
+                    return stmt, consts
+        return None, self.consts
+
+    def _mro(self) -> list[tuple[ast.ClassDef, dict[str, Any]]]:
+        """The class and its bases (depth first, as far as the package defines them)."""
+        from mtlkit.cli._catalog import _ROOTS
+
+        out: list[tuple[ast.ClassDef, dict[str, Any]]] = []
+        todo: list[tuple[ast.ClassDef, dict[str, Any]]] = [(self.node, self.consts)]  # type: ignore[list-item]
+        while todo:
+            node, consts = todo.pop(0)
+            if any(not _is_register(d) for d in node.decorator_list):  # a dataclass ...: its own constructor
+                raise _Unsure
+            out.append((node, consts))
+            for base in node.bases:
+                name = str(base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", ""))
+                if name in self.classes:
+                    todo.append(self.classes[name])
+                elif name not in _ROOTS:
+                    raise _Unsure
+        return out
+
+    def _positional(self) -> tuple[ast.FunctionDef | None, list[ast.arg], list[ast.expr | None]]:
+        fn, _ = self._constructor()
+        if fn is None:
+            return None, [], []
+        a = fn.args
+        if a.posonlyargs or a.vararg is not None:
+            raise _Unsure
+        positional = a.args[1:] if isinstance(self.node, ast.ClassDef) else a.args
+        defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+        return fn, [*positional, *a.kwonlyargs], [*defaults, *a.kw_defaults]
+
+    def accepted(self) -> list[str]:
+        """The keyword names the constructor takes (``_Unsure`` with ``**kwargs``)."""
+        fn, args, _ = self._positional()
+        if fn is not None and fn.args.kwarg is not None:
+            raise _Unsure
+        return [a.arg for a in args]
+
+    def attribute(self, name: str) -> Any:
+        """A class attribute's literal value (``None`` when no class sets it, ``_FUNCTION`` for a
+        method or property, ``_UNKNOWN`` for another expression)."""
+        if isinstance(self.node, ast.FunctionDef):
+            return None
+        for node, consts in self._mro():
+            for stmt in node.body:
+                if isinstance(stmt, ast.FunctionDef) and stmt.name == name:
+                    return _FUNCTION
+                if _assigns(stmt, name):
+                    try:
+                        return _literal(stmt.value, consts)  # type: ignore[attr-defined]
+                    except (ValueError, KeyError):
+                        return _UNKNOWN
+        return None
+
+    def first_bad_value(self, params: Mapping[str, Any]) -> str | None:
+        """The error the constructor raises for ``params`` (its first failing check), or
+        ``None``; ``_Unsure`` when the constructor could reject them in code not run here."""
+        fn, args, defaults = self._positional()
+        missing = [a.arg for a, d in zip(args, defaults) if d is None and a.arg not in params]
+        if missing:  # the full check says which: "missing ... argument"
+            raise _Unsure
+        if fn is None or not params:
+            return None
+        checks = _value_checks(fn, self._constructor()[1], set(params))
+        from mtlkit import _checks
+
+        for param, function, owner, label, options in checks:
+            try:
+                getattr(_checks, function)(owner, label, params[param], **options)
+            except (TypeError, ValueError) as exc:
+                return str(exc)
+        return None
+
+
+def _value_checks(fn: ast.FunctionDef, consts: dict[str, Any], given: set[str]) -> list[tuple[str, str, str, str,
+                                                                                               dict[str, Any]]]:
+    """The constructor's checks of the given parameters, in source order: ``(parameter, check
+    function, owner, label, options)``. ``_Unsure`` when it could reject a given value
+    elsewhere: a ``raise``, a method of ``self`` called, a given parameter used other than
+    checked or stored as it is (``self.x = x``)."""
+    harmless: set[int] = set()
+    checks: list[tuple[int, int, tuple[str, str, str, str, dict[str, Any]]]] = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Raise):
+            raise _Unsure
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Name)
+                and all(isinstance(t, ast.Attribute) and getattr(t.value, "id", None) == "self" for t in node.targets)):
+            harmless.add(id(node.value))  # self.x = x
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self"
+                and f.attr not in _MODULE_METHODS):
+            raise _Unsure  # a method may check
+        if not (isinstance(f, ast.Name) and f.id in _CHECKS and len(node.args) == 3
+                and isinstance(node.args[2], ast.Name) and node.args[2].id in given):
+            continue
+        try:
+            owner, label = _literal(node.args[0], consts), _literal(node.args[1], consts)
+            options = {k.arg: _literal(k.value, consts) for k in node.keywords if k.arg is not None}
+        except (ValueError, KeyError, TypeError):
+            continue  # not a literal check: the parameter stays unchecked here
+        if len(options) != len(node.keywords):
+            continue
+        harmless.add(id(node.args[2]))
+        checks.append((node.lineno, node.col_offset, (node.args[2].id, f.id, str(owner), str(label), options)))
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id in given and id(node) not in harmless:
+            raise _Unsure
+    return [c for _, _, c in sorted(checks, key=lambda c: (c[0], c[1]))]
+
+
+class _SourceRegistry:
+    """One registry's entries, read from its package's files."""
+
+    def __init__(self, section: str) -> None:
+        from mtlkit import _registry
+        from mtlkit.cli._catalog import _ROOT, PACKAGES, _constants, _registered_name, _Source
+
+        package, registry = PACKAGES[section]
+        self.kind = getattr(_registry, registry).kind
+        folder = _ROOT.joinpath(*package.split(".")[1:])
+        paths = sorted(folder.glob("*.py"))
+        source = _Source([*paths, _ROOT / "_params.py"])
+        self.entries: dict[str, _Entry] = {}
+        for path in paths:
+            if path.stem.startswith("_"):
+                continue
+            tree = source.trees[path]
+            consts = _constants(tree)
+            for node in tree.body:
+                if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                    name = _registered_name(node, registry, path.stem)
+                    if name is not None:
+                        self.entries[name] = _Entry(node, consts, source.classes)
+
+    def get(self, p: Problems, where: str, name: str) -> _Entry | None:
+        key = str(name).lower()
+        if key in self.entries:
+            return self.entries[key]
+        from mtlkit._registry import unknown_name_message
+
+        p.add(where, unknown_name_message(self.kind, name, self.entries), lookup=True)
+        return None
+
+
+@cache
+def _registry(section: str) -> _SourceRegistry:
+    return _SourceRegistry(section)
+
+
+def _trunks() -> dict[str, _Entry]:
+    """The stock trunks (``TRUNKS`` of architectures/backbones.py with the text trunks'
+    ``TEXT_TRUNK_BUILDERS``), read from source."""
+    from mtlkit.cli._catalog import _ROOT, _constants
+
+    out: dict[str, _Entry] = {}
+    for file, name in (("backbones.py", "TRUNKS"), ("text.py", "TEXT_TRUNK_BUILDERS")):
+        tree = ast.parse((_ROOT / "architectures" / file).read_text(encoding="utf-8"))
+        functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        table = next((s.value for s in tree.body if _assigns(s, name)), None)  # type: ignore[attr-defined]
+        if not isinstance(table, ast.Dict):
+            raise _Unsure
+        for k, v in zip(table.keys, table.values):
+            if not (isinstance(k, ast.Constant) and isinstance(v, ast.Name) and v.id in functions):
+                raise _Unsure
+            out[str(k.value)] = _Entry(functions[v.id], _constants(tree), {})
+    return out
+
+
+def _is_register(deco: ast.expr) -> bool:
+    return isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "register"
+
+
+def _assigns(stmt: ast.stmt, name: str) -> bool:
+    from mtlkit.cli._catalog import _assigns as assigns
+
+    return assigns(stmt, name)
+
+
+def _literal(node: ast.expr, consts: dict[str, Any]) -> Any:
+    from mtlkit.cli._catalog import _literal as literal
+
+    return literal(node, consts)

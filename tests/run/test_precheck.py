@@ -1,0 +1,160 @@
+"""The check without torch (mtlkit.run.precheck, issue 22: a config typo reported <= 1.5 s)
+gives the full check's error word for word whenever it answers, answers for the common
+mistakes, and stands aside where only the full check can vouch for every problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtlkit import _registry as R
+from mtlkit.config import ConfigError, parse_config
+from mtlkit.run import validate
+from mtlkit.run.precheck import UnknownNamesError, problems_without_torch
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {"name": "p", "data": {"dataset": "yeast"}, "training": {"epochs": 1}}
+BAD_VALUES = (-1, 0, -0.5, 1.5, 10**9, "x", True, None, [1, 2])
+
+
+def _with(training: dict | None = None, data: dict | None = None, model: dict | None = None) -> dict:
+    cfg = {**BASE, "training": {**BASE["training"], **(training or {})}, "data": {**BASE["data"], **(data or {})}}
+    if model:
+        cfg["model"] = model
+    return cfg
+
+
+def _corpus() -> list[tuple[str, dict]]:
+    """Configs with one or two mistakes of every kind (``"name"``, ``"key"``, ``"value"``),
+    for every registered component."""
+    out: list[tuple[str, dict]] = []
+    sections = (("weighting", R.WEIGHTINGS, "training"), ("aggregator", R.AGGREGATORS, "training"),
+                ("schedule", R.SCHEDULES, "training"), ("sampler", R.SAMPLERS, "data"))
+    for key, reg, part in sections:
+        for entry in reg:
+            spots: list[tuple[str, dict]] = [("name", {"name": entry.name[:-1] + "q"}),
+                                             ("key", {"name": entry.name, "paramx": 1})]
+            for param in entry.parameters():
+                spots += [("value", {"name": entry.name, param: v}) for v in BAD_VALUES]
+                spots.append(("key", {"name": entry.name, param + "s": 1}))
+            for kind, spot in spots:
+                out.append((kind, _with(**{part: {key: spot}})))
+                out.append((kind, _with(**{part: {key: spot}}, model={"architecture": {"name": "mmo"}})))
+                if key != "aggregator":  # with a misspelt aggregator
+                    data = {key: spot} if part == "data" else None
+                    training = {"aggregator": {"name": "pcgrd"}, **({key: spot} if part == "training" else {})}
+                    out.append((kind, _with(training=training, data=data)))
+    out += [("key", _with(data={"options": {"n_trian": 3}})), ("name", _with(data={"dataset": "yaest"})),
+            ("name", _with(model={"trunk": {"name": "mpl"}})),
+            ("key", _with(model={"trunk": {"name": "mlp", "hiden": [3]}})),
+            ("fit", _with(training={"level": "representation", "aggregator": {"name": "upgrad"}},
+                          model={"architecture": {"name": "mmoe"}, "trunk": {"name": "mlp", "widths": 1}})),
+            ("fit", _with(training={"jacobian_engine": "two-stage"},
+                          model={"architecture": {"name": "cross_stitch"}, "trunk": {"name": "mlp", "widths": 1}})),
+            ("other", _with(training={"device": "cuda:7", "weighting": {"name": "equl"}})),
+            ("other", {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "binary"}]})]
+    return out
+
+
+def _full(cfg) -> ConfigError | None:
+    try:
+        validate(cfg)
+    except ConfigError as exc:
+        return exc
+    return None
+
+
+def test_whenever_it_answers_it_gives_the_full_checks_error():
+    answered: dict[str, list[bool]] = {}
+    for kind, raw in _corpus():
+        cfg = parse_config(raw)
+        fast = problems_without_torch(cfg)
+        answered.setdefault(kind, []).append(fast is not None)
+        if fast is None:
+            continue
+        with pytest.raises(ConfigError) as fast_error:
+            fast.raise_all()
+        full = _full(cfg)
+        assert full is not None, raw
+        assert str(fast_error.value) == str(full), raw
+        assert type(fast_error.value) is type(full), raw
+    # every misspelt name or key (without tasks ...) is found without torch; the values where
+    # the constructor checks them with mtlkit._checks (a third of these, many bad on purpose)
+    assert all(answered["name"]) and all(answered["key"])
+    assert sum(answered["value"]) > len(answered["value"]) / 4, (sum(answered["value"]), len(answered["value"]))
+    assert all(answered["fit"])
+
+
+@pytest.mark.parametrize("raw", [
+    _with(training={"weighting": {"name": "dwa", "temperature": -1.0}, "aggregator": {"name": "pcgrd"}}),
+    _with(training={"weighting": {"name": "equl"}}),
+    _with(training={"weighting": {"name": "dwa", "temperatur": 2}}),
+    _with(data={"options": {"n_trian": 3}}, model={"trunk": {"name": "mlp", "hiden": [3]}}),
+    _with(data={"dataset": "yaest"}),
+    _with(model={"architecture": {"name": "hard_sharng"}}),
+])
+def test_the_common_mistakes_are_found_without_torch(raw):
+    found = problems_without_torch(parse_config(raw))
+    assert found is not None and found.items
+    full = str(_full(parse_config(raw)))
+    assert all(f"{where}: {message}" in full for where, message in found.items)
+
+
+@pytest.mark.parametrize("raw", [
+    # the tasks, a GPU device and auxiliary generators are checked by torch code
+    {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "binary"}]},
+    _with(training={"device": "cuda:7", "weighting": {"name": "equl"}}),
+    {**_with(training={"weighting": {"name": "equl"}}), "auxiliary": [{"generator": "fourier", "k": 8}]},
+    # two built components: whether they fit needs them built
+    _with(training={"weighting": {"name": "dwa"}, "aggregator": {"name": "pcgrad"}, "schedule": {"name": "jont"}}),
+    # a constructor that checks its value in its own code
+    _with(training={"weighting": {"name": "great", "hidden": 0}, "aggregator": {"name": "pcgrd"}}),
+    # no problem: the full check builds the components
+    _with(training={"weighting": {"name": "dwa"}}),
+])
+def test_it_stands_aside_where_only_the_full_check_can_vouch(raw):
+    assert problems_without_torch(parse_config(raw)) is None
+
+
+def test_all_unknown_names_is_a_key_error_as_the_full_check_says():
+    found = problems_without_torch(parse_config(_with(training={"weighting": {"name": "equl"}})))
+    assert found is not None
+    with pytest.raises(UnknownNamesError):
+        found.raise_all()
+
+
+_RUN_CLI = """
+import sys
+from mtlkit.cli import main
+sys.argv = ["mtlkit", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("TORCH LOADED" if "torch" in sys.modules else "NO TORCH")
+"""
+
+
+def test_the_command_reports_a_misspelt_name_without_loading_torch(tmp_path):
+    text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8").replace("name: equal", "name: equl")
+    assert "equl" in text
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    res = subprocess.run([sys.executable, "-c", _RUN_CLI, "train", str(tmp_path / "c.yaml"), "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = res.stdout + res.stderr
+    assert "Unknown weighting 'equl'. Did you mean 'equal'?" in out
+    assert "NO TORCH" in out, out[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_file_read_as_yaml_is_checked_the_same(tmp_path):
+    raw = _with(training={"weighting": {"name": "dwa", "temperature": -1.0}, "aggregator": {"name": "pcgrd"}})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    from mtlkit.config import load_config
+
+    found = problems_without_torch(load_config(tmp_path / "c.yaml"))
+    assert found is not None and [w for w, _ in found.items] == ["training.weighting", "training.aggregator"]
