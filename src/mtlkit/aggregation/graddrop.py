@@ -81,31 +81,30 @@ class GradDrop(Aggregator):
 
     def direction(self, jacobian: Tensor, tasks: Sequence[int] | None = None) -> Tensor:
         k, p = jacobian.shape
-        dtype = jacobian.dtype
-        u = torch.rand(p, generator=self._rng.generator, dtype=dtype)
-        eps = torch.finfo(dtype).eps
-        u = u.clamp_(eps, 1.0 - eps).to(jacobian.device)
+        u = self._uniforms(p, jacobian)
         if jacobian.requires_grad and torch.is_grad_enabled():
             return self._differentiable(jacobian, u, tasks)
-        # Σ max(g, 0), and the negative part as the difference; the P-sized intermediates are
-        # updated in place (on a CPU each pass over P costs as much as the arithmetic)
-        pos_sum, neg_sum = _sign_sums(jacobian)
-        neg_sum.sub_(pos_sum)
-        # P = ½(1 + Σg/Σ|g|) with Σg = pos + neg and Σ|g| = pos − neg (P = ½ where Σ|g| = 0)
-        mass = torch.sub(pos_sum, neg_sum).clamp_min_(torch.finfo(dtype).tiny)
-        purity = torch.add(pos_sum, neg_sum).div_(mass).add_(1.0).mul_(0.5)
+        # Σ max(g, 0) and Σ g; the P-sized intermediates are updated in place (on a CPU each
+        # pass over P costs as much as the arithmetic)
+        pos_sum, total = _sign_sums(jacobian)
         # keep the positive entries where P > U, else the negative ones (P < U almost surely):
         # the comparison writes 0/1 floats, and lerp(neg, pos, pick) is exactly neg at 0 and
         # pos at 1 (torch.where and bool -> float conversions are several times slower on CPU)
-        pick = torch.gt(purity, u, out=mass)
+        pick = _keep_positive(pos_sum, total, u, out=u)
         leak = self._leaks(k, tasks, jacobian)
         if bool((leak == 0).all()):
-            return torch.lerp(neg_sum, pos_sum, pick)
+            return torch.lerp(total.sub_(pos_sum), pos_sum, pick)
         # d = Σ ℓ_i g_i + Σ (1 − ℓ_i) M_i g_i, where M_i g_i keeps one sign per coordinate
         keep = 1.0 - leak
         kept_pos = (keep * jacobian.clamp(min=0)).sum(dim=0)
         kept_neg = (keep * jacobian).sum(dim=0) - kept_pos
         return (leak * jacobian).sum(dim=0) + torch.lerp(kept_neg, kept_pos, pick)
+
+    def _uniforms(self, p: int, like: Tensor) -> Tensor:
+        """U ~ Uniform[0, 1), one per coordinate, from the aggregator's generator (on the CPU,
+        so that the draws do not depend on the device). U = 0 needs no guard: P > 0 then keeps
+        the positive part exactly when there is one."""
+        return torch.rand(p, generator=self._rng.generator, dtype=like.dtype).to(like.device)
 
     def row_stream(self, k: int, like: Tensor, tasks: Sequence[int] | None = None) -> _Stream:
         """The rows one at a time: P and the kept sums need only the per-coordinate sums
@@ -123,9 +122,7 @@ class GradDrop(Aggregator):
         total = jacobian.sum(dim=0)
         neg_sum = total - pos_sum
         with torch.no_grad():
-            mass = (pos_sum - neg_sum).clamp_min(torch.finfo(jacobian.dtype).tiny)
-            purity = ((pos_sum + neg_sum) / mass + 1.0) * 0.5
-            pick = torch.gt(purity, u).to(jacobian.dtype)
+            pick = _keep_positive(pos_sum.detach(), total.detach(), u)
         leak = self._leaks(jacobian.shape[0], tasks, jacobian)
         if bool((leak == 0).all()):
             return torch.lerp(neg_sum, pos_sum, pick)
@@ -178,21 +175,25 @@ class _Stream:
                 self.sums[4, offset:offset + n].add_(g, alpha=keep)
 
     def finish(self) -> Tensor:
-        pos_sum, neg_sum = self.sums[0], self.sums[1]
-        p, dtype = pos_sum.numel(), pos_sum.dtype
-        u = torch.rand(p, generator=self.owner._rng.generator, dtype=dtype)
-        eps = torch.finfo(dtype).eps
-        u = u.clamp_(eps, 1.0 - eps).to(pos_sum.device)
-        neg_sum.sub_(pos_sum)
-        mass = torch.sub(pos_sum, neg_sum, out=self.sums[2]).clamp_min_(torch.finfo(dtype).tiny)
-        purity = torch.add(pos_sum, neg_sum).div_(mass).add_(1.0).mul_(0.5)
-        pick = torch.gt(purity, u, out=mass)
+        pos_sum, total = self.sums[0], self.sums[1]
+        pick = _keep_positive(pos_sum, total, self.owner._uniforms(pos_sum.numel(), pos_sum), out=self.sums[2])
         if not self.leaky:
-            return torch.lerp(neg_sum, pos_sum, pick)
+            return torch.lerp(total.sub_(pos_sum), pos_sum, pick)
         # Σ ℓ_i g_i = Σ g_i − Σ (1 − ℓ_i) g_i
         kept_pos, kept_total = self.sums[3], self.sums[4]
-        leaked = torch.add(pos_sum, neg_sum).sub_(kept_total)
+        leaked = total.sub_(kept_total)
         return leaked.add_(torch.lerp(kept_total.sub_(kept_pos), kept_pos, pick))
+
+
+def _keep_positive(pos: Tensor, total: Tensor, u: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """``[P > U]`` per coordinate as 0/1 floats (1: keep the positive part), for the purity
+    P = ½(1 + Σg/Σ|g|) = pos / Σ|g| with pos = Σ max(g_i, 0), written without a division:
+    Σ|g| = 2·pos − total ≥ 0, so P > U ⟺ pos > U·(2·pos − total) ⟺ pos + U·(total − 2·pos) > 0.
+    A zero column gives 0 (its direction is 0 either way). ``out`` (may be ``u``): where to
+    write; one P-sized pass fewer than forming P, and no division."""
+    m = torch.sub(total, pos, alpha=2)
+    m = torch.addcmul(pos, u, m, out=m)
+    return torch.gt(m, 0, out=out if out is not None else m)
 
 
 def _sign_sums(jacobian: Tensor) -> tuple[Tensor, Tensor]:
