@@ -13,9 +13,10 @@ a typo in a config reported <= 1.5 s.
 The typo configs are ``examples/yeast.yaml`` with ``epochs`` misspelt (a key: caught by the
 config's schema, before torch loads), with the weighting's name misspelt and with a value
 out of range (``dwa`` with ``temperature: -1``; both found from the method files' source
-before torch loads, :mod:`mtlkit.run.precheck`). The last row is a typo the check without
-torch leaves to the full one (a config with its own ``tasks:``, built by torch code; shown
-for information).
+before torch loads, :mod:`mtlkit.run.precheck`), and with the name misspelt in a config that
+lists its own tasks (plain binary specs, as a table's config does). The last row is a typo
+the check without torch leaves to the full one (a task spec it does not vouch for, a
+multilabel task: the task kinds are torch code; shown for information).
 """
 
 from __future__ import annotations
@@ -57,14 +58,18 @@ def main() -> None:
     tasks = "".join(f"  - {{name: label_{i}, kind: binary}}\n" for i in range(14))
     (tmp / "tasks.yaml").write_text(text.replace("name: equal", "name: equl") + f"tasks:\n{tasks}",
                                     encoding="utf-8")
+    other = "  - {name: labels, kind: multilabel, num_labels: 14}\n"
+    (tmp / "full.yaml").write_text(text.replace("name: equal", "name: equl") + f"tasks:\n{other}",
+                                   encoding="utf-8")
     cases = {
         "mtlkit --help": ([exe, "--help"], 0.5),
         "mtlkit list": ([exe, "list"], 1.5),
         "config typo (key)": ([exe, "train", str(tmp / "key.yaml"), "--out", str(tmp / "run")], 1.5),
         "config typo (component name)": ([exe, "train", str(tmp / "name.yaml"), "--out", str(tmp / "run")], 1.5),
         "config typo (parameter value)": ([exe, "train", str(tmp / "value.yaml"), "--out", str(tmp / "run")], 1.5),
-        "config typo, with tasks: (full check)": ([exe, "train", str(tmp / "tasks.yaml"), "--out",
-                                                   str(tmp / "run")], None),
+        "config typo, with tasks:": ([exe, "train", str(tmp / "tasks.yaml"), "--out", str(tmp / "run")], 1.5),
+        "config typo, multilabel task (full check)": ([exe, "train", str(tmp / "full.yaml"), "--out",
+                                                       str(tmp / "run")], None),
     }
     times: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cases}
     for _ in range(args.runs):

@@ -4,6 +4,7 @@ mistakes, and stands aside where only the full check can vouch for every problem
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,15 @@ import pytest
 import yaml
 
 from mtlkit import _registry as R
-from mtlkit.config import ConfigError, parse_config
+from mtlkit.config import ConfigError, TaskConfig, parse_config
 from mtlkit.run import validate
-from mtlkit.run.precheck import UnknownNamesError, problems_without_torch
+from mtlkit.run.precheck import (
+    _PLAIN_TASKS,
+    UnknownNamesError,
+    plain_task_spec,
+    problems_without_torch,
+)
+from mtlkit.tasks import Task
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"name": "p", "data": {"dataset": "yeast"}, "training": {"epochs": 1}}
@@ -56,7 +63,22 @@ def _corpus() -> list[tuple[str, dict]]:
             ("fit", _with(training={"jacobian_engine": "two-stage"},
                           model={"architecture": {"name": "cross_stitch"}, "trunk": {"name": "mlp", "widths": 1}})),
             ("other", _with(training={"device": "cuda:7", "weighting": {"name": "equl"}})),
-            ("other", {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "binary"}]})]
+            ("other", {**_with(training={"weighting": {"name": "equl"}}),
+                       "tasks": [{"name": "y", "kind": "multilabel", "num_labels": 3}]})]
+    # a table's own tasks (plain specs): with a misspelt name, architecture key, monitor, split
+    plain = [{"name": "y", "kind": "binary", "positive_class": "yes"}, {"name": "z", "kind": "regression"},
+             {"name": "c", "kind": "multiclass", "num_classes": 3, "role": "auxiliary", "weight": 0.1}]
+    table = {"data": {"path": str(ROOT / "pyproject.toml")}}
+    for extra in ({"training": {"weighting": {"name": "equl"}}},
+                  {"model": {"architecture": {"name": "mmoe", "num_expertz": 2}}},
+                  {"training": {"monitor": "w", "aggregator": {"name": "pcgrd"}}},
+                  {"training": {"monitor": "y:auc", "aggregator": {"name": "pcgrd"}}},
+                  {"training": {"monitor": "y", "aggregator": {"name": "pcgrd"}}},
+                  {"data": {**table["data"], "split": {"stratify": "q"}}, "training": {"weighting": {"name": "equl"}}},
+                  {"data": {"path": "no/such.csv"}}):
+        out.append(("tasks", {**BASE, **table, "tasks": plain, **extra}))
+    out.append(("other", {**BASE, **table, "tasks": [*plain, {"name": "m", "kind": "multilabel", "num_labels": 2}],
+                          "training": {"weighting": {"name": "equl"}}}))
     return out
 
 
@@ -87,6 +109,24 @@ def test_whenever_it_answers_it_gives_the_full_checks_error():
     assert all(answered["name"]) and all(answered["key"])
     assert sum(answered["value"]) > len(answered["value"]) / 4, (sum(answered["value"]), len(answered["value"]))
     assert all(answered["fit"])
+    assert sum(answered["tasks"]) >= len(answered["tasks"]) - 1  # all but "y:auc" (metrics: torch code)
+    assert not any(answered["other"])
+
+
+@pytest.mark.parametrize("kind", sorted(_PLAIN_TASKS))
+def test_every_task_spec_it_vouches_for_builds(kind):
+    """The table of plain task specs never lets through a spec the task kinds reject."""
+    values = {"positive_class": ["yes", 1, True, None], "standardize": [True, False, None],
+              "num_classes": [0, 1, 2, 7, None], "role": ["primary", "auxiliary"], "weight": [None, 0.0, 0.5, 3],
+              "missing_value": [None, -1.0], "columns": [None, ["a"], ["a", "b"]]}
+    keys = ["role", "weight", "missing_value", "columns", *_PLAIN_TASKS[kind]]
+    vouched = 0
+    for combo in itertools.product(*(values[k] for k in keys)):
+        spec = {**TaskConfig(name="t", kind=kind).model_dump(), **dict(zip(keys, combo))}
+        if plain_task_spec(spec):
+            vouched += 1
+            Task(**{k: tuple(v) if k == "columns" and v is not None else v for k, v in spec.items()})
+    assert vouched > 0
 
 
 @pytest.mark.parametrize("raw", [
@@ -105,8 +145,9 @@ def test_the_common_mistakes_are_found_without_torch(raw):
 
 
 @pytest.mark.parametrize("raw", [
-    # the tasks, a GPU device and auxiliary generators are checked by torch code
-    {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "binary"}]},
+    # tasks other than plain ones, a GPU device and auxiliary generators are checked by torch code
+    {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "binary", "loss": "bce"}]},
+    {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "multiclass"}]},
     _with(training={"device": "cuda:7", "weighting": {"name": "equl"}}),
     {**_with(training={"weighting": {"name": "equl"}}), "auxiliary": [{"generator": "fourier", "k": 8}]},
     # two built components: whether they fit needs them built
@@ -139,9 +180,11 @@ print("TORCH LOADED" if "torch" in sys.modules else "NO TORCH")
 """
 
 
-def test_the_command_reports_a_misspelt_name_without_loading_torch(tmp_path):
+@pytest.mark.parametrize("tasks", ["", "tasks:\n  - {name: label_0, kind: binary}\n  - {name: y, kind: regression}\n"])
+def test_the_command_reports_a_misspelt_name_without_loading_torch(tmp_path, tasks):
     text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8").replace("name: equal", "name: equl")
     assert "equl" in text
+    text += tasks
     (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
     res = subprocess.run([sys.executable, "-c", _RUN_CLI, "train", str(tmp_path / "c.yaml"), "--out",
                           str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path, timeout=300)

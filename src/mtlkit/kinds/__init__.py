@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator
@@ -69,10 +70,25 @@ def get_kind(name: str) -> TaskKind:
     return obj
 
 
+def _shipped(name: str) -> bool:
+    """Whether ``name`` is a kind mtlkit ships, read from the kinds' source (``mtlkit list``'s
+    way) while the registry is not loaded: loading it imports torch, and a config is read
+    before torch is needed (a typo in it is reported in a fraction of a second). A kind
+    registered elsewhere is found by the registry."""
+    return not KINDS._loaded and name in _shipped_names()
+
+
+@functools.cache
+def _shipped_names() -> frozenset[str]:
+    from mtlkit.cli._catalog import kind_names as shipped_names
+
+    return frozenset(shipped_names())
+
+
 def check_kind_name(value: Any) -> Any:
     """Pydantic check of a config's ``kind``: a registered kind name, reported like a
     ``Literal`` of the registered names (field + allowed values)."""
-    if isinstance(value, str) and value in KINDS:
+    if isinstance(value, str) and (_shipped(value) or value in KINDS):
         return value
     names = kind_names()
     expected = " or ".join([", ".join(repr(n) for n in names[:-1]), repr(names[-1])]) \

@@ -38,7 +38,12 @@ from mtlkit._registry import (
 )
 from mtlkit.config import RunConfig, config_hash
 from mtlkit.run.precheck import Problems as _Problems
-from mtlkit.run.precheck import UnknownNamesError, representation_problems, unknown_key_message
+from mtlkit.run.precheck import (
+    UnknownNamesError,
+    representation_problems,
+    task_name_problems,
+    unknown_key_message,
+)
 from mtlkit.tasks import Task, check_tasks, task_from_dict
 from mtlkit.training.trainer import Trainer
 
@@ -222,19 +227,9 @@ def _monitor(cfg: RunConfig, p: _Problems, tasks: list[Task] | None, *, complete
     ``complete`` (auxiliary generators add tasks only once the data is there)."""
     if tasks is None or not complete:
         return
-    names = [t.name for t in tasks]
-    monitor = cfg.training.monitor
-    if monitor:
-        task, _, metric = monitor.partition(":")
-        spec = next((t for t in tasks if t.name == task), None)
-        if spec is None:
-            p.add("training.monitor", f"The 'monitor' {monitor!r} names unknown task {task!r}; tasks are {names}.")
-        elif metric and metric not in [m.name for m in spec.metrics]:
-            p.add("training.monitor", f"The 'monitor' {monitor!r} names unknown metric {metric!r} of task "
-                                      f"{task!r}; its metrics are {[m.name for m in spec.metrics]}.")
-    strat = cfg.data.split.stratify
-    if strat is not None and strat not in names:
-        p.add("data.split.stratify", f"split.stratify names unknown task {strat!r}; tasks are {names}.")
+    metrics = {t.name: [m.name for m in t.metrics] for t in tasks}
+    for where, msg in task_name_problems(cfg.training.monitor, cfg.data.split.stratify, metrics):
+        p.add(where, msg)
 
 
 def _fit_together(cfg: RunConfig, p: _Problems, built: Built, arch: Any, tasks: list[Task] | None) -> None:

@@ -38,8 +38,8 @@ from mtlkit.config import ConfigError
 if TYPE_CHECKING:
     from mtlkit.config import RunConfig
 
-__all__ = ["Problems", "UnknownNamesError", "precheck", "problems_without_torch", "representation_problems",
-           "unknown_key_message"]
+__all__ = ["Problems", "UnknownNamesError", "plain_task_spec", "precheck", "problems_without_torch",
+           "representation_problems", "task_name_problems", "unknown_key_message"]
 
 
 class UnknownNamesError(ConfigError, KeyError):
@@ -110,6 +110,29 @@ def representation_problems(*, level: str, jacobian_engine: str, aggregator: boo
     return out
 
 
+def task_name_problems(monitor: str | None, stratify: str | None,
+                       metrics: Mapping[str, Sequence[str] | None]) -> list[tuple[str, str]]:
+    """The early-stopping monitor (``task`` or ``task:metric``) and the stratified split name
+    tasks of ``metrics`` (task -> its metric names; ``None``: not known here)."""
+    names = list(metrics)
+    out = []
+    if monitor:
+        task, _, metric = monitor.partition(":")
+        if task not in metrics:
+            out.append(("training.monitor", f"The 'monitor' {monitor!r} names unknown task {task!r}; tasks are "
+                                            f"{names}."))
+        elif metric:
+            known = metrics[task]
+            if known is None:
+                raise _Unsure
+            if metric not in known:
+                out.append(("training.monitor", f"The 'monitor' {monitor!r} names unknown metric {metric!r} of task "
+                                                f"{task!r}; its metrics are {list(known)}."))
+    if stratify is not None and stratify not in names:
+        out.append(("data.split.stratify", f"split.stratify names unknown task {stratify!r}; tasks are {names}."))
+    return out
+
+
 def precheck(cfg: RunConfig) -> None:
     """Raise the config's problems in one :class:`~mtlkit.config.ConfigError` when they can
     all be found without torch; otherwise return (the full check then decides)."""
@@ -140,7 +163,7 @@ _COMPONENTS = (("weighting", "training.weighting", "weightings"), ("aggregator",
 
 def _check(cfg: RunConfig, p: Problems) -> None:
     """The problems :func:`~mtlkit.run.build.build_all` finds, in its order, or ``_Unsure``."""
-    if cfg.tasks or cfg.auxiliary:  # tasks and generators are built by torch code
+    if cfg.auxiliary:  # generators are built by torch code
         raise _Unsure
     if cfg.training.device not in ("auto", "cpu"):  # whether a GPU is there: torch knows
         raise _Unsure
@@ -154,8 +177,12 @@ def _check(cfg: RunConfig, p: Problems) -> None:
     valid = [k for k, e in built.items() if e is not None]
     if len(valid) > 1 or "schedule" in valid or "sampler" in valid:  # their fit needs them built
         raise _Unsure
-    arch = _architecture(cfg, p)
+    tasks = _plain_tasks(cfg)
+    arch = _architecture(cfg, p, tasks)
     _data_source(cfg, p)
+    if tasks is not None:
+        for where, msg in task_name_problems(t.monitor, cfg.data.split.stratify, dict.fromkeys(tasks)):
+            p.add(where, msg)
     if arch is not None:
         w = built.get("weighting")
         rep = arch.attribute("has_representation")  # a property: only a built model can say (None)
@@ -188,10 +215,63 @@ def _component(p: Problems, where: str, reg: _SourceRegistry, name: str, params:
     return entry
 
 
-def _architecture(cfg: RunConfig, p: Problems) -> _Entry | None:
-    """The architecture (its name: its parameters are checked once the tasks are known) and
-    the trunk (name and parameter names)."""
+#: the task specs vouched for here: per kind, the fields a spec may set besides the common ones
+#: (name, kind, role, weight, missing_value, one label column) and whether they may be absent;
+#: ``tests/run/test_precheck.py`` builds every such spec as a Task (so this table cannot let
+#: through a spec the task kinds would reject)
+_PLAIN_TASKS: dict[str, dict[str, bool]] = {
+    "binary": {"positive_class": False},
+    "regression": {"standardize": False},
+    "multiclass": {"num_classes": True},
+}
+_COMMON_TASK_FIELDS = ("name", "kind", "role", "weight", "missing_value", "columns")
+
+
+def plain_task_spec(spec: Mapping[str, Any]) -> bool:
+    """Whether the task spec (``TaskConfig.model_dump()``) is one the task kinds accept for
+    certain: a kind of ``_PLAIN_TASKS`` with only its fields set, each of a valid value."""
+    import math
+
+    fields = _PLAIN_TASKS.get(str(spec.get("kind")))
+    if fields is None:
+        return False
+    defaults = {"dim": 1, "role": "primary"}
+    for key, value in spec.items():
+        if key in _COMMON_TASK_FIELDS or key in fields:
+            continue
+        if value != defaults.get(key):
+            return False
+    if any(required and spec.get(f) is None for f, required in fields.items()):
+        return False
+    weight, columns, n = spec.get("weight"), spec.get("columns"), spec.get("num_classes")
+    if weight is not None and not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+        return False
+    if columns is not None and len(columns) != 1:
+        return False
+    return n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 2)
+
+
+def _plain_tasks(cfg: RunConfig) -> list[str] | None:
+    """The names of the config's tasks when every spec is plain (``_Unsure`` otherwise)."""
+    if not cfg.tasks:
+        return None
+    specs = [t.model_dump() for t in cfg.tasks]
+    names = [s["name"] for s in specs]
+    if not all(plain_task_spec(s) for s in specs) or len(set(names)) != len(names):
+        raise _Unsure
+    return names
+
+
+def _architecture(cfg: RunConfig, p: Problems, tasks: list[str] | None) -> _Entry | None:
+    """The architecture (its name; its parameter names when the tasks are known) and the
+    trunk (name and parameter names)."""
     arch = _registry("architectures").get(p, "model.architecture", cfg.model.architecture.name)
+    if arch is not None and tasks is not None:
+        accepted = [k for k in arch.accepted() if k not in ("trunk", "tasks", "input_shape")]
+        for k in cfg.model.architecture.params():
+            if k not in accepted:
+                p.add(f"model.architecture.{k}",
+                      unknown_key_message(f"model.architecture {cfg.model.architecture.name!r}", k, accepted))
     trunk = cfg.model.trunk
     if trunk is not None:
         if "decoder" in trunk:
