@@ -489,9 +489,10 @@ def _variant(variant: str, p: Problem, extra: dict[str, Any]) -> Callable[[], No
 
 def _measure(variant: str, k: int, device: str, precision: str, extra: dict[str, Any]) -> float | None:
     """Peak memory of 3 steps of ``variant`` beyond the state after building its model and
-    data (MB). One step on a tiny problem first loads the variant's code (imports, caches),
-    so that only what the steps allocate is counted."""
-    warm = _variant(variant, make_problem(2, device, batch=8, precision=precision, width=8), extra)
+    data (MB). One step on a tiny problem with the same K first loads the variant's code
+    (imports, caches; a solver may take another path, and import other modules, at another
+    K), so that only what the steps allocate is counted."""
+    warm = _variant(variant, make_problem(k, device, batch=8, precision=precision, width=8), extra)
     if warm is None:
         return None
     warm()
@@ -518,6 +519,8 @@ def memory_child(variants: list[str], k: int, device: str, extra: dict[str, Any]
     """One process for every variant (see :func:`memory_table`); one JSON line each."""
     torch.set_num_threads(1)
     precision = extra.pop("precision", "fp32")
+    with contextlib.suppress(ImportError):  # the solvers import SciPy on first use, at some K only:
+        import scipy.optimize  # noqa: F401  # its code is not a method's memory
     for v in variants:
         try:
             mb = _measure(v, k, device, precision, dict(extra))

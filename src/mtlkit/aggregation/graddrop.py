@@ -81,30 +81,45 @@ class GradDrop(Aggregator):
 
     def direction(self, jacobian: Tensor, tasks: Sequence[int] | None = None) -> Tensor:
         k, p = jacobian.shape
-        u = self._uniforms(p, jacobian)
         if jacobian.requires_grad and torch.is_grad_enabled():
-            return self._differentiable(jacobian, u, tasks)
+            return self._differentiable(jacobian, self._uniforms(p, jacobian), tasks)
+        scratch = self._scratch(p, jacobian)
+        u = self._uniforms(p, jacobian, out=scratch[0])
         # Σ max(g, 0) and Σ g; the P-sized intermediates are updated in place (on a CPU each
         # pass over P costs as much as the arithmetic)
-        pos_sum, total = _sign_sums(jacobian)
+        pos_sum, total = _sign_sums(jacobian, total=scratch[1])
         # keep the positive entries where P > U, else the negative ones (P < U almost surely):
         # the comparison writes 0/1 floats, and lerp(neg, pos, pick) is exactly neg at 0 and
         # pos at 1 (torch.where and bool -> float conversions are several times slower on CPU)
-        pick = _keep_positive(pos_sum, total, u, out=u)
+        neg_sum = total.sub_(pos_sum)
+        pick = _keep_positive(pos_sum, neg_sum, u)
         leak = self._leaks(k, tasks, jacobian)
-        if bool((leak == 0).all()):
-            return torch.lerp(total.sub_(pos_sum), pos_sum, pick)
+        if bool((leak == 0).all()):  # into pos_sum: a fresh P-vector costs its page faults
+            return torch.lerp(neg_sum, pos_sum, pick, out=pos_sum)
         # d = Σ ℓ_i g_i + Σ (1 − ℓ_i) M_i g_i, where M_i g_i keeps one sign per coordinate
         keep = 1.0 - leak
         kept_pos = (keep * jacobian.clamp(min=0)).sum(dim=0)
         kept_neg = (keep * jacobian).sum(dim=0) - kept_pos
         return (leak * jacobian).sum(dim=0) + torch.lerp(kept_neg, kept_pos, pick)
 
-    def _uniforms(self, p: int, like: Tensor) -> Tensor:
+    def _uniforms(self, p: int, like: Tensor, *, out: Tensor | None = None) -> Tensor:
         """U ~ Uniform[0, 1), one per coordinate, from the aggregator's generator (on the CPU,
         so that the draws do not depend on the device). U = 0 needs no guard: P > 0 then keeps
-        the positive part exactly when there is one."""
+        the positive part exactly when there is one. ``out``: a CPU P-vector to draw into."""
+        if out is not None and like.device.type == "cpu":
+            return torch.rand(p, generator=self._rng.generator, dtype=like.dtype, out=out)
         return torch.rand(p, generator=self._rng.generator, dtype=like.dtype).to(like.device)
+
+    def _scratch(self, p: int, like: Tensor) -> Tensor:
+        """Two P-vectors kept from call to call (the draws and Σ g, both consumed within the
+        call): on a CPU a fresh P-sized tensor costs its page faults on first touch (about
+        1 ms per 2 MB, as much as the arithmetic on it), and the Jacobian itself lives in a
+        workspace that is reused (``keeps_jacobian``), so the allocator rarely hands back
+        memory already mapped. Two P-vectors are 2/K of the Jacobian."""
+        buf = getattr(self, "_buf", None)
+        if buf is None or buf.shape[1] != p or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buf = like.new_empty(2, p)
+        return buf
 
     def row_stream(self, k: int, like: Tensor, tasks: Sequence[int] | None = None) -> _Stream:
         """The rows one at a time: P and the kept sums need only the per-coordinate sums
@@ -122,7 +137,7 @@ class GradDrop(Aggregator):
         total = jacobian.sum(dim=0)
         neg_sum = total - pos_sum
         with torch.no_grad():
-            pick = _keep_positive(pos_sum.detach(), total.detach(), u)
+            pick = _keep_positive(pos_sum.detach(), neg_sum.detach(), u)
         leak = self._leaks(jacobian.shape[0], tasks, jacobian)
         if bool((leak == 0).all()):
             return torch.lerp(neg_sum, pos_sum, pick)
@@ -176,33 +191,35 @@ class _Stream:
 
     def finish(self) -> Tensor:
         pos_sum, total = self.sums[0], self.sums[1]
-        pick = _keep_positive(pos_sum, total, self.owner._uniforms(pos_sum.numel(), pos_sum), out=self.sums[2])
+        u = self.owner._uniforms(pos_sum.numel(), pos_sum)
         if not self.leaky:
-            return torch.lerp(total.sub_(pos_sum), pos_sum, pick)
+            neg_sum = total.sub_(pos_sum)
+            return torch.lerp(neg_sum, pos_sum, _keep_positive(pos_sum, neg_sum, u))
+        pick = _keep_positive(pos_sum, torch.sub(total, pos_sum, out=self.sums[2]), u)
         # Σ ℓ_i g_i = Σ g_i − Σ (1 − ℓ_i) g_i
         kept_pos, kept_total = self.sums[3], self.sums[4]
         leaked = total.sub_(kept_total)
         return leaked.add_(torch.lerp(kept_total.sub_(kept_pos), kept_pos, pick))
 
 
-def _keep_positive(pos: Tensor, total: Tensor, u: Tensor, *, out: Tensor | None = None) -> Tensor:
-    """``[P > U]`` per coordinate as 0/1 floats (1: keep the positive part), for the purity
-    P = ½(1 + Σg/Σ|g|) = pos / Σ|g| with pos = Σ max(g_i, 0), written without a division:
-    Σ|g| = 2·pos − total ≥ 0, so P > U ⟺ pos > U·(2·pos − total) ⟺ pos + U·(total − 2·pos) > 0.
-    A zero column gives 0 (its direction is 0 either way). ``out`` (may be ``u``): where to
-    write; one P-sized pass fewer than forming P, and no division."""
-    m = torch.sub(total, pos, alpha=2)
-    m = torch.addcmul(pos, u, m, out=m)
-    return torch.gt(m, 0, out=out if out is not None else m)
+def _keep_positive(pos: Tensor, neg: Tensor, u: Tensor) -> Tensor:
+    """``[P > U]`` per coordinate as 0/1 floats, written into ``u`` (1: keep the positive
+    part), for the purity P = ½(1 + Σg/Σ|g|) = pos / (pos − neg), with pos = Σ max(g_i, 0) and
+    neg = Σ min(g_i, 0), written without a division: P > U ⟺ pos > U·(pos − neg) ⟺
+    pos + U·(neg − pos) > 0, i.e. ``lerp(pos, neg, U) > 0``. A zero column gives 0 (its
+    direction is 0 either way). Two P-sized passes instead of the six of forming P."""
+    torch.lerp(pos, neg, u, out=u)
+    return torch.gt(u, 0, out=u)
 
 
-def _sign_sums(jacobian: Tensor) -> tuple[Tensor, Tensor]:
+def _sign_sums(jacobian: Tensor, *, total: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(Σ_i max(g_i, 0), Σ_i g_i)`` per column, over blocks of columns whose clamped copy
-    stays in cache (so J is read from memory once; the same sums as unblocked)."""
+    stays in cache (so J is read from memory once; the same sums as unblocked). ``total``: a
+    P-vector to write Σ g into."""
     k, p = jacobian.shape
     block = max(_MIN_BLOCK, _BLOCK_ELEMENTS // k)
     pos = jacobian.new_empty(p)
-    total = jacobian.new_empty(p)
+    total = jacobian.new_empty(p) if total is None else total
     buf = jacobian.new_empty(k, min(block, p))
     for start in range(0, p, block):
         cols = jacobian[:, start:start + block]
