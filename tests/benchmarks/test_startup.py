@@ -49,6 +49,19 @@ def test_a_config_typo_is_reported_without_loading_torch(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("tasks", ["", "tasks:\n  - {name: label_0, kind: binary}\n  - {name: y, kind: regression}\n"])
+def test_a_misspelt_name_is_reported_without_loading_torch(tmp_path, tasks):
+    """mtlkit.run.precheck: a misspelt component name (with or without the config's own
+    plain tasks) is found from the method files' source."""
+    text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8").replace("name: equal", "name: equl")
+    assert "equl" in text
+    (tmp_path / "c.yaml").write_text(text + tasks, encoding="utf-8")
+    out = _cli("train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert "Unknown weighting 'equl'. Did you mean 'equal'?" in out
+    assert "NO TORCH" in out, out[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_listing_read_from_source_is_the_registries_own():
     registries = {"architectures": R.ARCHITECTURES, "weightings": R.WEIGHTINGS, "aggregators": R.AGGREGATORS,
                   "samplers": R.SAMPLERS, "schedules": R.SCHEDULES, "auxiliary": R.AUXILIARY, "datasets": R.DATASETS}

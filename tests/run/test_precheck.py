@@ -5,8 +5,6 @@ mistakes, and stands aside where only the full check can vouch for every problem
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -166,32 +164,6 @@ def test_all_unknown_names_is_a_key_error_as_the_full_check_says():
     assert found is not None
     with pytest.raises(UnknownNamesError):
         found.raise_all()
-
-
-_RUN_CLI = """
-import sys
-from mtlkit.cli import main
-sys.argv = ["mtlkit", *sys.argv[1:]]
-try:
-    main()
-except SystemExit:
-    pass
-print("TORCH LOADED" if "torch" in sys.modules else "NO TORCH")
-"""
-
-
-@pytest.mark.parametrize("tasks", ["", "tasks:\n  - {name: label_0, kind: binary}\n  - {name: y, kind: regression}\n"])
-def test_the_command_reports_a_misspelt_name_without_loading_torch(tmp_path, tasks):
-    text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8").replace("name: equal", "name: equl")
-    assert "equl" in text
-    text += tasks
-    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
-    res = subprocess.run([sys.executable, "-c", _RUN_CLI, "train", str(tmp_path / "c.yaml"), "--out",
-                          str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    out = res.stdout + res.stderr
-    assert "Unknown weighting 'equl'. Did you mean 'equal'?" in out
-    assert "NO TORCH" in out, out[-2000:]
-    assert not (tmp_path / "run").exists()
 
 
 def test_a_config_file_read_as_yaml_is_checked_the_same(tmp_path):
