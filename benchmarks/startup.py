@@ -14,9 +14,10 @@ The typo configs are ``examples/yeast.yaml`` with ``epochs`` misspelt (a key: ca
 config's schema, before torch loads), with the weighting's name misspelt and with a value
 out of range (``dwa`` with ``temperature: -1``; both found from the method files' source
 before torch loads, :mod:`mtlkit.run.precheck`), and with the name misspelt in a config that
-lists its own tasks (plain binary specs, as a table's config does). The last row is a typo
-the check without torch leaves to the full one (a task spec it does not vouch for, a
-multilabel task: the task kinds are torch code; shown for information).
+lists its own tasks (binary specs, as a table's config does; then a multilabel spec with its
+loss and label columns next to a regression one of two outputs). The last row is a typo the
+check without torch leaves to the full one (a task spec it does not vouch for, a segmentation
+task: the task kinds are torch code; shown for information).
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ def main() -> None:
     tasks = "".join(f"  - {{name: label_{i}, kind: binary}}\n" for i in range(14))
     (tmp / "tasks.yaml").write_text(text.replace("name: equal", "name: equl") + f"tasks:\n{tasks}",
                                     encoding="utf-8")
-    other = "  - {name: labels, kind: multilabel, num_labels: 14}\n"
+    cols = ", ".join(f"label_{i}" for i in range(12))
+    mixed = (f"  - {{name: labels, kind: multilabel, num_labels: 12, loss: bce, columns: [{cols}]}}\n"
+             "  - {name: last, kind: regression, dim: 2, loss: huber, columns: [label_12, label_13]}\n")
+    (tmp / "mixed.yaml").write_text(text.replace("name: equal", "name: equl") + f"tasks:\n{mixed}",
+                                    encoding="utf-8")
+    other = "  - {name: labels, kind: segmentation, num_classes: 3, out_shape: [8, 8]}\n"
     (tmp / "full.yaml").write_text(text.replace("name: equal", "name: equl") + f"tasks:\n{other}",
                                    encoding="utf-8")
     cases = {
@@ -68,8 +74,10 @@ def main() -> None:
         "config typo (component name)": ([exe, "train", str(tmp / "name.yaml"), "--out", str(tmp / "run")], 1.5),
         "config typo (parameter value)": ([exe, "train", str(tmp / "value.yaml"), "--out", str(tmp / "run")], 1.5),
         "config typo, with tasks:": ([exe, "train", str(tmp / "tasks.yaml"), "--out", str(tmp / "run")], 1.5),
-        "config typo, multilabel task (full check)": ([exe, "train", str(tmp / "full.yaml"), "--out",
-                                                       str(tmp / "run")], None),
+        "config typo, with multilabel and regression tasks:": ([exe, "train", str(tmp / "mixed.yaml"), "--out",
+                                                                str(tmp / "run")], 1.5),
+        "config typo, segmentation task (full check)": ([exe, "train", str(tmp / "full.yaml"), "--out",
+                                                        str(tmp / "run")], None),
     }
     times: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cases}
     for _ in range(args.runs):

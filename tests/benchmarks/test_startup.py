@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mtlkit import _registry as R
-from mtlkit.cli._catalog import PACKAGES, entries, kind_names
+from mtlkit._catalog import PACKAGES, entries, kind_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,26 @@ def test_a_config_typo_is_reported_without_loading_torch(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("tasks", ["", "tasks:\n  - {name: label_0, kind: binary}\n  - {name: y, kind: regression}\n"])
+@pytest.mark.parametrize("command", [["affinity"], ["distill", "--teachers", "t1,t2"], ["group", "aff.json",
+                                                                                       "--networks", "2", "--train",
+                                                                                       "--config"]])
+def test_the_other_commands_report_a_misspelt_name_without_loading_torch(tmp_path, command):
+    """``affinity``, ``distill`` and ``group --train`` check their config as ``train`` does,
+    before torch loads and before anything is written."""
+    text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8").replace("name: equal", "name: equl")
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    cmd = [*command, str(tmp_path / "c.yaml")] if command[-1] == "--config" else [*command[:1], str(tmp_path / "c.yaml"),
+                                                                                  *command[1:]]
+    out = _cli(*cmd, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert "Unknown weighting 'equl'. Did you mean 'equal'?" in out, out[-2000:]
+    assert "NO TORCH" in out, out[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("tasks", [
+    "", "tasks:\n  - {name: label_0, kind: binary}\n  - {name: y, kind: regression}\n",
+    "tasks:\n  - {name: tags, kind: multilabel, num_labels: 2, loss: bce, columns: [label_0, label_1]}\n"
+    "  - {name: y, kind: multiclass, classes: [a, b, c]}\n"])
 def test_a_misspelt_name_is_reported_without_loading_torch(tmp_path, tasks):
     """mtlkit.run.precheck: a misspelt component name (with or without the config's own
     plain tasks) is found from the method files' source."""

@@ -14,6 +14,7 @@ from mtlkit import _registry as R
 from mtlkit.config import ConfigError, TaskConfig, parse_config
 from mtlkit.run import validate
 from mtlkit.run.precheck import (
+    _PLAIN_LOSSES,
     _PLAIN_TASKS,
     UnknownNamesError,
     plain_task_spec,
@@ -61,8 +62,10 @@ def _corpus() -> list[tuple[str, dict]]:
             ("fit", _with(training={"jacobian_engine": "two-stage"},
                           model={"architecture": {"name": "cross_stitch"}, "trunk": {"name": "mlp", "widths": 1}})),
             ("other", _with(training={"device": "cuda:7", "weighting": {"name": "equl"}})),
+            ("tasks", {**_with(training={"weighting": {"name": "equl"}}),
+                       "tasks": [{"name": "y", "kind": "multilabel", "num_labels": 3}]}),
             ("other", {**_with(training={"weighting": {"name": "equl"}}),
-                       "tasks": [{"name": "y", "kind": "multilabel", "num_labels": 3}]})]
+                       "tasks": [{"name": "y", "kind": "segmentation", "num_classes": 3, "out_shape": [8, 8]}]})]
     # a table's own tasks (plain specs): with a misspelt name, architecture key, monitor, split
     plain = [{"name": "y", "kind": "binary", "positive_class": "yes"}, {"name": "z", "kind": "regression"},
              {"name": "c", "kind": "multiclass", "num_classes": 3, "role": "auxiliary", "weight": 0.1}]
@@ -75,7 +78,19 @@ def _corpus() -> list[tuple[str, dict]]:
                   {"data": {**table["data"], "split": {"stratify": "q"}}, "training": {"weighting": {"name": "equl"}}},
                   {"data": {"path": "no/such.csv"}}):
         out.append(("tasks", {**BASE, **table, "tasks": plain, **extra}))
-    out.append(("other", {**BASE, **table, "tasks": [*plain, {"name": "m", "kind": "multilabel", "num_labels": 2}],
+    out.append(("tasks", {**BASE, **table, "tasks": [*plain, {"name": "m", "kind": "multilabel", "num_labels": 2,
+                                                              "loss": "bce", "columns": ["p", "q"]}],
+                          "training": {"weighting": {"name": "equl"}}}))
+    out.append(("tasks", {**BASE, **table, "tasks": [
+        {"name": "r", "kind": "regression", "dim": 2, "loss": "huber"},
+        {"name": "c", "kind": "multiclass", "classes": ["lo", "mid", "hi"]},
+        {"name": "b", "kind": "binary", "classes": ["no", "yes"], "positive_class": "yes"},
+        {"name": "s", "kind": "contrastive", "margin": 2.0}],
+        "training": {"aggregator": {"name": "pcgrd"}}}))
+    out.append(("tasks", {**BASE, **table, "tasks": [{"name": "s", "kind": "contrastive"}],
+                          "model": {"architecture": {"name": "siamese"}}, "training": {"weighting": {"name": "equl"}}}))
+    # a binary funnel step: whether 'given' names a binary task of the config is checked by torch code
+    out.append(("other", {**BASE, **table, "tasks": [*plain, {"name": "v", "kind": "binary", "given": "y"}],
                           "training": {"weighting": {"name": "equl"}}}))
     return out
 
@@ -115,7 +130,11 @@ def test_whenever_it_answers_it_gives_the_full_checks_error():
 def test_every_task_spec_it_vouches_for_builds(kind):
     """The table of plain task specs never lets through a spec the task kinds reject."""
     values = {"positive_class": ["yes", 1, True, None], "standardize": [True, False, None],
-              "num_classes": [0, 1, 2, 7, None], "role": ["primary", "auxiliary"], "weight": [None, 0.0, 0.5, 3],
+              "num_classes": [0, 1, 2, 3, None], "num_labels": [0, 1, 2, None], "dim": [0, 1, 2],
+              "classes": [None, ["no", "yes"], [0, 1, 2], ["a", "a"], [1, "1"], ["x"]],
+              "loss": [None, "bce", "mse", "huber", "cross_entropy", "contrastive", "focal"],
+              "margin": [None, 0.5, float("inf")],
+              "role": ["primary", "auxiliary"], "weight": [None, 0.0, 0.5, 3],
               "missing_value": [None, -1.0], "columns": [None, ["a"], ["a", "b"]]}
     keys = ["role", "weight", "missing_value", "columns", *_PLAIN_TASKS[kind]]
     vouched = 0
@@ -125,6 +144,13 @@ def test_every_task_spec_it_vouches_for_builds(kind):
             vouched += 1
             Task(**{k: tuple(v) if k == "columns" and v is not None else v for k, v in spec.items()})
     assert vouched > 0
+
+
+@pytest.mark.parametrize("kind", sorted(_PLAIN_TASKS))
+def test_the_losses_it_accepts_are_the_kinds_own(kind):
+    from mtlkit.kinds import get_kind
+
+    assert _PLAIN_LOSSES[kind] == tuple(get_kind(kind).losses)
 
 
 @pytest.mark.parametrize("raw", [
@@ -144,7 +170,8 @@ def test_the_common_mistakes_are_found_without_torch(raw):
 
 @pytest.mark.parametrize("raw", [
     # tasks other than plain ones, a GPU device and auxiliary generators are checked by torch code
-    {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "binary", "loss": "bce"}]},
+    {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "binary", "given": "z"}]},
+    {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "segmentation"}]},
     {**_with(training={"weighting": {"name": "equl"}}), "tasks": [{"name": "y", "kind": "multiclass"}]},
     _with(training={"device": "cuda:7", "weighting": {"name": "equl"}}),
     {**_with(training={"weighting": {"name": "equl"}}), "auxiliary": [{"generator": "fourier", "k": 8}]},

@@ -504,10 +504,11 @@ def compute_affinity(source: RunConfig | str | Path | Trainer, data: MultiTaskDa
         meta: dict[str, Any] = {"source": "trainer"}
     else:
         from mtlkit.config import RunConfig, load_config
-        from mtlkit.run import build_model_for, make_trainer, prepare_from_config
+        from mtlkit.run import build_model_for, make_trainer, prepare_from_config, validate
         from mtlkit.training.trainer import seed_everything
 
         cfg = source if isinstance(source, RunConfig) else load_config(source)
+        validate(cfg)  # every problem of the config at once, before the data loads
         cfg = cfg.model_copy(deep=True)
         if epochs is not None:
             cfg.training.epochs = epochs

@@ -493,9 +493,10 @@ def train_groups(cfg: RunConfig, grouping: Grouping, *, prepared: PreparedData |
     given; the comparison to ``out_dir/groups_comparison.json``."""
     from mtlkit._io import write_json
     from mtlkit.evaluation.delta_m import delta_m, delta_m_per_task
-    from mtlkit.run import prepare_from_config, run
+    from mtlkit.run import prepare_from_config, run, validate
 
     say = log or (lambda s: None)
+    validate(cfg)  # every problem of the config at once, before the data loads
     cfg = cfg.model_copy(deep=True)
     cfg.baselines = True
     prepared = prepared if prepared is not None else prepare_from_config(cfg)

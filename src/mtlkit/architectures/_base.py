@@ -21,17 +21,12 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from mtlkit.run.precheck import contrastive_needs_pairs
 from mtlkit.tasks import Task
 
 #: the stock architectures without one representation that every head reads (for error messages)
 NO_REPRESENTATION = ("soft_sharing, cross_stitch, mmoe, ple, adashare, adversarial, and deep_supervision "
                      "with heads on different blocks")
-
-
-def contrastive_needs_pairs(task: str) -> ValueError:
-    return ValueError(f"Task {task!r} is kind 'contrastive': its output is the distance between the "
-                      f"embeddings of the two inputs of a pair, which only the 'siamese' architecture "
-                      f"computes. Use model.architecture: {{name: siamese}}.")
 
 
 def make_head(in_features: int, task: Task, hidden: Sequence[int] = (), *,

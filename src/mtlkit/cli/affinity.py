@@ -30,11 +30,14 @@ def affinity(
     Trains all tasks together once; writes affinity.csv, affinity.json and the heatmap
     affinity.png, and prints the matrix. Row i, column j: the affinity of task i onto task j.
     """
-    from mtlkit.analysis import compute_affinity
     from mtlkit.config import load_config
+    from mtlkit.run.precheck import precheck
 
     set_threads(threads)
     cfg = load_config(config, list(set_))
+    precheck(cfg)  # a misspelt name or key, a value out of range: before torch loads
+    from mtlkit.analysis import compute_affinity
+
     res = compute_affinity(cfg, method=method, every=every, lookahead_lr=lookahead_lr, epochs=epochs,
                            progress=progress)
     out_dir = out or Path("runs") / f"{cfg.name}-affinity"

@@ -40,13 +40,16 @@ def distill(
     trained without distillation; the student is a loadable run folder.
     """
     from mtlkit.config import load_config
-    from mtlkit.distill import distill as run_distill
+    from mtlkit.run.precheck import precheck
 
     set_threads(threads)
     dirs = [p for item in [*teachers, *(more_teachers or [])] for p in str(item).split(",") if p]
     if not dirs:
         raise ValueError("Give the teacher run folders: --teachers RUN_DIR [RUN_DIR ...].")
     cfg = load_config(config, list(set_))
+    precheck(cfg)  # a misspelt name or key, a value out of range: before torch loads
+    from mtlkit.distill import distill as run_distill
+
     out_dir = out or Path("runs") / f"{cfg.name}-distill"
     res = run_distill(cfg, [Path(d) for d in dirs], alpha=alpha, temperature=temperature, anneal=anneal,
                       compare=compare, out_dir=out_dir, progress=progress, log=echo, overwrite=overwrite)

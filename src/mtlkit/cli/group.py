@@ -38,28 +38,37 @@ def group(
     total over tasks is maximised. Prints and saves grouping.json. With --train, trains one
     network per group, the all-in-one model and single-task baselines, and compares them.
     """
-    from mtlkit.analysis import AffinityResult, affinity_from_run, select_groups
-
     set_threads(threads)
     src = Path(source)
+    base = src if src.is_dir() else src.parent
+    cfg = None
+    if train:  # the config first: a problem in it is reported before anything is computed or written
+        from mtlkit.config import load_config
+        from mtlkit.run.precheck import precheck
+
+        cfg_path = config or (base / "config.yaml")
+        if not cfg_path.exists():
+            raise FileNotFoundError(f"--train needs the run config: pass --config CONFIG.yaml "
+                                    f"(no {str(cfg_path)!r}).")
+        cfg = load_config(cfg_path, list(set_))
+        precheck(cfg)  # a misspelt name or key, a value out of range: before torch loads
+        from mtlkit.run import validate
+
+        validate(cfg)
+    from mtlkit.analysis import AffinityResult, affinity_from_run, select_groups
+
     aff = affinity_from_run(src) if src.is_dir() else AffinityResult.load(src)
     grouping = select_groups(aff, networks, aggregate=aggregate, singleton_score=singleton_score, search=search)
     grouping.meta["affinity_source"] = str(src)
     grouping.meta["affinity_method"] = aff.method
-    base = src if src.is_dir() else src.parent
     out_dir = out or base / f"grouping-G{networks}"
     echo(str(grouping))
     path = grouping.save(out_dir)
     echo(f"Wrote {path}")
-    if not train:
+    if cfg is None:
         return
     from mtlkit.analysis import train_groups
-    from mtlkit.config import load_config
 
-    cfg_path = config or (base / "config.yaml")
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"--train needs the run config: pass --config CONFIG.yaml (no {str(cfg_path)!r}).")
-    cfg = load_config(cfg_path, list(set_))
     result = train_groups(cfg, grouping, out_dir=out_dir, progress=progress, log=echo, overwrite=overwrite)
     echo(result.table(metric))
     echo(f"Wrote {out_dir / 'groups_comparison.json'}")

@@ -15,7 +15,7 @@ KINDS = ("architectures", "weightings", "aggregators", "samplers", "schedules", 
 @friendly_errors
 def list_(what: str = typer.Argument("all", help=f"One of: all, {', '.join(KINDS)}.")) -> None:
     """List what is available, with each method's paper and parameters."""
-    from mtlkit.cli._catalog import PACKAGES, entries, kind_names
+    from mtlkit._catalog import PACKAGES, entries, kind_names
 
     if what != "all" and what not in KINDS:
         raise ValueError(f"Unknown list {what!r}; choose all or one of {', '.join(KINDS)}.")
@@ -26,7 +26,7 @@ def list_(what: str = typer.Argument("all", help=f"One of: all, {', '.join(KINDS
     for name in PACKAGES:
         if what not in ("all", name):
             continue
-        try:  # read from the method files' source: no torch import (mtlkit.cli._catalog)
+        try:  # read from the method files' source: no torch import (mtlkit._catalog)
             found = entries(name)
         except ImportError as exc:  # a package with a missing optional dependency
             echo(f"{name.capitalize()}: (unavailable: {exc})")

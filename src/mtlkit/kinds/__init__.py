@@ -80,7 +80,7 @@ def _shipped(name: str) -> bool:
 
 @functools.cache
 def _shipped_names() -> frozenset[str]:
-    from mtlkit.cli._catalog import kind_names as shipped_names
+    from mtlkit._catalog import kind_names as shipped_names
 
     return frozenset(shipped_names())
 

@@ -40,6 +40,7 @@ from mtlkit.config import RunConfig, config_hash
 from mtlkit.run.precheck import Problems as _Problems
 from mtlkit.run.precheck import (
     UnknownNamesError,
+    contrastive_needs_pairs,
     representation_problems,
     task_name_problems,
     unknown_key_message,
@@ -252,8 +253,6 @@ def _fit_together(cfg: RunConfig, p: _Problems, built: Built, arch: Any, tasks: 
         p.add(where, msg)
     pairs = [t.name for t in tasks or [] if t.task_kind.pairwise]
     if pairs and isinstance(arch, type) and not getattr(arch, "reads_pairs", False):
-        from mtlkit.architectures._base import contrastive_needs_pairs
-
         p.add("model.architecture", str(contrastive_needs_pairs(pairs[0])))
     refs = [c for c in (built.sampler, built.schedule)
             if getattr(c, "needs_references", False) and not getattr(c, "has_references", True)]

@@ -4,7 +4,7 @@
 (:func:`mtlkit.run.build.build_all`) builds every component the config names, and with them
 imports torch and the method files (2-4 s). A misspelt method name, a misspelt parameter
 or a parameter value out of range is found here instead, from the method files' source
-(as ``mtlkit list`` reads them, :mod:`mtlkit.cli._catalog`), in well under a second:
+(as ``mtlkit list`` reads them, :mod:`mtlkit._catalog`), in well under a second:
 
 - a name (weighting, aggregator, schedule, sampler, architecture, trunk, dataset) is one a
   file registers with ``@REGISTRY.register()``;
@@ -87,6 +87,13 @@ def unknown_key_message(what: str, key: str, accepted: Sequence[str]) -> str:
     hint = f"; did you mean {close[0]!r}?" if close else "."
     takes = f" It takes: {', '.join(accepted)}." if accepted else " It takes none."
     return f"{what} takes no parameter {key!r}{hint}{takes}"
+
+
+def contrastive_needs_pairs(task: str) -> ValueError:
+    """The error for a ``contrastive`` task under an architecture that does not read pairs."""
+    return ValueError(f"Task {task!r} is kind 'contrastive': its output is the distance between the "
+                      f"embeddings of the two inputs of a pair, which only the 'siamese' architecture "
+                      f"computes. Use model.architecture: {{name: siamese}}.")
 
 
 def representation_problems(*, level: str, jacobian_engine: str, aggregator: bool, weighting: str | None,
@@ -195,6 +202,13 @@ def _check(cfg: RunConfig, p: Problems) -> None:
                 weighting=w.class_name if w is not None else None, gradients_at=gradients_at,
                 representation=rep if isinstance(rep, bool) else None, model=arch.class_name):
             p.add(where, msg)
+        pairs = [s.name for s in cfg.tasks or [] if s.kind == "contrastive"]
+        if pairs and not isinstance(arch.node, ast.FunctionDef):  # a class that does not read pairs
+            reads = arch.attribute("reads_pairs")
+            if reads is _UNKNOWN or reads is _FUNCTION:
+                raise _Unsure
+            if not reads:
+                p.add("model.architecture", str(contrastive_needs_pairs(pairs[0])))
 
 
 def _component(p: Problems, where: str, reg: _SourceRegistry, name: str, params: dict[str, Any]) -> _Entry | None:
@@ -216,14 +230,22 @@ def _component(p: Problems, where: str, reg: _SourceRegistry, name: str, params:
 
 
 #: the task specs vouched for here: per kind, the fields a spec may set besides the common ones
-#: (name, kind, role, weight, missing_value, one label column) and whether they may be absent;
-#: ``tests/run/test_precheck.py`` builds every such spec as a Task (so this table cannot let
-#: through a spec the task kinds would reject)
+#: (name, kind, role, weight, missing_value, columns) and whether they must be given. A
+#: spec of such a kind is vouched for when it sets no other field and every value passes
+#: :func:`plain_task_spec`'s checks (the ones ``Task`` makes; ``loss``: one of the kind's
+#: ``losses``). ``tests/run/test_precheck.py`` builds every spec vouched for as a Task over a
+#: grid of right and wrong values, and checks the losses against the kinds' own, so this
+#: table cannot let through a spec the task kinds would reject.
 _PLAIN_TASKS: dict[str, dict[str, bool]] = {
-    "binary": {"positive_class": False},
-    "regression": {"standardize": False},
-    "multiclass": {"num_classes": True},
+    "binary": {"positive_class": False, "classes": False, "loss": False},
+    "regression": {"standardize": False, "dim": False, "loss": False},
+    "multiclass": {"num_classes": True, "classes": False, "loss": False},
+    "multilabel": {"num_labels": True, "loss": False},
+    "contrastive": {"margin": False, "loss": False},
 }
+#: each kind's ``losses`` (mtlkit/kinds/<kind>.py)
+_PLAIN_LOSSES = {"binary": ("bce",), "regression": ("mse", "l1", "huber"), "multiclass": ("cross_entropy",),
+                 "multilabel": ("bce",), "contrastive": ("contrastive",)}
 _COMMON_TASK_FIELDS = ("name", "kind", "role", "weight", "missing_value", "columns")
 
 
@@ -232,23 +254,52 @@ def plain_task_spec(spec: Mapping[str, Any]) -> bool:
     certain: a kind of ``_PLAIN_TASKS`` with only its fields set, each of a valid value."""
     import math
 
-    fields = _PLAIN_TASKS.get(str(spec.get("kind")))
+    kind = str(spec.get("kind"))
+    fields = _PLAIN_TASKS.get(kind)
     if fields is None:
         return False
     defaults = {"dim": 1, "role": "primary"}
     for key, value in spec.items():
-        if key in _COMMON_TASK_FIELDS or key in fields:
-            continue
-        if value != defaults.get(key):
+        if key not in _COMMON_TASK_FIELDS and key not in fields and value != defaults.get(key):
             return False
-    if any(required and spec.get(f) is None for f, required in fields.items()):
+    given = {f for f, v in spec.items() if v is not None}
+    if kind == "multiclass" and "classes" in given:
+        given.add("num_classes")  # the number of classes named
+    if any(required and f not in given for f, required in fields.items()):
         return False
-    weight, columns, n = spec.get("weight"), spec.get("columns"), spec.get("num_classes")
+    weight, margin = spec.get("weight"), spec.get("margin")
     if weight is not None and not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
         return False
-    if columns is not None and len(columns) != 1:
+    if margin is not None and not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
         return False
-    return n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 2)
+    if spec.get("loss") is not None and spec["loss"] not in _PLAIN_LOSSES[kind]:
+        return False
+    sizes = {"num_classes": 2, "num_labels": 1, "dim": 1}  # the least each may be
+    if any(spec.get(f) is not None and not _int_at_least(spec[f], sizes[f]) for f in sizes if f in fields):
+        return False
+    classes = spec.get("classes")
+    if classes is not None and not _plain_classes(kind, classes, spec.get("num_classes"), spec.get("positive_class")):
+        return False
+    columns = spec.get("columns")
+    # one label column, or one per output for the kinds that read several (regression: dim)
+    width = {"multilabel": spec.get("num_labels"), "regression": spec.get("dim", 1)}.get(kind, 1)
+    return columns is None or len(columns) == width
+
+
+def _int_at_least(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _plain_classes(kind: str, classes: Sequence[Any], num_classes: Any, positive: Any) -> bool:
+    """``classes`` as ``Task`` accepts them: distinct (as strings); binary: two, the second
+    one the ``positive_class`` when both are given; multiclass: at least two, as many as
+    ``num_classes`` when it is given."""
+    keys = [str(c) for c in classes]
+    if len(set(keys)) != len(keys):
+        return False
+    if kind == "binary":
+        return len(keys) == 2 and (positive is None or keys[1] == str(positive))
+    return len(keys) >= 2 and (num_classes is None or num_classes == len(keys))
 
 
 def _plain_tasks(cfg: RunConfig) -> list[str] | None:
@@ -338,7 +389,7 @@ class _Entry:
 
     def _mro(self) -> list[tuple[ast.ClassDef, dict[str, Any]]]:
         """The class and its bases (depth first, as far as the package defines them)."""
-        from mtlkit.cli._catalog import _ROOTS
+        from mtlkit._catalog import _ROOTS
 
         out: list[tuple[ast.ClassDef, dict[str, Any]]] = []
         todo: list[tuple[ast.ClassDef, dict[str, Any]]] = [(self.node, self.consts)]  # type: ignore[list-item]
@@ -452,7 +503,7 @@ class _SourceRegistry:
 
     def __init__(self, section: str) -> None:
         from mtlkit import _registry
-        from mtlkit.cli._catalog import _ROOT, PACKAGES, _constants, _registered_name, _Source
+        from mtlkit._catalog import _ROOT, PACKAGES, _constants, _registered_name, _Source
 
         package, registry = PACKAGES[section]
         self.kind = getattr(_registry, registry).kind
@@ -489,7 +540,7 @@ def _registry(section: str) -> _SourceRegistry:
 def _trunks() -> dict[str, _Entry]:
     """The stock trunks (``TRUNKS`` of architectures/backbones.py with the text trunks'
     ``TEXT_TRUNK_BUILDERS``), read from source."""
-    from mtlkit.cli._catalog import _ROOT, _constants
+    from mtlkit._catalog import _ROOT, _constants
 
     out: dict[str, _Entry] = {}
     for file, name in (("backbones.py", "TRUNKS"), ("text.py", "TEXT_TRUNK_BUILDERS")):
@@ -510,12 +561,12 @@ def _is_register(deco: ast.expr) -> bool:
 
 
 def _assigns(stmt: ast.stmt, name: str) -> bool:
-    from mtlkit.cli._catalog import _assigns as assigns
+    from mtlkit._catalog import _assigns as assigns
 
     return assigns(stmt, name)
 
 
 def _literal(node: ast.expr, consts: dict[str, Any]) -> Any:
-    from mtlkit.cli._catalog import _literal as literal
+    from mtlkit._catalog import _literal as literal
 
     return literal(node, consts)

@@ -1,4 +1,6 @@
-"""What ``mtlkit list`` shows, read from the method files' source without importing them.
+"""The registries' entries read from the method files' source without importing them: what
+``mtlkit list`` shows and what the config check without torch (:mod:`mtlkit.run.precheck`)
+and the task kinds' names (:mod:`mtlkit.kinds`) read before torch loads.
 
 Importing every registered method would load torch, scikit-learn and the optional packages
 (7-11 s); the registry's entries are plain enough to be read from the source instead: each
@@ -22,7 +24,7 @@ from typing import Any
 
 __all__ = ["CatalogEntry", "entries", "kind_names"]
 
-_ROOT = Path(__file__).resolve().parents[1]  # src/mtlkit
+_ROOT = Path(__file__).resolve().parent  # src/mtlkit
 
 #: ``mtlkit list`` section -> (the registry's package, the registry's name in mtlkit._registry)
 PACKAGES = {
