@@ -110,3 +110,83 @@ def test_differentiable_like_the_sort():
     TrimmedMean()(j).sum().backward()
     want = torch.autograd.grad(_by_sort(j, 1).sum(), j)[0]
     assert torch.equal(j.grad, want)
+
+
+def _hard_matrix(k: int, p: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """Random values with ties, huge outliers, infinities of one sign and signed zeros."""
+    g = torch.Generator().manual_seed(seed)
+    j = torch.randn(k, p, generator=g, dtype=dtype)
+    j[:, ::5] = torch.randint(-2, 3, (k, len(range(0, p, 5))), generator=g).to(dtype)
+    j[0, 1::11] = 1e30
+    j[k - 1, 2::13] = -1e30
+    j[1, 3::17] = float("inf")
+    j[:, 4::19] = -0.0
+    return j
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [3, 4, 5, 6, 9, 10, 40, 41])
+def test_the_compiled_kernel_gives_the_streams_bits(dtype, k, monkeypatch):
+    """mtlkit.aggregation._trimmed_kernel (numba, b = 1): the same floating-point operations
+    in the same order as the torch stream, so the same bits, whatever the threads."""
+    pytest.importorskip("numba")
+    import mtlkit.aggregation.trimmed_mean as tm
+
+    monkeypatch.delenv("MTLKIT_NUMBA", raising=False)
+    j = _hard_matrix(k, 3 * 16384 + 77, dtype, k)  # several kernel blocks, the last one partial
+    want = _streamed_mean(j, 1)
+    got = tm._compiled_mean_one(j)
+    assert got is not None
+    assert torch.equal(got, want)
+    assert torch.equal(TrimmedMean()(j), want)
+    monkeypatch.setattr(tm, "_MIN_COLUMNS_PER_THREAD", 1000)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # three column ranges in three threads
+        assert torch.equal(tm._compiled_mean_one(j), want)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_compiled_kernel_leaves_nan_to_the_sort_order(monkeypatch):
+    """A NaN (or +inf and -inf in one column) sends the call to the torch route, which orders
+    NaN as the largest value; MTLKIT_NUMBA=0, a non-contiguous or a half-precision matrix
+    never reach the kernel."""
+    pytest.importorskip("numba")
+    import mtlkit.aggregation.trimmed_mean as tm
+
+    monkeypatch.delenv("MTLKIT_NUMBA", raising=False)
+    j = torch.randn(6, 50, dtype=torch.float64)
+    j[2, 7] = float("nan")
+    assert tm._compiled_mean_one(j) is None
+    torch.testing.assert_close(TrimmedMean()(j), _by_sort(j, 1), rtol=1e-12, atol=1e-12)  # the NaN trimmed
+    j = torch.randn(6, 50, dtype=torch.float64)
+    j[0, 3], j[1, 3] = float("inf"), float("-inf")  # both trimmed: the kept mean is finite
+    assert tm._compiled_mean_one(j) is None
+    assert torch.isfinite(TrimmedMean()(j)[3])
+    ok = torch.randn(6, 50)
+    assert tm._compiled_mean_one(ok) is not None
+    assert tm._compiled_mean_one(ok.t().contiguous().t()) is None
+    assert tm._compiled_mean_one(ok.half()) is None
+    monkeypatch.setenv("MTLKIT_NUMBA", "0")
+    assert tm._compiled_mean_one(ok) is None
+
+
+def test_a_run_loads_the_kernel_before_the_fit_timer(monkeypatch):
+    """``warm_up_imports(trainer)`` calls the aggregator's ``warm_up``, which loads the kernel
+    (numba) or does nothing (MTLKIT_NUMBA=0 / no numba); every other aggregator has the no-op."""
+    import mtlkit.aggregation.trimmed_mean as tm
+    from mtlkit.aggregation import Mean
+    from mtlkit.run.train_one import warm_up_imports
+
+    calls = []
+    monkeypatch.setattr(tm, "_compiled_mean_one", lambda x: calls.append(tuple(x.shape)))
+
+    class _Trainer:
+        aggregator = TrimmedMean()
+
+    warm_up_imports(_Trainer())
+    assert calls == [(3, 1)]
+    Mean().warm_up()
+    TrimmedMean(trim_number=0).warm_up()
+    assert calls == [(3, 1)]

@@ -148,6 +148,10 @@ class Aggregator(HasParams):
         as one call of :meth:`direction`."""
         return None
 
+    def warm_up(self) -> None:
+        """Pay a one-off cost of the first call (loading a compiled kernel) now; a run calls
+        it before the fit's timer starts. Nothing by default."""
+
     def reset(self) -> None:
         """Forget any state (stateful methods only)."""
 

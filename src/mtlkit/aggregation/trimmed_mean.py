@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,6 +49,12 @@ class TrimmedMean(Aggregator):
     counts as the largest value, as in ``torch.sort``. A Jacobian that requires grad goes
     through the network (autograd-safe operations).
 
+    With numba installed (the ``fast`` extra; ``MTLKIT_NUMBA=0`` turns it off), b = 1 on a
+    CPU runs a compiled kernel that makes the stream's operations in the same order, one
+    column block at a time, reading each value of the Jacobian once
+    (:mod:`mtlkit.aggregation._trimmed_kernel`): the same bits, about 4× faster at K = 40
+    (6.5 ms instead of 26 ms for 40 × 558,592 on the benchmark CPU).
+
     Args:
         trim_number: b ≥ 0, the values dropped at each end of every coordinate (default 1;
             0 is the mean).
@@ -65,6 +73,11 @@ class TrimmedMean(Aggregator):
     def __init__(self, *, trim_number: int = 1) -> None:
         self.trim_number = check_int("TrimmedMean", "trim_number", trim_number, low=0)
 
+    def warm_up(self) -> None:
+        """Load (the first time on a machine: compile, about 1 s) the numba kernel for float32."""
+        if self.trim_number >= 1:
+            _compiled_mean_one(torch.zeros(3, 1))
+
     def direction(self, jacobian: Tensor) -> Tensor:
         k = jacobian.shape[0]
         b = min(self.trim_number, (k - 1) // 2)
@@ -75,6 +88,10 @@ class TrimmedMean(Aggregator):
         # (measured with benchmarks/peers.py --math on a CPU)
         streamed = not differentiable and _stream_cost(k, b) < 2 * _network_cost(k, b)
         mean = _streamed_mean if streamed else _network_mean
+        if streamed and b == 1:
+            out = _compiled_mean_one(jacobian)
+            if out is not None:
+                return out
         if jacobian.device.type == "cpu":
             # a NaN anywhere in a column makes that column's result NaN (min and max propagate
             # it): only then, after one host read, is the NaN bookkeeping below needed
@@ -86,6 +103,58 @@ class TrimmedMean(Aggregator):
         nan_count = torch.isnan(jacobian).sum(dim=0, dtype=torch.int32)
         x = torch.nan_to_num(jacobian, nan=float("inf"), posinf=float("inf"), neginf=float("-inf"))
         return mean(x, b).masked_fill(nan_count > b, float("nan"))
+
+def _compiled_mean_one(x: Tensor) -> Tensor | None:
+    """b = 1 through the numba kernel (:mod:`mtlkit.aggregation._trimmed_kernel`): the same
+    bits as :func:`_streamed_mean`. None where it does not apply (numba not installed,
+    ``MTLKIT_NUMBA=0``, not a contiguous float32/float64 CPU matrix) or where a column holds a
+    NaN (the caller's NaN bookkeeping then decides). With several torch threads the columns
+    are split between them (the kernel runs without the GIL; each column's operations are
+    the same whatever the split, so the result is too)."""
+    kernel = _kernel()
+    if (kernel is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64)
+            or not x.is_contiguous() or x.shape[0] < 3):
+        return None
+    p = x.shape[1]
+    out = torch.empty(p, dtype=x.dtype)
+    xs, outs = x.numpy(), out.numpy()
+    parts = min(torch.get_num_threads(), p // _MIN_COLUMNS_PER_THREAD)
+    if parts <= 1:
+        bad = kernel(xs, outs, 0, p)
+    else:
+        cuts = [p * i // parts for i in range(parts + 1)]
+        bad = any(_pool(parts).map(lambda i: kernel(xs, outs, cuts[i], cuts[i + 1]), range(parts)))
+    return None if bad else out
+
+
+#: the fewest columns a thread of :func:`_compiled_mean_one` is given (below, one thread)
+_MIN_COLUMNS_PER_THREAD = 65536
+
+
+@lru_cache(maxsize=4)
+def _pool(workers: int) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mtlkit-trimmed-mean")
+
+
+def _kernel() -> Any:
+    """The numba kernel, or None: numba not installed, or ``MTLKIT_NUMBA`` is ``0`` (read at
+    every call)."""
+    if os.environ.get("MTLKIT_NUMBA", "").strip() == "0":
+        return None
+    global _KERNEL
+    if _KERNEL is None:
+        try:
+            from mtlkit.aggregation._trimmed_kernel import trimmed_mean_one
+        except ImportError:
+            _KERNEL = False
+        else:
+            _KERNEL = trimmed_mean_one
+    return _KERNEL or None
+
+
+_KERNEL: Any = None
 
 #: columns per block of :func:`_streamed_mean` (its (2b + 2) scratch rows stay in cache)
 _COLUMNS = 131072

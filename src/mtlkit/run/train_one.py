@@ -63,7 +63,7 @@ def train_into(cfg: RunConfig, model: nn.Module, tasks: Sequence[Task], prepared
                            checkpoint_dir=checkpoint_dir, trainer_cls=trainer_cls)
     if wrap is not None:
         trainer = wrap(trainer)
-    warm_up_imports()  # one-off imports are not the model's fit time
+    warm_up_imports(trainer)  # one-off imports are not the model's fit time
     t0 = time.perf_counter()
     trainer.fit(prepared.train, prepared.val, resume=resume)
     model.cpu()  # evaluation, timing and saving on the CPU, whatever training.device was
@@ -93,13 +93,17 @@ def model_meta(model: nn.Module, prepared: PreparedData, tasks: Sequence[Task] |
     }
 
 
-def warm_up_imports() -> None:
+def warm_up_imports(trainer: Any = None) -> None:
     """Pay the one-off imports of a first fit before its timer starts: torch imports
     ``torch._dynamo`` (2-6 s) when the first optimiser of the process is built, which would
     otherwise land in whichever model trains first (the multi-task model) and bias the fit-time
-    comparison against it."""
+    comparison against it; the trainer's aggregator loads its compiled kernel, if it has one
+    (``Aggregator.warm_up``)."""
     param = torch.zeros(1, requires_grad=True)
     torch.optim.Adam([param])
+    warm = getattr(getattr(trainer, "aggregator", None), "warm_up", None)
+    if callable(warm):
+        warm()
 
 
 #: how :func:`inference_ms` times a model (for the docs and the report)
