@@ -18,8 +18,8 @@ before torch loads, :mod:`mtlkit.run.precheck`), and with the name misspelt in a
 lists its own tasks (binary specs, as a table's config does; then a multilabel spec with its
 loss and label columns next to a regression one of two outputs). The last row is a typo the
 check without torch leaves to the full one (a task spec it does not vouch for, a segmentation
-task: the task kinds are torch code; shown for information). ``mtlkit affinity``, ``distill``
-and ``group --train`` check their config the same way (one row for ``affinity``).
+task: the task kinds are torch code; shown for information). ``mtlkit affinity``, ``tune``,
+``distill`` and ``group --train`` check their config the same way (one row for ``affinity``).
 """
 
 from __future__ import annotations

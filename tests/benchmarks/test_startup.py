@@ -49,11 +49,11 @@ def test_a_config_typo_is_reported_without_loading_torch(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("command", [["affinity"], ["distill", "--teachers", "t1,t2"], ["group", "aff.json",
+@pytest.mark.parametrize("command", [["affinity"], ["tune", "--trials", "2"], ["distill", "--teachers", "t1,t2"], ["group", "aff.json",
                                                                                        "--networks", "2", "--train",
                                                                                        "--config"]])
 def test_the_other_commands_report_a_misspelt_name_without_loading_torch(tmp_path, command):
-    """``affinity``, ``distill`` and ``group --train`` check their config as ``train`` does,
+    """``affinity``, ``tune``, ``distill`` and ``group --train`` check their config as ``train`` does,
     before torch loads and before anything is written."""
     text = (ROOT / "examples" / "yeast.yaml").read_text(encoding="utf-8").replace("name: equal", "name: equl")
     (tmp_path / "c.yaml").write_text(text, encoding="utf-8")

@@ -38,9 +38,15 @@ def tune(
 ) -> None:
     """Search the config's 'search:' space with Optuna, then retrain the best config over seeds."""
     from mtlkit.config import load_config
+    from mtlkit.run.precheck import precheck
+
+    cfg = load_config(config, list(set_))
+    # a misspelt name or key, a value out of range, before torch and Optuna load: the
+    # config without its search is checked in full before any trial (mtlkit.tune.execute)
+    precheck(cfg)
     from mtlkit.tune._optuna import require_optuna
 
-    require_optuna()  # before anything: the message says which extra to install
+    require_optuna()  # the message says which extra to install
     if trials < 1:
         raise ValueError(f"The number of trials (--trials) must be a positive integer. Got {trials}.")
     if not no_retrain:
@@ -48,7 +54,6 @@ def tune(
 
         seeds_from_count(seeds)
     set_threads(threads)
-    cfg = load_config(config, list(set_))
     from mtlkit.tune import tune as run_tune
 
     run_dir = out or Path("runs") / f"{cfg.name}-tune"
