@@ -190,3 +190,13 @@ def test_a_run_loads_the_kernel_before_the_fit_timer(monkeypatch):
     Mean().warm_up()
     TrimmedMean(trim_number=0).warm_up()
     assert calls == [(3, 1)]
+
+
+def test_a_jacobian_that_requires_grad_under_no_grad():
+    """Under ``torch.no_grad`` a Jacobian that requires grad takes the fast route (no graph
+    is recorded), compiled or not."""
+    j = torch.randn(6, 40, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        got = TrimmedMean()(j)
+    assert not got.requires_grad
+    torch.testing.assert_close(got, _by_sort(j.detach(), 1), rtol=1e-12, atol=1e-12)

@@ -117,7 +117,7 @@ def _compiled_mean_one(x: Tensor) -> Tensor | None:
         return None
     p = x.shape[1]
     out = torch.empty(p, dtype=x.dtype)
-    xs, outs = x.numpy(), out.numpy()
+    xs, outs = x.detach().numpy(), out.numpy()  # under no_grad a Jacobian may still require grad
     parts = min(torch.get_num_threads(), p // _MIN_COLUMNS_PER_THREAD)
     if parts <= 1:
         bad = kernel(xs, outs, 0, p)
