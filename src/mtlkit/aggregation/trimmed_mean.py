@@ -104,6 +104,7 @@ class TrimmedMean(Aggregator):
         x = torch.nan_to_num(jacobian, nan=float("inf"), posinf=float("inf"), neginf=float("-inf"))
         return mean(x, b).masked_fill(nan_count > b, float("nan"))
 
+
 def _compiled_mean_one(x: Tensor) -> Tensor | None:
     """b = 1 through the numba kernel (:mod:`mtlkit.aggregation._trimmed_kernel`): the same
     bits as :func:`_streamed_mean`. None where it does not apply (numba not installed,
