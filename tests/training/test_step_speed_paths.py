@@ -66,10 +66,11 @@ def test_a_plain_step_reads_the_device_once_whatever_k(k, monkeypatch):
     assert reads.count == 1  # the update decision: one flag vector
 
 
+@pytest.mark.parametrize("name", ["mean", "upgrad"])
 @pytest.mark.parametrize("k", [2, 9])
-def test_an_exact_step_reads_the_device_a_fixed_number_of_times(k, monkeypatch):
+def test_an_exact_step_reads_the_device_a_fixed_number_of_times(k, name, monkeypatch):
     data, tasks = _problem(k)
-    tr = _trainer(tasks, aggregator=AGGREGATORS.build("mean"))
+    tr = _trainer(tasks, aggregator=AGGREGATORS.build(name))
     batch = data.batch(torch.arange(32))
     tr.train_step(batch)
     reads = _HostReads(monkeypatch)
@@ -150,6 +151,44 @@ def test_the_blockwise_gramian_gives_the_same_step(name):
         torch.testing.assert_close(m2[key], m1[key], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("block", [None, 50])
+def test_mean_takes_one_backward_pass_and_no_jacobian(block, monkeypatch):
+    """Mean's weights read K only (``reads_gramian`` false): its step is the gradient of
+    Σ a_k w_k L_k, one backward pass, the Jacobian never formed; the same step, weights and
+    model as the Jacobian's a @ J (a Mean that declares it reads the Gramian), to 1e-6."""
+    from mtlkit.aggregation import Mean
+
+    class _ThroughTheJacobian(Mean):
+        reads_gramian = True
+
+    data, tasks = _problem(4, missing=0.3)
+    batches = [data.batch(torch.arange(i, i + 16)) for i in range(0, 64, 16)]
+    runs = []
+    for agg in (_ThroughTheJacobian(), Mean()):
+        tr = _trainer(tasks, aggregator=agg, jacobian_block_size=block)
+        if isinstance(agg, _ThroughTheJacobian):
+            monkeypatch.undo()
+        else:
+            import mtlkit.training.step as step
+
+            def no_jacobian(*a, **k):
+                raise AssertionError("the Jacobian was formed")
+
+            monkeypatch.setattr(step, "jacobian", no_jacobian)
+            monkeypatch.setattr(step, "jacobian_rows", no_jacobian)
+        for b in batches:
+            res = tr.train_step(b)
+        grads = torch.cat([p.grad.reshape(-1) for p in tr.model.parameters()])
+        runs.append((res.aggregator_weights, res.aggregator_tasks, grads, copy.deepcopy(tr.model.state_dict())))
+        assert tr.plan.workspace is None or isinstance(agg, _ThroughTheJacobian)
+    (w1, i1, g1, m1), (w2, i2, g2, m2) = runs
+    assert i1 == i2
+    torch.testing.assert_close(w2, w1, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g2, g1, rtol=1e-6, atol=1e-6)
+    for key in m1:
+        torch.testing.assert_close(m2[key], m1[key], rtol=1e-6, atol=1e-6)
+
+
 def test_the_blockwise_gramian_needs_a_gramian_based_or_streaming_aggregator():
     _, tasks = _problem(2)
     with pytest.raises(ValueError, match="jacobian_block_size=100 computes the Gramian block by block"):
@@ -202,7 +241,7 @@ def test_no_hidden_synchronisation_on_cuda():
     """``torch.cuda.set_sync_debug_mode``: a plain step synchronises once (the update
     decision), an exact step twice, whatever K."""
     data, tasks = _problem(6, n=256)
-    for aggregator, allowed in ((None, 1), (AGGREGATORS.build("mean"), 2)):
+    for aggregator, allowed in ((None, 1), (AGGREGATORS.build("mean"), 2), (AGGREGATORS.build("pcgrad"), 2)):
         tr = _trainer(tasks, aggregator=aggregator, device="cuda")
         batch = data.batch(torch.arange(128))
         tr.train_step(batch)

@@ -14,7 +14,10 @@ class Mean(GramianWeightedAggregator):
     """Average of the rows of the Jacobian: ``d = (1/K) Σ_i g_i``.
 
     The reference every other method is compared with; its weights do not read the Gramian
-    (``reads_gramian = False``), so it is never formed.
+    (``reads_gramian = False``), so it is never formed, and in the trainer (one process, the
+    parameter level) the Jacobian is not formed either: the direction (1/K) Σ_i ∇(w_i L_i)
+    is the gradient of (1/K) Σ_i w_i L_i, one backward pass instead of K (the same step up to
+    the rounding of the sum; ``mtlkit.training.step``).
 
     >>> import torch
     >>> Mean()(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))

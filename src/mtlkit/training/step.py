@@ -359,13 +359,17 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
     scale = tr.precision.scale(w)
     seeds = (w[idx] if scale is None else w[idx] * scale).unbind()
     blockwise = tr.settings.jacobian_block_size is not None and tr.level == "parameters"
-    streams = blockwise or (getattr(tr.aggregator, "prefers_row_stream", False) and tr.level == "parameters")
+    summed = _weights_without_jacobian(tr)  # Mean: one backward pass, no Jacobian
+    streams = not summed and (blockwise or (getattr(tr.aggregator, "prefers_row_stream", False)
+                                            and tr.level == "parameters"))
     stream = _row_stream(tr, idx) if streams else None
     if tr.level == "representation":
         assert rep is not None
         j = _unscaled(representation_jacobian(rows, rep, grad_outputs=seeds).float(), scale)
         d = _aggregate(tr, j, idx, w, rows, result)
         rep.backward(_scaled(d, scale).view_as(rep).to(rep.dtype), retain_graph=True)
+    elif summed:
+        _weighted_sum_backward(tr, rows, seeds, idx, w, result)
     elif stream is not None:  # bounded memory: the rows are consumed one at a time
         for i, pieces in enumerate(jacobian_rows(rows, tr.shared, grad_outputs=seeds)):
             stream.add(i, [(o, _unscaled(g, scale)) for o, g in pieces])
@@ -396,6 +400,37 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
     if tr.level == "representation" or blockwise or extra_sum is not None:
         return list(tr.trainable)
     return [p for p in tr.trainable if id(p) not in shared_ids]
+
+
+def _weights_without_jacobian(tr: Trainer) -> bool:
+    """A parameter-level weighting of the Gramian that does not read it (``reads_gramian``
+    false: Mean), on one process: its weights a depend on K only, so the direction
+    Σ_k a_k ∇(w_k L_k) is the gradient of Σ_k a_k w_k L_k, one backward pass instead of K
+    and no K×P Jacobian."""
+    from mtlkit.training.comm import Comm
+
+    agg = tr.aggregator
+    return (agg is not None and tr.level == "parameters" and bool(tr.shared) and type(tr.comm) is Comm
+            and getattr(agg, "gramian_based", False) and not getattr(agg, "reads_gramian", True)
+            and callable(getattr(agg, "weights_from", None)))
+
+
+def _weighted_sum_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tensor], idx: list[int], w: Tensor,
+                           result: StepResult) -> None:
+    """:func:`_weights_without_jacobian`: the weights from a K×K placeholder (the method reads
+    its size only), then the shared parameters' gradient Σ_k a_k w_k ∇L_k (times the loss
+    scale under fp16, as the Jacobian's rows) from one backward pass; a shared parameter no
+    task reaches gets zeros, as a zero column of the Jacobian gives. The same direction as
+    ``a @ J`` up to the rounding of the sum."""
+    agg = tr.aggregator
+    ref = tr.shared[0]
+    placeholder = ref.new_zeros(()).expand(len(rows), len(rows))
+    a = agg.weights_from(placeholder, **_extras(tr, idx, w, rows))  # type: ignore[union-attr]
+    result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
+    coef = (a.to(w) * torch.stack(list(seeds))).unbind()
+    target = cast(Tensor, sum(c * r for c, r in zip(coef, rows)))
+    grads = torch.autograd.grad(target, tr.shared, retain_graph=True, allow_unused=True)
+    _accumulate(tr.shared, [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, tr.shared)])
 
 
 def _layers_chosen(tr: Trainer, rows: Sequence[Tensor]) -> list[Any]:
