@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 import pytest
 
+from mtlkit import _numba
+
 pytest.importorskip("numba")
 
 from mtlkit.classic import (
@@ -213,11 +215,14 @@ def test_without_numba_the_numpy_path_runs_silently(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
     monkeypatch.delitem(sys.modules, "mtlkit.classic._kernels")
     monkeypatch.delattr(sys.modules["mtlkit.classic"], "_kernels")
-    monkeypatch.setattr(_tree_builder, "_KERNELS", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert _tree_builder._compiled_kernels() is None
-        without = MultiTaskForest(task_kinds=KINDS, n_estimators=2, random_state=0).fit(X, Y)
+    _numba._imported.cache_clear()  # the import is retried (and fails)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert _tree_builder._compiled_kernels() is None
+            without = MultiTaskForest(task_kinds=KINDS, n_estimators=2, random_state=0).fit(X, Y)
+    finally:
+        _numba._imported.cache_clear()  # forget the failure: numba is back after the test
     assert_same_trees(with_numba, without)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 from torch import Tensor
 
 from mtlkit._checks import check_int
+from mtlkit._numba import optional_kernels
 from mtlkit._registry import AGGREGATORS
 from mtlkit.aggregation._base import Aggregator
 
@@ -142,20 +142,8 @@ def _pool(workers: int) -> Any:
 def _kernel() -> Any:
     """The numba kernel, or None: numba not installed, or ``MTLKIT_NUMBA`` is ``0`` (read at
     every call)."""
-    if os.environ.get("MTLKIT_NUMBA", "").strip() == "0":
-        return None
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            from mtlkit.aggregation._trimmed_kernel import trimmed_mean_one
-        except ImportError:
-            _KERNEL = False
-        else:
-            _KERNEL = trimmed_mean_one
-    return _KERNEL or None
-
-
-_KERNEL: Any = None
+    kernels = optional_kernels("mtlkit.aggregation._trimmed_kernel")
+    return None if kernels is None else kernels.trimmed_mean_one
 
 #: columns per block of :func:`_streamed_mean` (its (2b + 2) scratch rows stay in cache)
 _COLUMNS = 131072

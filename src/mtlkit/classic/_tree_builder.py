@@ -39,12 +39,13 @@ memory layout).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import sparse
+
+from mtlkit._numba import optional_kernels
 
 EPSILON = np.finfo(np.float64).eps
 FEATURE_THRESHOLD = 1e-7  # as scikit-learn: values closer than this are not separated
@@ -535,20 +536,7 @@ def _draw_features(rng, max_features, seg_len, seg_start, members, info, n_low):
 def _compiled_kernels() -> Any:
     """The numba kernels (:mod:`mtlkit.classic._kernels`), or None: numba not installed,
     or the environment variable ``MTLKIT_NUMBA`` is ``0`` (read at every fit)."""
-    if os.environ.get("MTLKIT_NUMBA", "").strip() == "0":
-        return None
-    global _KERNELS
-    if _KERNELS is None:
-        try:
-            from mtlkit.classic import _kernels
-        except ImportError:
-            _KERNELS = False
-        else:
-            _KERNELS = _kernels
-    return _KERNELS or None
-
-
-_KERNELS: Any = None
+    return optional_kernels("mtlkit.classic._kernels")
 
 
 def build_tree(
