@@ -134,3 +134,34 @@ def test_assign_grads():
     torch.testing.assert_close(b.grad, torch.tensor([[4.0, 5.0]]))
     with pytest.raises(ValueError, match="does not match"):
         assign_grads([a], torch.ones(3))
+
+
+@pytest.mark.parametrize("n_wrt", [1, 2])
+def test_loop_engine_frees_each_rows_gradients_before_the_next_backward_pass(monkeypatch, n_wrt):
+    """Peak memory: the Jacobian plus one row, not two (a row's gradients still referenced
+    while the next row's backward pass allocates its own)."""
+    import weakref
+
+    from mtlkit import jacobian as jac_module
+
+    wrt = [torch.randn(50, requires_grad=True) for _ in range(n_wrt)]
+    losses = [sum((w * (i + 1)).pow(2).sum() for w in wrt) for i in range(4)]
+    returned: list[weakref.ref] = []
+    alive_during_backward: list[int] = []
+    real_grad = torch.autograd.grad
+
+    def grad(*args, **kwargs):
+        out = real_grad(*args, **kwargs)
+        returned.extend(weakref.ref(g) for g in out if g is not None)
+        return out
+
+    def hook(g):
+        alive_during_backward.append(sum(r() is not None for r in returned))
+        return g
+
+    for w in wrt:
+        w.register_hook(hook)
+    monkeypatch.setattr(jac_module.torch.autograd, "grad", grad)
+    j = jac_module.jacobian(losses, wrt, engine="loop")
+    assert j.shape == (4, 50 * n_wrt)
+    assert len(alive_during_backward) == 4 * n_wrt and max(alive_during_backward) == 0

@@ -347,14 +347,22 @@ class RunConfig(_Strict):
         return self
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"Invalid config {source}: {plural(exc.error_count(), 'problem')}"]
+def _format_errors(exc: ValidationError, source: str, data: dict[str, Any]) -> str:
+    """The schema's errors, and with them the misspelt component names
+    (:func:`mtlkit.run.precheck.unknown_names`, read from source without torch), so that one
+    error lists both."""
+    from mtlkit.run.precheck import unknown_names
+
+    found = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling)"
-        lines.append(f"  - {loc}: {msg}")
+        found.append((loc, msg))
+    found += unknown_names(data, skip=[loc for loc, _ in found])
+    lines = [f"Invalid config {source}: {plural(len(found), 'problem')}"]
+    lines += [f"  - {loc}: {msg}" for loc, msg in found]
     return "\n".join(lines)
 
 
@@ -364,7 +372,7 @@ def parse_config(data: dict[str, Any], *, source: str = "(dict)") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(_format_errors(exc, source, data)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

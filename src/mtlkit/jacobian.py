@@ -87,9 +87,11 @@ def _loop(ls: list[Tensor], wrt: list[Tensor], retain_graph: bool,
                 row.zero_()
             else:
                 row.view_as(g).copy_(g)
+            del grads, g
             continue
         torch.cat([g.reshape(-1) if g is not None else w.new_zeros(w.numel()) for g, w in zip(grads, wrt)],
                   out=row)
+        del grads  # else this row's gradients stay alive through the next row's backward pass
     return out
 
 
@@ -110,13 +112,18 @@ def jacobian_rows(losses: Sequence[Tensor], wrt: Sequence[Tensor], *, grad_outpu
     offsets = [0]
     for w in wrt:
         offsets.append(offsets[-1] + w.numel())
+    last = max((k for k, loss in enumerate(losses) if loss.requires_grad), default=-1)
     for k, loss in enumerate(losses):
         if not loss.requires_grad:
             yield []
             continue
         seed = None if grad_outputs is None else grad_outputs[k].to(loss.dtype)
-        grads = torch.autograd.grad(loss, wrt, grad_outputs=seed, retain_graph=retain_graph, allow_unused=True)
-        yield [(o, g.reshape(-1)) for o, g in zip(offsets, grads) if g is not None]
+        grads = torch.autograd.grad(loss, wrt, grad_outputs=seed, retain_graph=retain_graph or k < last,
+                                    allow_unused=True)
+        pieces = [(o, g.reshape(-1)) for o, g in zip(offsets, grads) if g is not None]
+        del grads
+        yield pieces
+        del pieces  # (and the consumer its own reference) before the next row's backward pass
 
 
 def _batched_vjp(outputs: Tensor, wrt: list[Tensor], cotangents: Tensor, retain_graph: bool,

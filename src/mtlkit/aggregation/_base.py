@@ -103,6 +103,11 @@ class Aggregator(HasParams):
     #: may hold on to the Jacobian (or a view of it) after the call; when False the trainer
     #: writes every step's Jacobian into one reused K×P workspace (no fresh allocation)
     keeps_jacobian: ClassVar[bool] = True
+    #: :meth:`direction` returns a new tensor that shares memory with nothing the method or
+    #: the caller keeps (not the Jacobian, not a buffer reused by the next call): the trainer
+    #: then makes it the shared parameters' gradient without a P-sized copy (a weighting of
+    #: the Gramian, whose direction is the fresh product w @ J, is handed over the same way)
+    fresh_direction: ClassVar[bool] = False
     #: the trainer feeds the Jacobian's rows to :meth:`row_stream` even without
     #: ``jacobian_block_size`` (the method is faster without the K×P matrix)
     prefers_row_stream: ClassVar[bool] = False

@@ -69,6 +69,7 @@ class TrimmedMean(Aggregator):
     permutation_invariant = True
     equals_mean_for_one_task = True
     keeps_jacobian = False  # reads the Jacobian during the call only
+    fresh_direction = True  # every route returns a new P-vector
 
     def __init__(self, *, trim_number: int = 1) -> None:
         self.trim_number = check_int("TrimmedMean", "trim_number", trim_number, low=0)

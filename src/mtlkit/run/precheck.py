@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from mtlkit.config import RunConfig
 
 __all__ = ["Problems", "UnknownNamesError", "plain_task_spec", "precheck", "problems_without_torch",
-           "representation_problems", "task_name_problems", "unknown_key_message"]
+           "representation_problems", "task_name_problems", "unknown_key_message", "unknown_names"]
 
 
 class UnknownNamesError(ConfigError, KeyError):
@@ -157,6 +157,49 @@ def problems_without_torch(cfg: RunConfig) -> Problems | None:
     except (_Unsure, OSError, SyntaxError):
         return None
     return p if p.items else None
+
+
+#: the components of a raw config whose names :func:`unknown_names` checks, and their registry
+_NAMED = (("training.weighting", "weightings"), ("training.aggregator", "aggregators"),
+          ("training.schedule", "schedules"), ("data.sampler", "samplers"),
+          ("model.architecture", "architectures"), ("data.dataset", "datasets"))
+
+
+def unknown_names(data: Mapping[str, Any], skip: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The component names of a raw config (the mapping read from YAML, before its schema is
+    validated) that no file registers, as ``(field, message)`` with the closest names, read
+    from source like :func:`precheck`. A config whose schema is wrong reports these with its
+    schema errors, so that a misspelt method is not found only once the schema is fixed.
+    ``skip``: fields (and the fields under them) that already have a schema error."""
+    def given(path: str) -> Any:
+        node: Any = data
+        for part in path.split("."):
+            if not isinstance(node, Mapping):
+                return None
+            node = node.get(part)
+        return node
+
+    def skipped(where: str) -> bool:
+        return any(where == s or where.startswith(s + ".") or s.startswith(where + ".") for s in skip)
+
+    p = Problems()
+    try:
+        for where, section in _NAMED:
+            value = given(where)
+            name = value.get("name") if isinstance(value, Mapping) else value if where == "data.dataset" else None
+            if isinstance(name, str) and not skipped(where):
+                _registry(section).get(p, where, name)
+        trunk = given("model.trunk")
+        name = trunk.get("name") if isinstance(trunk, Mapping) else None
+        if isinstance(name, str) and not skipped("model.trunk.name"):
+            trunks = _trunks()
+            if name not in trunks:
+                from mtlkit._registry import unknown_name_message
+
+                p.add("model.trunk.name", unknown_name_message("trunk", name, trunks))
+    except (_Unsure, OSError, SyntaxError):  # the source cannot vouch: the schema errors alone
+        return []
+    return p.items
 
 
 # ---------------------------------------------------------------------------- the config

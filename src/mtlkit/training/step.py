@@ -363,19 +363,29 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
     streams = not summed and (blockwise or (getattr(tr.aggregator, "prefers_row_stream", False)
                                             and tr.level == "parameters"))
     stream = _row_stream(tr, idx) if streams else None
+    shared_ids = {id(p) for p in tr.shared}
+    others = [p for p in tr.trainable if id(p) not in shared_ids] + tr.weighting_parameters()
+    if others:  # first, so that the shared part's last backward pass may free the graph
+        rest = tr.precision.scaled_loss(objective if extra_sum is None else objective + extra_sum)
+        _accumulate(others, torch.autograd.grad(rest, others, retain_graph=True, allow_unused=True))
+    # the graph is needed after the shared part only by the model's penalties' own pass; else
+    # its last backward pass frees the saved activations as it goes (as plain training's
+    # one pass does), so they are not held beside the Jacobian
+    keep = extra_sum is not None
     if tr.level == "representation":
         assert rep is not None
         j = _unscaled(representation_jacobian(rows, rep, grad_outputs=seeds).float(), scale)
         d = _aggregate(tr, j, idx, w, rows, result)
-        rep.backward(_scaled(d, scale).view_as(rep).to(rep.dtype), retain_graph=True)
+        rep.backward(_scaled(d, scale).view_as(rep).to(rep.dtype), retain_graph=keep)
     elif summed:
-        _weighted_sum_backward(tr, rows, seeds, idx, w, result)
+        _weighted_sum_backward(tr, rows, seeds, idx, w, result, keep)
     elif stream is not None:  # bounded memory: the rows are consumed one at a time
-        for i, pieces in enumerate(jacobian_rows(rows, tr.shared, grad_outputs=seeds)):
+        for i, pieces in enumerate(jacobian_rows(rows, tr.shared, grad_outputs=seeds, retain_graph=keep)):
             stream.add(i, [(o, _unscaled(g, scale)) for o, g in pieces])
+            del pieces  # before the next row's backward pass
         assign_grads(tr.shared, _scaled(stream.finish(), scale), copy=False)
     elif blockwise:
-        _blockwise_backward(tr, rows, seeds, idx, w, scale, result)
+        _blockwise_backward(tr, rows, seeds, idx, w, scale, result, keep)
     elif (chosen := _layers_chosen(tr, rows)):
         assert tr.plan.autogram is not None
         weights_from, extras = getattr(tr.aggregator, "weights_from"), _extras(tr, idx, w, rows)  # noqa: B009
@@ -383,17 +393,13 @@ def _aggregated_backward(tr: Trainer, objective: Tensor, w: Tensor, per_task: Se
         result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
     else:
         j = jacobian(rows, tr.shared, engine=tr.jacobian_engine, representation=rep, grad_outputs=seeds,
-                     out=tr.plan.jacobian_out(tr, len(rows)))
+                     out=tr.plan.jacobian_out(tr, len(rows)), retain_graph=keep)
         j = tr.comm.sync_jacobian(_unscaled(j, scale))
         d = _aggregate(tr, j, idx, w, rows, result)
-        # a Gramian-based direction is the fresh product w @ J: handed over without a copy
-        assign_grads(tr.shared, _scaled(d, scale), copy=result.aggregator_weights is None and scale is None)
-    shared_ids = {id(p) for p in tr.shared}
-    others = [p for p in tr.trainable if id(p) not in shared_ids] + tr.weighting_parameters()
-    rest = tr.precision.scaled_loss(objective if extra_sum is None else objective + extra_sum)
-    if others:
-        _accumulate(others, torch.autograd.grad(rest, others, retain_graph=extra_sum is not None,
-                                                allow_unused=True))
+        # a Gramian-based direction is the fresh product w @ J: handed over without a copy, as
+        # is one its method declares new (``fresh_direction``)
+        fresh = result.aggregator_weights is not None or getattr(tr.aggregator, "fresh_direction", False)
+        assign_grads(tr.shared, _scaled(d, scale), copy=not fresh and scale is None)
     if extra_sum is not None and tr.shared and extra_sum.requires_grad:
         _accumulate(tr.shared, torch.autograd.grad(tr.precision.scaled_loss(extra_sum), tr.shared,
                                                    allow_unused=True))
@@ -416,7 +422,7 @@ def _weights_without_jacobian(tr: Trainer) -> bool:
 
 
 def _weighted_sum_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tensor], idx: list[int], w: Tensor,
-                           result: StepResult) -> None:
+                           result: StepResult, keep: bool = True) -> None:
     """:func:`_weights_without_jacobian`: the weights from a K×K placeholder (the method reads
     its size only), then the shared parameters' gradient Σ_k a_k w_k ∇L_k (times the loss
     scale under fp16, as the Jacobian's rows) from one backward pass; a shared parameter no
@@ -429,7 +435,7 @@ def _weighted_sum_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tens
     result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
     coef = (a.to(w) * torch.stack(list(seeds))).unbind()
     target = cast(Tensor, sum(c * r for c, r in zip(coef, rows)))
-    grads = torch.autograd.grad(target, tr.shared, retain_graph=True, allow_unused=True)
+    grads = torch.autograd.grad(target, tr.shared, retain_graph=keep, allow_unused=True)
     _accumulate(tr.shared, [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, tr.shared)])
 
 
@@ -463,7 +469,7 @@ def _scaled(d: Tensor, scale: Tensor | None) -> Tensor:
 
 
 def _blockwise_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tensor], idx: list[int], w: Tensor,
-                        scale: Tensor | None, result: StepResult) -> None:
+                        scale: Tensor | None, result: StepResult, keep: bool = True) -> None:
     """``jacobian_block_size``: the K×K Gramian summed over blocks of the shared parameters
     (K×block entries held at a time), the aggregator's weights a from it, and the shared
     parameters' gradient Σ_k a_k w_k ∇L_k from one more backward pass (local: synced with the
@@ -481,7 +487,7 @@ def _blockwise_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tensor]
     result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
     coef = (a.to(w) * torch.stack(list(seeds))).unbind()
     target = cast(Tensor, sum(c * r for c, r in zip(coef, rows)))
-    _accumulate(tr.shared, torch.autograd.grad(target, tr.shared, retain_graph=True, allow_unused=True))
+    _accumulate(tr.shared, torch.autograd.grad(target, tr.shared, retain_graph=keep, allow_unused=True))
 
 
 def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
