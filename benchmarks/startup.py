@@ -14,7 +14,8 @@ a typo in a config reported <= 1.5 s.
 The typo configs are ``examples/yeast.yaml`` with ``epochs`` misspelt (a key: caught by the
 config's schema, before torch loads), with the weighting's name misspelt and with a value
 out of range (``dwa`` with ``temperature: -1``; both found from the method files' source
-before torch loads, :mod:`mtlkit.run.precheck`), and with the name misspelt in a config that
+before torch loads, :mod:`mtlkit.run.precheck`), with both the key and the name misspelt
+(the schema's error lists the misspelt name too), and with the name misspelt in a config that
 lists its own tasks (binary specs, as a table's config does; then a multilabel spec with its
 loss and label columns next to a regression one of two outputs). The last row is a typo the
 check without torch leaves to the full one (a task spec it does not vouch for, a segmentation
@@ -64,6 +65,8 @@ def main() -> None:
     (tmp / "key.yaml").write_text(text.replace("epochs:", "epocs:"), encoding="utf-8")
     (tmp / "name.yaml").write_text(text.replace("name: equal", "name: equl"), encoding="utf-8")
     (tmp / "value.yaml").write_text(text.replace("{name: equal}", "{name: dwa, temperature: -1}"), encoding="utf-8")
+    (tmp / "both.yaml").write_text(text.replace("epochs:", "epocs:").replace("name: equal", "name: equl"),
+                                   encoding="utf-8")
     tasks = "".join(f"  - {{name: label_{i}, kind: binary}}\n" for i in range(14))
     (tmp / "tasks.yaml").write_text(text.replace("name: equal", "name: equl") + f"tasks:\n{tasks}",
                                     encoding="utf-8")
@@ -81,6 +84,8 @@ def main() -> None:
         "config typo (key)": ([exe, "train", str(tmp / "key.yaml"), "--out", str(tmp / "run")], 1.5),
         "config typo (component name)": ([exe, "train", str(tmp / "name.yaml"), "--out", str(tmp / "run")], 1.5),
         "config typo (parameter value)": ([exe, "train", str(tmp / "value.yaml"), "--out", str(tmp / "run")], 1.5),
+        "config typo (key and component name)": ([exe, "train", str(tmp / "both.yaml"), "--out", str(tmp / "run")],
+                                                 1.5),
         "config typo, with tasks:": ([exe, "train", str(tmp / "tasks.yaml"), "--out", str(tmp / "run")], 1.5),
         "config typo, with multilabel and regression tasks:": ([exe, "train", str(tmp / "mixed.yaml"), "--out",
                                                                 str(tmp / "run")], 1.5),
