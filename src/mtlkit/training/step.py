@@ -24,6 +24,12 @@ batch size. A step reads the device at these documented points only:
 
 ``benchmarks/gpu_check.py`` counts them with ``torch.cuda.set_sync_debug_mode``.
 
+Memory. With an aggregator, the task-specific parameters' gradients are taken first; the
+shared part's last backward pass (the last row of the Jacobian, Mean's single pass, the pass
+of the block-wise Gramian's weights, or the representation's pull-back) then frees the graph
+as it goes, as plain training's one pass does, so the saved activations are not held beside
+the Jacobian. Only the model's penalties, which need their own pass afterwards, keep it.
+
 Mixed precision (:mod:`~mtlkit.training.precision`): the forward pass and the losses run under
 autocast; with fp16 every backward pass starts from scaled losses, per-task gradients are
 unscaled before aggregation, and the optimiser's gradients once before the update.
