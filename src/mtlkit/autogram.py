@@ -171,6 +171,7 @@ class LayerGramian:
             if j_other is not None:
                 torch.cat([g.reshape(-1) if g is not None else p.new_zeros(p.numel())
                            for g, p in zip(grads[len(chosen):], others)], out=j_other[r])
+            del grads  # not alive through the next row's backward pass
         from mtlkit.aggregation._base import gramian
 
         g_mat = gramian(j_other) if j_other is not None else rows[0].new_zeros(k, k, dtype=torch.float32)
