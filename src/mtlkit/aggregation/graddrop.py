@@ -127,9 +127,9 @@ class GradDrop(Aggregator):
 
     def _block_scratch(self, k: int, block: int, like: Tensor) -> Tensor:
         """(K + 2)×block floats kept from call to call (at most 2 MB in float32 and 1/16 of
-        the Jacobian, unless that leaves a block fewer than 1,024 columns): rows 0 and 1
-        for a block's sums, the rest for its clamped copy. Kept because on a CPU a fresh buffer over glibc's mmap
-        threshold costs its page faults at every call."""
+        the Jacobian, unless that leaves a block fewer than 1,024 columns): rows 0 and 1 for
+        a block's sums, the rest for its clamped copy. Kept because on a CPU a fresh buffer
+        over glibc's mmap threshold costs its page faults at every call."""
         buf = getattr(self, "_buf", None)
         if (buf is None or buf.shape[0] < k + 2 or buf.shape[1] < block or buf.dtype != like.dtype
                 or buf.device != like.device):
