@@ -147,9 +147,10 @@ class Aggregator(HasParams):
 
     def row_stream(self, k: int, like: Tensor, tasks: Sequence[int] | None = None) -> RowStream | None:
         """A consumer of the K rows of the Jacobian one at a time (rows like ``like``: a
-        P-vector), whose ``finish()`` is the direction :meth:`direction` gives for the whole
-        matrix — so the trainer never holds the K×P Jacobian. None (the default): the method
-        needs the matrix. A stream draws the same random numbers and updates the same state
+        P-vector whose shape, dtype and device count, not its values or memory: the trainer
+        passes one element expanded), whose ``finish()`` is the direction :meth:`direction`
+        gives for the whole matrix — so the trainer never holds the K×P Jacobian. None (the
+        default): the method needs the matrix. A stream draws the same random numbers and updates the same state
         as one call of :meth:`direction`."""
         return None
 

@@ -463,7 +463,9 @@ def _row_stream(tr: Trainer, idx: list[int]) -> Any:
     agg = tr.aggregator
     if agg is None or tr.jacobian_engine != "loop" or type(tr.comm) is not Comm or not tr.shared:
         return None
-    return agg.row_stream(len(idx), tr.shared[0].new_empty(sum(p.numel() for p in tr.shared)), tasks=idx)
+    # a P-vector for its shape, dtype and device only: one element expanded, no P-sized allocation
+    like = tr.shared[0].new_empty(1).expand(sum(p.numel() for p in tr.shared))
+    return agg.row_stream(len(idx), like, tasks=idx)
 
 
 def _unscaled(j: Tensor, scale: Tensor | None) -> Tensor:
