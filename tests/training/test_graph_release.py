@@ -47,3 +47,31 @@ def test_the_last_shared_pass_frees_the_graph(two_task_data, monkeypatch, name, 
     assert shared_calls and shared_calls[-1] is False
     assert calls[-1] == (True, False)  # nothing backward through the graph after it
     assert all(retain for reaches, retain in calls if not reaches)  # the heads, first
+
+
+class _Penalised(HardSharing):
+    """Hard sharing with a penalty on the trunk's output: its own backward pass, after the
+    shared part's, goes through the step's graph."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rep = None
+        self.shared.register_forward_hook(lambda _m, _i, out: setattr(self, "_rep", out))
+
+    def extra_losses(self):
+        return {"activity": 1e-3 * self._rep.pow(2).mean()}
+
+
+@pytest.mark.parametrize("name", ["upgrad", "trimmed_mean", "moco", "mean"])
+def test_a_penalty_keeps_the_graph_for_its_own_pass(two_task_data, monkeypatch, name):
+    data, tasks = two_task_data
+    torch.manual_seed(0)
+    model = _Penalised(mlp(10, (16,)), tasks)
+    tr = Trainer(model, tasks, aggregator=AGGREGATORS.build(name), optimizer="sgd", lr=0.1, batch_size=64,
+                 progress=False, gramian_engine="jacobian")
+    tr.setup()
+    before = [p.detach().clone() for p in tr.shared]
+    calls = _calls(monkeypatch, tr, data.batch(torch.arange(64)))  # would raise if the graph were freed early
+    shared_calls = [retain for reaches, retain in calls if reaches]
+    assert shared_calls[-1] is False and all(shared_calls[:-1])  # the penalty's pass last, the rest kept it
+    assert any(not torch.equal(b, p) for b, p in zip(before, tr.shared))
