@@ -33,6 +33,16 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mtlkit._catalog import (
+    _ROOT,
+    _ROOTS,
+    PACKAGES,
+    _assigns,
+    _constants,
+    _literal,
+    _registered_name,
+    _Source,
+)
 from mtlkit.config import ConfigError
 
 if TYPE_CHECKING:
@@ -192,11 +202,7 @@ def unknown_names(data: Mapping[str, Any], skip: Sequence[str] = ()) -> list[tup
         trunk = given("model.trunk")
         name = trunk.get("name") if isinstance(trunk, Mapping) else None
         if isinstance(name, str) and not skipped("model.trunk.name"):
-            trunks = _trunks()
-            if name not in trunks:
-                from mtlkit._registry import unknown_name_message
-
-                p.add("model.trunk.name", unknown_name_message("trunk", name, trunks))
+            _trunk(p, name)
     except (_Unsure, OSError, SyntaxError):  # the source cannot vouch: the schema errors alone
         return []
     return p.items
@@ -370,14 +376,10 @@ def _architecture(cfg: RunConfig, p: Problems, tasks: list[str] | None) -> _Entr
     if trunk is not None:
         if "decoder" in trunk:
             raise _Unsure
-        trunks = _trunks()
         name = trunk.get("name")
-        if name not in trunks:
-            from mtlkit._registry import unknown_name_message
-
-            p.add("model.trunk.name", unknown_name_message("trunk", str(name), trunks), lookup=True)
-        else:
-            accepted = trunks[name].accepted()
+        entry = _trunk(p, name)
+        if entry is not None:
+            accepted = entry.accepted()
             for k in trunk:
                 if k not in ("name", "decoder") and k not in accepted:
                     p.add(f"model.trunk.{k}", unknown_key_message(f"trunk {name!r}", k, accepted))
@@ -432,8 +434,6 @@ class _Entry:
 
     def _mro(self) -> list[tuple[ast.ClassDef, dict[str, Any]]]:
         """The class and its bases (depth first, as far as the package defines them)."""
-        from mtlkit._catalog import _ROOTS
-
         out: list[tuple[ast.ClassDef, dict[str, Any]]] = []
         todo: list[tuple[ast.ClassDef, dict[str, Any]]] = [(self.node, self.consts)]  # type: ignore[list-item]
         while todo:
@@ -546,7 +546,6 @@ class _SourceRegistry:
 
     def __init__(self, section: str) -> None:
         from mtlkit import _registry
-        from mtlkit._catalog import _ROOT, PACKAGES, _constants, _registered_name, _Source
 
         package, registry = PACKAGES[section]
         self.kind = getattr(_registry, registry).kind
@@ -580,10 +579,20 @@ def _registry(section: str) -> _SourceRegistry:
     return _SourceRegistry(section)
 
 
+def _trunk(p: Problems, name: Any) -> _Entry | None:
+    """The stock trunk named ``name``, or None with the unknown name recorded."""
+    trunks = _trunks()
+    if name in trunks:
+        return trunks[name]
+    from mtlkit._registry import unknown_name_message
+
+    p.add("model.trunk.name", unknown_name_message("trunk", str(name), trunks), lookup=True)
+    return None
+
+
 def _trunks() -> dict[str, _Entry]:
     """The stock trunks (``TRUNKS`` of architectures/backbones.py with the text trunks'
     ``TEXT_TRUNK_BUILDERS``), read from source."""
-    from mtlkit._catalog import _ROOT, _constants
 
     out: dict[str, _Entry] = {}
     for file, name in (("backbones.py", "TRUNKS"), ("text.py", "TEXT_TRUNK_BUILDERS")):
@@ -602,14 +611,3 @@ def _trunks() -> dict[str, _Entry]:
 def _is_register(deco: ast.expr) -> bool:
     return isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "register"
 
-
-def _assigns(stmt: ast.stmt, name: str) -> bool:
-    from mtlkit._catalog import _assigns as assigns
-
-    return assigns(stmt, name)
-
-
-def _literal(node: ast.expr, consts: dict[str, Any]) -> Any:
-    from mtlkit._catalog import _literal as literal
-
-    return literal(node, consts)
