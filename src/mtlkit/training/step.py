@@ -438,11 +438,19 @@ def _weighted_sum_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tens
     ref = tr.shared[0]
     placeholder = ref.new_zeros(()).expand(len(rows), len(rows))
     a = agg.weights_from(placeholder, **_extras(tr, idx, w, rows))  # type: ignore[union-attr]
+    grads = _weighted_rows_grad(tr, rows, seeds, idx, a, w, result, keep)
+    _accumulate(tr.shared, [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, tr.shared)])
+
+
+def _weighted_rows_grad(tr: Trainer, rows: Sequence[Tensor], seeds: Sequence[Tensor], idx: list[int], a: Tensor,
+                        w: Tensor, result: StepResult, keep: bool) -> tuple[Tensor | None, ...]:
+    """The aggregator's weights ``a`` recorded, and the shared parameters' gradients of
+    Σ_k a_k s_k L_k (s_k: the rows' seeds) from one backward pass: the direction ``a @ J``
+    without the Jacobian (None for a parameter no task reaches)."""
     result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
     coef = (a.to(w) * torch.stack(list(seeds))).unbind()
     target = cast(Tensor, sum(c * r for c, r in zip(coef, rows)))
-    grads = torch.autograd.grad(target, tr.shared, retain_graph=keep, allow_unused=True)
-    _accumulate(tr.shared, [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, tr.shared)])
+    return torch.autograd.grad(target, tr.shared, retain_graph=keep, allow_unused=True)
 
 
 def _layers_chosen(tr: Trainer, rows: Sequence[Tensor]) -> list[Any]:
@@ -492,10 +500,7 @@ def _blockwise_backward(tr: Trainer, rows: list[Tensor], seeds: Sequence[Tensor]
         del jb
     assert g is not None and agg is not None
     a = agg.weights_from(g, **_extras(tr, idx, w, rows))  # type: ignore[attr-defined]
-    result.aggregator_weights, result.aggregator_tasks = a.detach(), idx
-    coef = (a.to(w) * torch.stack(list(seeds))).unbind()
-    target = cast(Tensor, sum(c * r for c, r in zip(coef, rows)))
-    _accumulate(tr.shared, torch.autograd.grad(target, tr.shared, retain_graph=keep, allow_unused=True))
+    _accumulate(tr.shared, _weighted_rows_grad(tr, rows, seeds, idx, a, w, result, keep))
 
 
 def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
