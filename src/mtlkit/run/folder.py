@@ -873,10 +873,30 @@ def load_model(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise RunFolderError(f"Cannot read weights {str(run_dir / MODEL_WEIGHTS)!r} (corrupted or "
                              f"truncated?): {exc}") from None
+    _load_weights(model, state, run_dir)
+    model.eval()
+    return model, meta
+
+
+def _load_weights(model: nn.Module, state: dict[str, Any], run_dir: Path) -> None:
+    """``state`` into ``model``, every tensor; otherwise a :class:`RunFolderError` naming the
+    missing, unexpected or mis-shaped tensors (e.g. a run saved by an mtlkit whose model of
+    that architecture named or shaped its layers differently)."""
+    where = f"Weights in {str(run_dir / MODEL_WEIGHTS)!r} do not match the model described in {MODEL_META}"
+    hint = ("; the run was probably saved by another version of mtlkit (retrain it, or rebuild the model "
+            "in Python and load what fits with load_state_dict(..., strict=False))")
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (the model's is {tuple(own[k].shape)})"
+             for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    problems = [(what, names) for what, names in (
+        ("missing from the file", [k for k in own if k not in state]),
+        ("in the file but not in the model", [k for k in state if k not in own]),
+        ("of another shape", wrong)) if names]
+    if problems:
+        said = "; ".join(f"{len(names)} {what}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+                         for what, names in problems)
+        raise RunFolderError(f"{where}: {said}{hint}.")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise RunFolderError(f"Weights in {str(run_dir / MODEL_WEIGHTS)!r} do not match the model "
-                             f"described in {MODEL_META}: {str(exc).splitlines()[0]}") from None
-    model.eval()
-    return model, meta
+        raise RunFolderError(f"{where}: {str(exc).splitlines()[0]}{hint}.") from None
