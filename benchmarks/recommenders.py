@@ -143,6 +143,11 @@ def main() -> None:
     ap.add_argument("--n-users", type=int, default=None)
     ap.add_argument("--test-negatives", type=int, default=99)
     ap.add_argument("--archs", nargs="*", default=list(ARCHS))
+    ap.add_argument("--batch-norm", action="store_true",
+                    help="our models' trunk with batch_norm: true (torch-rechub's MLPs have BatchNorm)")
+    ap.add_argument("--init-std", type=float, default=None,
+                    help="standard deviation of our ID embeddings' initial weights (default: mtlkit's, 0.01)")
+    ap.add_argument("--field-dim", type=int, default=None, help="every ID field of our models this wide")
     ap.add_argument("--no-references", action="store_true",
                     help="leave out the single-task and torch-rechub rows (re-run some architectures only)")
     a = ap.parse_args()
@@ -150,6 +155,15 @@ def main() -> None:
         a.seeds, a.epochs, a.n_users, a.test_negatives = 1, 1, a.n_users or 30, 9
     k = 10
     bundle = load("movielens", n_users=a.n_users, negatives=2, test_negatives=a.test_negatives)
+    if a.batch_norm:
+        bundle.default_trunk["batch_norm"] = True
+    if a.init_std is not None:
+        from mtlkit.architectures import _embeddings
+
+        _embeddings.INIT_STD = a.init_std
+    if a.field_dim is not None:
+        for f in bundle.default_trunk["input"]["fields"]:
+            f["dim"] = a.field_dim
     print(f"MovieLens 100K funnel: {len(bundle.data)} training impressions, {len(bundle.test)} test rows; "
           f"candidates: {bundle.info['candidates']}")
     rows: dict[tuple[str, str], list] = {}

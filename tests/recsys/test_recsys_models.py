@@ -142,3 +142,19 @@ def test_experts_share_one_embedding_input_and_gates_read_it(arch):
     assert emb.grad is not None and emb.grad.abs().sum() > 0
     gate = m.gates["click"] if arch == "mmoe" else m.task_gates["click"][0]
     assert gate.linear.in_features == m.inputs.out_features  # the gates read the embedded features
+
+
+def test_id_embeddings_start_small():
+    """The tables start at N(0, INIT_STD²), not at nn.Embedding's N(0, 1) (recommender practice;
+    docs/recommenders.md shows what the N(0, 1) start cost on MovieLens)."""
+    from mtlkit.architectures._embeddings import INIT_STD
+
+    torch.manual_seed(0)
+    sf = SparseFeatures(fields=[{"name": "user", "vocab": 2000, "dim": 16},
+                                {"name": "hist", "share": "user", "dim": 16, "length": 3},
+                                {"name": "zip", "hash_buckets": 500, "dim": 4}])
+    assert INIT_STD == 0.01
+    for name, table in sf.tables.items():
+        w = table.weight.detach()
+        assert abs(float(w.mean())) < 3 * INIT_STD / w.numel() ** 0.5, name
+        assert 0.95 * INIT_STD < float(w.std()) < 1.05 * INIT_STD, name
