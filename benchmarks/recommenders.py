@@ -158,9 +158,9 @@ def main() -> None:
     if a.batch_norm:
         bundle.default_trunk["batch_norm"] = True
     if a.init_std is not None:
-        from mtlkit.architectures import _embeddings
+        from mtlkit.data import embedding
 
-        _embeddings.INIT_STD = a.init_std
+        embedding.INIT_STD = a.init_std
     if a.field_dim is not None:
         for f in bundle.default_trunk["input"]["fields"]:
             f["dim"] = a.field_dim

@@ -147,7 +147,7 @@ def test_experts_share_one_embedding_input_and_gates_read_it(arch):
 def test_id_embeddings_start_small():
     """The tables start at N(0, INIT_STD²), not at nn.Embedding's N(0, 1) (recommender practice;
     docs/recommenders.md shows what the N(0, 1) start cost on MovieLens)."""
-    from mtlkit.architectures._embeddings import INIT_STD
+    from mtlkit.data.embedding import INIT_STD
 
     torch.manual_seed(0)
     sf = SparseFeatures(fields=[{"name": "user", "vocab": 2000, "dim": 16},

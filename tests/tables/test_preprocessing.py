@@ -173,3 +173,17 @@ def test_unscaled_target_warns_when_scales_differ():
     with pytest.warns(UserWarning, match=r"left unstandardised .* more than 100x"):
         prepared = prepare_table(df, tasks, ["num"])
     assert all(t.target_mean is None for t in prepared.tasks)
+
+
+def test_category_embeddings_start_small():
+    """A table's learned embeddings start at N(0, INIT_STD²), not at nn.Embedding's N(0, 1)
+    (benchmarks/embedding_init.py shows what the N(0, 1) start cost)."""
+    from mtlkit.data.embedding import INIT_STD
+
+    torch.manual_seed(0)
+    m = TabularInput(dense=2, cardinalities=[3000, 400], dims=[8, 6])
+    assert INIT_STD == 0.01
+    for table in m.embeddings:
+        w = table.weight.detach()
+        assert abs(float(w.mean())) < 3 * INIT_STD / w.numel() ** 0.5
+        assert 0.95 * INIT_STD < float(w.std()) < 1.05 * INIT_STD

@@ -52,10 +52,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtlkit.data import embedding as _embedding
+
 __all__ = ["FieldSpec", "SparseFeatures", "hash_ids", "with_fields"]
 
-#: the standard deviation of the tables' initial weights (see :class:`SparseFeatures`)
-INIT_STD = 0.01
 #: the default memory budget of all embedding tables together, in MiB
 DEFAULT_MAX_MEMORY_MB = 1024.0
 POOLINGS = ("mean", "sum")
@@ -142,10 +142,10 @@ class SparseFeatures(nn.Module):
         max_memory_mb: refuse embedding tables whose float32 weights together exceed this
             (the error says how big they would be and suggests hashing).
 
-    The tables start at N(0, 0.01²) (:data:`INIT_STD`), not at ``nn.Embedding``'s N(0, 1): the
-    small initial ID embeddings of recommender practice (torch-rechub and DeepCTR draw
-    N(0, 1e-4²), fastai's tabular embeddings N(0, 0.01²)). From N(0, 1), a few epochs of
-    Adam left the random start dominating the learnt part of every user's and item's vector:
+    The tables start at N(0, 0.01²) (:data:`mtlkit.data.embedding.INIT_STD`), not at
+    ``nn.Embedding``'s N(0, 1): the small initial ID embeddings of recommender practice
+    (torch-rechub and DeepCTR draw N(0, 1e-4²), fastai's tabular embeddings N(0, 0.01²)).
+    From N(0, 1), a few epochs of Adam left the random start dominating the learnt part of every user's and item's vector:
     on the MovieLens 100K funnel (all users, 3 epochs, Adam lr 3e-3, batch 512, 99 sampled
     negatives, 3 seeds; ``benchmarks/recommenders.py --epochs 3 --seeds 3``, with
     ``--init-std 1`` for the old start; docs/recommenders.md) the test click AUC of MMoE went
@@ -191,7 +191,7 @@ class SparseFeatures(nn.Module):
             if f.share is None:
                 table = tables[f.name] = nn.Embedding(f.rows, f.dim)
                 with torch.no_grad():  # N(0, 1) scaled: the same random draws, N(0, INIT_STD²)
-                    table.weight.mul_(INIT_STD)
+                    table.weight.mul_(_embedding.INIT_STD)
         self.tables = nn.ModuleDict({_key(k): v for k, v in tables.items()})
         dims = {f.name: f.dim for f in specs if f.share is None}
         for f in specs:

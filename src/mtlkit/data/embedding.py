@@ -23,7 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TabularInput", "with_input"]
+__all__ = ["INIT_STD", "TabularInput", "with_input"]
+
+#: the standard deviation of the initial weights of learned category and ID embeddings, here
+#: and in :class:`mtlkit.architectures._embeddings.SparseFeatures` (``nn.Embedding`` starts at
+#: N(0, 1); see :class:`TabularInput`)
+INIT_STD = 0.01
 
 
 class TabularInput(nn.Module):
@@ -34,6 +39,14 @@ class TabularInput(nn.Module):
         cardinalities: the number of indices of each embedded column (categories + unknown +
             missing).
         dims: the embedding width of each embedded column.
+
+    The tables start at N(0, 0.01²) (:data:`INIT_STD`), not at ``nn.Embedding``'s N(0, 1), as
+    fastai's tabular embeddings and recommender libraries do: from N(0, 1), the random start of
+    a rarely seen category outweighs what training learns for it. On MovieLens 100K as a
+    table (user, item, gender, age, occupation, zip and year as categorical columns; rating
+    and like as tasks; ``mtlkit.fit`` with 6 epochs, batch 256, seeds 0 and 1) the test R² of
+    the rating went from 0.251–0.256 to 0.313–0.314 and the like AUC from 0.753–0.755 to
+    0.783 (docs/recommenders.md).
     """
 
     def __init__(self, dense: int, cardinalities: Sequence[int], dims: Sequence[int], **_: Any) -> None:
@@ -43,7 +56,11 @@ class TabularInput(nn.Module):
                              f"{list(cardinalities)} and {list(dims)}.")
         self.dense = int(dense)
         self.cardinalities = [int(c) for c in cardinalities]
-        self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(self.cardinalities, dims))
+        tables = [nn.Embedding(c, d) for c, d in zip(self.cardinalities, dims)]
+        with torch.no_grad():  # N(0, 1) scaled: the same random draws, N(0, INIT_STD²)
+            for table in tables:
+                table.weight.mul_(INIT_STD)
+        self.embeddings = nn.ModuleList(tables)
         self.in_features = self.dense + len(self.cardinalities)
         self.out_features = self.dense + int(sum(dims))
 
