@@ -111,9 +111,9 @@ class GradDrop(Aggregator):
         at 0 and pos at 1 (``torch.where`` and bool -> float conversions are several times
         slower on a CPU). The two column sums are products with a row of ones: a
         matrix-vector product reads the K×block view faster than ``torch.sum`` over its rows
-        (``benchmarks/peers.py --math-only --methods graddrop``; the call
-        went from 18.7–21.8 to 16.7–18.1 ms at K = 40 on the benchmark CPU, the same within
-        2 % at K = 4 and 10). The draws are one ``torch.rand(P)``, as in :meth:`row_stream`."""
+        (``benchmarks/peers.py --ks 40 --math-only --methods graddrop``: the call went from
+        17.6–20.8 to 16.5–16.6 ms at K = 40 on the benchmark CPU; docs/performance.md §2).
+        The draws are one ``torch.rand(P)``, as in :meth:`row_stream`."""
         k, p = jacobian.shape
         out = self._uniforms(p, jacobian)
         budget = min(_SCRATCH_ELEMENTS, k * p // _SCRATCH_SHARE)

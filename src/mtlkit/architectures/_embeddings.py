@@ -145,8 +145,8 @@ class SparseFeatures(nn.Module):
     The tables start at N(0, 0.01²) (:data:`mtlkit.data.embedding.INIT_STD`), not at
     ``nn.Embedding``'s N(0, 1): the small initial ID embeddings of recommender practice
     (torch-rechub and DeepCTR draw N(0, 1e-4²), fastai's tabular embeddings N(0, 0.01²)).
-    From N(0, 1), a few epochs of Adam left the random start dominating the learnt part of every user's and item's vector:
-    on the MovieLens 100K funnel (all users, 3 epochs, Adam lr 3e-3, batch 512, 99 sampled
+    From N(0, 1), a few epochs of Adam left the random start dominating the learnt part of
+    every user's and item's vector: on the MovieLens 100K funnel (all users, 3 epochs, Adam lr 3e-3, batch 512, 99 sampled
     negatives, 3 seeds; ``benchmarks/recommenders.py --epochs 3 --seeds 3``, with
     ``--init-std 1`` for the old start; docs/recommenders.md) the test click AUC of MMoE went
     from 0.826 to 0.860 and of ESMM from 0.824 to 0.855 (torch-rechub's: 0.865 and 0.860);

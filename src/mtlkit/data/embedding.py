@@ -46,7 +46,7 @@ class TabularInput(nn.Module):
     table (user, item, gender, age, occupation, zip and year as categorical columns; rating
     and like as tasks; ``mtlkit.fit`` with 6 epochs, batch 256, seeds 0 and 1) the test R² of
     the rating went from 0.251–0.256 to 0.313–0.314 and the like AUC from 0.753–0.755 to
-    0.783 (docs/recommenders.md).
+    0.783 (``python benchmarks/embedding_init.py``; docs/recommenders.md).
     """
 
     def __init__(self, dense: int, cardinalities: Sequence[int], dims: Sequence[int], **_: Any) -> None:
