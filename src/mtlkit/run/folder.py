@@ -887,7 +887,8 @@ def _load_weights(model: nn.Module, state: dict[str, Any], run_dir: Path) -> Non
             "in Python and load what fits with load_state_dict(..., strict=False))")
     own = model.state_dict()
     wrong = [f"{k} {tuple(v.shape)} (the model's is {tuple(own[k].shape)})"
-             for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+             for k, v in state.items()
+             if k in own and isinstance(own[k], torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)]
     problems = [(what, names) for what, names in (
         ("missing from the file", [k for k in own if k not in state]),
         ("in the file but not in the model", [k for k in state if k not in own]),
