@@ -94,13 +94,19 @@ class MultiTaskData(Dataset):
         return {k: int(m.reshape(m.shape[0], -1).any(1).sum()) for k, m in self.masks.items()}
 
     def iter_batches(self, batch_size: int, *, shuffle: bool = False,
-                     generator: torch.Generator | None = None, drop_last: bool = False
+                     generator: torch.Generator | None = None, drop_last: bool = False, min_last: int = 1
                      ) -> Iterator[tuple[Inputs, dict[str, Tensor], dict[str, Tensor]]]:
+        """Batches of ``batch_size`` rows (in a seeded random order with ``shuffle``). The last
+        one may be smaller: ``drop_last`` drops it; one of fewer than ``min_last`` rows joins
+        the batch before it (a batch-norm layer cannot train on one row), so no row is left out."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - (n % batch_size) if drop_last and n >= batch_size else n
-        for s in range(0, stop, batch_size):
-            yield self.batch(order[s:s + batch_size])
+        starts = list(range(0, stop, batch_size))
+        if len(starts) > 1 and stop - starts[-1] < min_last:
+            starts.pop()
+        for i, s in enumerate(starts):
+            yield self.batch(order[s:starts[i + 1] if i + 1 < len(starts) else stop])
 
 
 def _of(source: str | None) -> str:

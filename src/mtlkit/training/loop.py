@@ -49,6 +49,14 @@ class History:
         return out
 
 
+def min_last_batch(model: torch.nn.Module, processes: int) -> int:
+    """The fewest rows of an epoch's last batch (a smaller one joins the batch before,
+    :meth:`MultiTaskData.iter_batches`): 2 per process for a model with batch-norm layers,
+    which refuse to train on one row; else 1."""
+    bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return 2 * processes if bn else 1
+
+
 def new_fit_state() -> dict[str, Any]:
     """Early stopping's state (checkpointed with the trainer)."""
     return {"best_score": -math.inf, "best_state": None, "bad_epochs": 0, "baseline_val": None, "done": False}

@@ -254,14 +254,16 @@ class Trainer:
         if self.sampler is not None:
             it = iter(self.sampler.batches(data, self.settings.batch_size, self.generator, epoch))
         else:
-            it = data.iter_batches(self.settings.batch_size, shuffle=True, generator=self.generator)
+            it = data.iter_batches(self.settings.batch_size, shuffle=True, generator=self.generator,
+                                   min_last=loop.min_last_batch(self.model, self.comm.size))
         return self.comm.batches(self, it)
 
     def _num_batches(self, data: MultiTaskData) -> int | None:
         if self.sampler is not None:
             n = getattr(self.sampler, "num_batches", None)
             return n(data, self.settings.batch_size) if callable(n) else None
-        return -(-len(data) // self.settings.batch_size)
+        full, rest = divmod(len(data), self.settings.batch_size)
+        return full + (1 if rest >= loop.min_last_batch(self.model, self.comm.size) or (rest and not full) else 0)
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: MultiTaskData, val: MultiTaskData | None = None, *, resume: bool = False) -> History:
