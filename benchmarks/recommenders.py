@@ -16,6 +16,11 @@ size, optimiser and learning rate, and printed in the same table (rows ``rechub-
 torch-rechub's ESMM needs one width; the bags as mean-pooled sequence features with padding
 index 0; zip hashed into 1,000 buckets as on our side); ESMM's loss is the paper's
 ``BCE(pCTR, click) + BCE(pCTCVR, conversion)`` as for ours, MMoE's the sum of the two BCEs.
+
+Variants of our models' input (docs/recommenders.md): ``--batch-norm`` (the trunk with
+``batch_norm: true``, as torch-rechub's MLPs), ``--init-std S`` (the ID embeddings start at
+N(0, S²); mtlkit's default is 0.01, ``nn.Embedding``'s 1) and ``--field-dim D`` (every ID field
+D wide).
 """
 
 from __future__ import annotations
