@@ -150,8 +150,8 @@ class Aggregator(HasParams):
         P-vector whose shape, dtype and device count, not its values or memory: the trainer
         passes one element expanded), whose ``finish()`` is the direction :meth:`direction`
         gives for the whole matrix — so the trainer never holds the K×P Jacobian. None (the
-        default): the method needs the matrix. A stream draws the same random numbers and updates the same state
-        as one call of :meth:`direction`."""
+        default): the method needs the matrix. A stream draws the same random numbers and
+        updates the same state as one call of :meth:`direction`."""
         return None
 
     def warm_up(self) -> None:

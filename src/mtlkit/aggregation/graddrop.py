@@ -119,7 +119,7 @@ class GradDrop(Aggregator):
         budget = min(_SCRATCH_ELEMENTS, k * p // _SCRATCH_SHARE)
         block = max(1, min(p, max(_MIN_BLOCK, budget // (k + 2))))
         scratch = self._block_scratch(k, block, jacobian)
-        ones = self._ones(k, jacobian)
+        ones = jacobian.new_ones(1, k)
         for start in range(0, p, block):
             cols = jacobian[:, start:start + block]
             n = cols.shape[1]
@@ -129,13 +129,6 @@ class GradDrop(Aggregator):
             u = out[start:start + n]
             torch.lerp(neg, pos, _keep_positive(pos, neg, u), out=u)
         return out
-
-    def _ones(self, k: int, like: Tensor) -> Tensor:
-        """A 1×K row of ones, kept from call to call."""
-        ones = getattr(self, "_ones_row", None)
-        if ones is None or ones.shape[1] != k or ones.dtype != like.dtype or ones.device != like.device:
-            ones = self._ones_row = like.new_ones(1, k)
-        return ones
 
     def _block_scratch(self, k: int, block: int, like: Tensor) -> Tensor:
         """(K + 2)×block floats kept from call to call (at most 2 MB in float32 and 1/16 of

@@ -102,11 +102,18 @@ class MultiTaskData(Dataset):
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - (n % batch_size) if drop_last and n >= batch_size else n
-        starts = list(range(0, stop, batch_size))
-        if len(starts) > 1 and stop - starts[-1] < min_last:
-            starts.pop()
+        starts = batch_starts(stop, batch_size, min_last)
         for i, s in enumerate(starts):
             yield self.batch(order[s:starts[i + 1] if i + 1 < len(starts) else stop])
+
+
+def batch_starts(n: int, batch_size: int, min_last: int = 1) -> list[int]:
+    """The first row of each batch of :meth:`MultiTaskData.iter_batches` over ``n`` rows (a
+    last batch of fewer than ``min_last`` rows joins the one before)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < min_last:
+        starts.pop()
+    return starts
 
 
 def _of(source: str | None) -> str:

@@ -593,7 +593,6 @@ def _trunk(p: Problems, name: Any) -> _Entry | None:
 def _trunks() -> dict[str, _Entry]:
     """The stock trunks (``TRUNKS`` of architectures/backbones.py with the text trunks'
     ``TEXT_TRUNK_BUILDERS``), read from source."""
-
     out: dict[str, _Entry] = {}
     for file, name in (("backbones.py", "TRUNKS"), ("text.py", "TEXT_TRUNK_BUILDERS")):
         tree = ast.parse((_ROOT / "architectures" / file).read_text(encoding="utf-8"))

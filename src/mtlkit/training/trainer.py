@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mtlkit import _batch
 from mtlkit.aggregation._base import Aggregator
-from mtlkit.data._dataset import MultiTaskData
+from mtlkit.data._dataset import MultiTaskData, batch_starts
 from mtlkit.jacobian import jacobian
 from mtlkit.tasks import Task, check_tasks
 from mtlkit.training import loop, state, step
@@ -262,8 +262,7 @@ class Trainer:
         if self.sampler is not None:
             n = getattr(self.sampler, "num_batches", None)
             return n(data, self.settings.batch_size) if callable(n) else None
-        full, rest = divmod(len(data), self.settings.batch_size)
-        return full + (1 if rest >= loop.min_last_batch(self.model, self.comm.size) or (rest and not full) else 0)
+        return len(batch_starts(len(data), self.settings.batch_size, loop.min_last_batch(self.model, self.comm.size)))
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: MultiTaskData, val: MultiTaskData | None = None, *, resume: bool = False) -> History:
